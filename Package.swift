@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-taps",
+    products: [
+        .library(name: "Taps", targets: ["Taps"]),
+        .executable(name: "taps-demo", targets: ["TapsDemo"]),
+        .executable(name: "taps-echo", targets: ["TapsEcho"]),
+        .executable(name: "taps-bench", targets: ["TapsBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // System libraries, found by pkg-config (Debian: libuv1-dev, libusrsctp-dev, libssl-dev).
+        .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
+        .systemLibrary(name: "CUsrSCTP", pkgConfig: "usrsctp", providers: [.apt(["libusrsctp-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // One-line C wrappers for what Swift cannot import (OpenSSL macros).
+        .target(
+            name: "CTapsShims",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
+        .target(
+            name: "Taps",
+            dependencies: [
+                "CLibUV", "CUsrSCTP", "COpenSSL", "CTapsShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "TapsDemo",
+            dependencies: ["Taps", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/taps-demo"
+        ),
+        .executableTarget(
+            name: "TapsEcho",
+            dependencies: ["Taps", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/taps-echo"
+        ),
+        // The C baseline: the same transfers written directly on libuv + OpenSSL.
+        .target(
+            name: "TapsBaseline",
+            path: "Benchmarks/Baseline",
+            linkerSettings: [.linkedLibrary("uv"), .linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
+        .executableTarget(
+            name: "TapsBench",
+            dependencies: [
+                "Taps", "TapsBaseline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/taps-bench"
+        ),
+        .testTarget(name: "TapsTests", dependencies: ["Taps"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,30 @@
+#ifndef C_TAPS_SHIMS_H
+#define C_TAPS_SHIMS_H
+
+/* One-line wrappers around OpenSSL macros that Swift cannot import. Each does exactly what the macro
+ * of the same name does; nothing else lives here. */
+
+#include <openssl/ssl.h>
+#include <openssl/bio.h>
+
+int taps_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version);
+int taps_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version);
+int taps_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
+int taps_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list);
+long taps_SSL_CTX_set_mode(SSL_CTX *ctx, long mode);
+long taps_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode);
+long taps_SSL_CTX_set_read_ahead(SSL_CTX *ctx, int yes);
+long taps_BIO_set_mem_eof_return(BIO *bio, int value);
+X509 *taps_SSL_get_peer_certificate(const SSL *ssl);
+long taps_DTLS_get_timeout_ms(SSL *ssl);
+int taps_DTLS_handle_timeout(SSL *ssl);
+long taps_SSL_set_mtu(SSL *ssl, long mtu);
+long taps_SSL_set_options_no_query_mtu(SSL *ssl);
+int taps_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert);
+int taps_ERR_reason(unsigned long code);
+void taps_BIO_set_retry_read(BIO *bio);
+void taps_BIO_clear_retry_flags(BIO *bio);
+/* Writes the oldest queued OpenSSL error's text into buffer and clears the queue; returns the error code. */
+unsigned long taps_ERR_drain(char *buffer, size_t length);
+
+#endif

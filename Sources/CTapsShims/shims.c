@@ -1,0 +1,36 @@
+#include "CTapsShims.h"
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+int taps_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_min_proto_version(ctx, version); }
+int taps_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_max_proto_version(ctx, version); }
+int taps_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
+int taps_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_groups_list(ctx, list); }
+long taps_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+long taps_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_session_cache_mode(ctx, mode); }
+long taps_SSL_CTX_set_read_ahead(SSL_CTX *ctx, int yes) { return SSL_CTX_set_read_ahead(ctx, yes); }
+long taps_BIO_set_mem_eof_return(BIO *bio, int value) { return BIO_set_mem_eof_return(bio, value); }
+X509 *taps_SSL_get_peer_certificate(const SSL *ssl) { return SSL_get1_peer_certificate(ssl); }
+
+long taps_DTLS_get_timeout_ms(SSL *ssl) {
+    struct timeval tv;
+    if (!DTLSv1_get_timeout(ssl, &tv)) return -1;
+    return (long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+int taps_DTLS_handle_timeout(SSL *ssl) { return (int)DTLSv1_handle_timeout(ssl); }
+long taps_SSL_set_mtu(SSL *ssl, long mtu) { return SSL_set_mtu(ssl, mtu); }
+long taps_SSL_set_options_no_query_mtu(SSL *ssl) { return (long)SSL_set_options(ssl, SSL_OP_NO_QUERY_MTU); }
+
+unsigned long taps_ERR_drain(char *buffer, size_t length) {
+    unsigned long first = ERR_get_error();
+    if (first != 0 && buffer != NULL && length > 0) ERR_error_string_n(first, buffer, length);
+    else if (buffer != NULL && length > 0) buffer[0] = 0;
+    ERR_clear_error();
+    return first;
+}
+
+int taps_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert) { return (int)SSL_CTX_add1_chain_cert(ctx, cert); }
+int taps_ERR_reason(unsigned long code) { return ERR_GET_REASON(code); }
+void taps_BIO_set_retry_read(BIO *bio) { BIO_set_retry_read(bio); }
+void taps_BIO_clear_retry_flags(BIO *bio) { BIO_clear_retry_flags(bio); }

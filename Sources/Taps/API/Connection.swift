@@ -1,0 +1,415 @@
+/// An established connection (RFC 9622 sections 8 to 10): send and receive messages, watch events,
+/// clone into the same group, close or abort.
+///
+/// A Connection is an actor that runs on its event loop, beside the protocol layers it owns, so a
+/// caller already on that loop (e.g. a task with the loop as executor preference) pays no hop.
+public actor Connection {
+    public nonisolated let loop: EventLoop
+    /// The protocol stack racing chose.
+    public nonisolated let stack: ProtocolStack
+    public nonisolated let properties: TransportProperties
+    /// The connection group (RFC 9622 section 7.4) this connection belongs to.
+    public nonisolated let group: ConnectionGroup
+
+    private let layer: Layer
+    private let bridge: LayerBridge
+    private let framer: (any MessageFramer)?
+    private var framerBuffer = FramerBuffer()
+    private(set) public var state: State = .establishing
+
+    private var inbound = MessageQueue()
+    private var receivers: [CheckedContinuation<Message, any Error>] = []
+    private var receiveFailure: TransportError?
+    private var peerFinished = false
+    private var readingPaused = false
+
+    private var inflightBytes = 0
+    private var sendWaiters: [CheckedContinuation<Void, Never>] = []
+    private var sentFinal = false
+    private var nextMessageID: UInt64 = 1
+
+    private var establishment: ((TransportError?) -> Void)?
+    private var closeWaiters: [CheckedContinuation<Void, Never>] = []
+    private var closeTimer: UVTimer?
+
+    private var subscribers: [UInt64: AsyncStream<ConnectionEvent>.Continuation] = [:]
+    private var nextSubscriber: UInt64 = 0
+    private var eventHandler: (@Sendable (ConnectionEvent) -> Void)?
+
+    static let receiveHighWater = 4 * 1024 * 1024
+    static let receiveLowWater = 1 * 1024 * 1024
+    static let sendHighWater = 4 * 1024 * 1024
+
+    /// RFC 9622 section 8.1.11.1.
+    public enum State: Sendable, Hashable { case establishing, established, closing, closed }
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+
+    /// Wraps a layer that is established or about to be; called on the loop thread.
+    init(loop: EventLoop, stack: ProtocolStack, layer: Layer, properties: TransportProperties,
+         framer: (any MessageFramer)?, group: ConnectionGroup) {
+        self.loop = loop
+        self.stack = stack
+        self.layer = layer
+        self.properties = properties
+        self.framer = framer
+        self.group = group
+        let bridge = LayerBridge()
+        self.bridge = bridge
+        bridge.connection = self
+        layer.delegate = bridge
+    }
+
+    // MARK: Establishment
+
+    /// Marks a layer that racing or a listener already established as ready.
+    func adoptEstablished() {
+        state = .established
+        emit(.ready)
+    }
+
+    /// Starts the layer (connect, handshake) and reports the outcome once; the report may come
+    /// before `start` returns (UDP is ready at once).
+    func start(onResult: @escaping (TransportError?) -> Void) {
+        establishment = onResult
+        layer.start()
+    }
+
+    /// Starts the layer and waits until it is ready.
+    func establish() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            start { error in
+                if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+            }
+        }
+    }
+
+    fileprivate func layerReady() {
+        guard state == .establishing else { return }
+        adoptEstablished()
+        let report = establishment
+        establishment = nil
+        report?(nil)
+    }
+
+    // MARK: Introspection
+
+    /// What the security handshake negotiated (nil on stacks without security).
+    public var securityDetails: SecurityDetails? { layer.securityDetails }
+    public var localAddress: SocketAddress? { layer.localAddress }
+    public var remoteAddress: SocketAddress? { layer.remoteAddress }
+    /// RFC 9622 section 8.1.11.2 / 8.1.11.3.
+    public var canSend: Bool { state == .established && !sentFinal && properties.direction != .unidirectionalReceive }
+    public var canReceive: Bool { state != .closed && !peerFinished && properties.direction != .unidirectionalSend }
+    /// RFC 9622 section 8.1.11.5: the largest message `send` accepts.
+    public nonisolated var sendMsgMaxLen: Int? {
+        if let framer = framer as? LengthPrefixFramer { return framer.maximumMessageSize }
+        return stack.layers.first == .udp ? UDPLayer.maximumDatagram : nil
+    }
+
+    // MARK: Events
+
+    /// A stream of this connection's events from now on (RFC 9622 events as an AsyncSequence).
+    public func events() -> AsyncStream<ConnectionEvent> {
+        let (stream, continuation) = AsyncStream<ConnectionEvent>.makeStream()
+        let id = nextSubscriber
+        nextSubscriber += 1
+        subscribers[id] = continuation
+        continuation.onTermination = { [weak self] _ in
+            guard let self else { return }
+            Task { await self.unsubscribe(id) }
+        }
+        if state == .closed { continuation.finish() }
+        return stream
+    }
+
+    private func unsubscribe(_ id: UInt64) { subscribers[id] = nil }
+
+    /// Calls `handler` on the event loop for each event from now on (RFC 9622 event handlers).
+    public func setEventHandler(_ handler: (@Sendable (ConnectionEvent) -> Void)?) {
+        eventHandler = handler
+    }
+
+    private func emit(_ event: ConnectionEvent) {
+        eventHandler?(event)
+        for continuation in subscribers.values { continuation.yield(event) }
+        if case .closed = event {
+            for continuation in subscribers.values { continuation.finish() }
+            subscribers.removeAll()
+        }
+    }
+
+    // MARK: Sending (RFC 9622 section 9.2)
+
+    /// Sends one message. Returns once the message is handed to the protocol stack; waits first while
+    /// more than a few megabytes are queued (back-pressure). A message whose `lifetime` passes while
+    /// it waits is not sent and throws (and emits `expired`).
+    public func send(_ content: [UInt8], context: MessageContext = MessageContext()) async throws {
+        var context = context
+        context.messageID = nextMessageID
+        nextMessageID += 1
+        try checkCanSend()
+        let enqueued = ContinuousClock.now
+        while inflightBytes > Self.sendHighWater {
+            await withCheckedContinuation { sendWaiters.append($0) }
+            try checkCanSend()
+        }
+        if let lifetime = context.properties.lifetime, ContinuousClock.now - enqueued > lifetime {
+            emit(.expired(context))
+            throw TransportError(.timedOut, "message \(context.messageID) expired after waiting longer than its lifetime \(lifetime)")
+        }
+        try content.withUnsafeBytes { bytes in try hand(bytes, context: context) }
+    }
+
+    public func send(_ text: String, context: MessageContext = MessageContext()) async throws {
+        try await send(Array(text.utf8), context: context)
+    }
+
+    /// Frames (if a framer is set) and writes one message; closes the send side after a final one.
+    private func hand(_ content: UnsafeRawBufferPointer, context: MessageContext) throws(TransportError) {
+        if let framer {
+            let framed = try framer.frame(content, context: context)
+            framed.withUnsafeBytes { write($0, context: context) }
+        } else {
+            write(content, context: context)
+        }
+        if context.properties.final {
+            sentFinal = true
+            layer.finishWriting { _ in }
+        }
+    }
+
+    private func checkCanSend() throws {
+        guard properties.direction != .unidirectionalReceive else {
+            throw TransportError.invalidArgument("this connection is receive-only (direction unidirectionalReceive)")
+        }
+        guard state == .established else { throw TransportError.connectionClosed("cannot send: the connection is \(state)") }
+        guard !sentFinal else { throw TransportError.connectionClosed("cannot send after a message marked final") }
+    }
+
+    private func write(_ bytes: UnsafeRawBufferPointer, context: MessageContext) {
+        let count = bytes.count
+        inflightBytes += count
+        layer.write(bytes) { [weak self] error in
+            guard let self else { return }
+            self.assumeIsolated { $0.writeCompleted(count, context: context, error: error) }
+        }
+    }
+
+    private func writeCompleted(_ count: Int, context: MessageContext, error: TransportError?) {
+        inflightBytes -= count
+        if let error {
+            emit(.sendError(context, error))
+        } else if eventHandler != nil || !subscribers.isEmpty {
+            emit(.sent(context))
+        }
+        if inflightBytes <= Self.sendHighWater && !sendWaiters.isEmpty {
+            let waiters = sendWaiters
+            sendWaiters.removeAll()
+            waiters.forEach { $0.resume() }
+        }
+    }
+
+    // MARK: Receiving (RFC 9622 section 9.3)
+
+    /// Receives the next message. On a byte stream without a framer, data arrives as partial
+    /// messages (`isComplete == false`) of at least `minIncompleteLength` bytes where available and at
+    /// most `maxLength`; the stream's end is an empty, complete, final message. Throws once the
+    /// connection has ended and everything was received.
+    public func receive(minIncompleteLength: Int = 1, maxLength: Int = .max) async throws -> Message {
+        if let message = inbound.take(minIncompleteLength: minIncompleteLength, maxLength: maxLength, atEnd: peerFinished || receiveFailure != nil) {
+            resumeReadingIfDrained()
+            return message
+        }
+        if let receiveFailure { throw receiveFailure }
+        if state == .closed || (peerFinished && inbound.isEmpty) {
+            throw TransportError.connectionClosed("the connection has ended; no more messages")
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            receivers.append(continuation)
+            pendingReceiveLimits.append((minIncompleteLength, maxLength))
+        }
+    }
+
+    private var pendingReceiveLimits: [(Int, Int)] = []
+
+    /// Received messages as an AsyncSequence, until the connection ends.
+    public nonisolated var messages: AsyncThrowingStream<Message, any Error> {
+        AsyncThrowingStream { [self] in
+            do {
+                return try await self.receive()
+            } catch let error as TransportError where error.code == .connectionClosed {
+                return nil
+            }
+        }
+    }
+
+    fileprivate func layerRead(_ bytes: UnsafeRawBufferPointer) {
+        guard state != .closed else { return }
+        var context = MessageContext()
+        context.remoteEndpoint = layer.remoteAddress
+        if let framer {
+            framerBuffer.append(bytes)
+            do {
+                while let message = try framer.parse(&framerBuffer) {
+                    inbound.append(Message(message, context: context, isComplete: true))
+                }
+            } catch {
+                receiveFailed(error)
+                return
+            }
+        } else {
+            inbound.append(Message(Array(bytes), context: context, isComplete: layer.isDatagram))
+        }
+        deliverToReceivers()
+        if inbound.byteCount > Self.receiveHighWater && !readingPaused {
+            readingPaused = true
+            layer.setReading(false)
+        }
+    }
+
+    fileprivate func layerEndOfStream() {
+        peerFinished = true
+        if framer != nil && framerBuffer.count > 0 {
+            receiveFailed(.protocolViolation("the stream ended inside a framed message (\(framerBuffer.count) bytes left)"))
+            return
+        }
+        var context = MessageContext()
+        context.properties.final = true
+        inbound.append(Message([], context: context, isComplete: true))
+        deliverToReceivers()
+        if state == .closing { finishClose() }
+    }
+
+    private func receiveFailed(_ error: TransportError) {
+        receiveFailure = error
+        emit(.receiveError(error))
+        deliverToReceivers()
+    }
+
+    private func deliverToReceivers() {
+        while !receivers.isEmpty {
+            let (minimum, maximum) = pendingReceiveLimits[0]
+            let atEnd = peerFinished || receiveFailure != nil || state == .closed
+            if let message = inbound.take(minIncompleteLength: minimum, maxLength: maximum, atEnd: atEnd) {
+                receivers.removeFirst().resume(returning: message)
+                pendingReceiveLimits.removeFirst()
+            } else if atEnd {
+                let error = receiveFailure ?? .connectionClosed("the connection has ended; no more messages")
+                receivers.removeFirst().resume(throwing: error)
+                pendingReceiveLimits.removeFirst()
+            } else {
+                break
+            }
+        }
+        resumeReadingIfDrained()
+    }
+
+    private func resumeReadingIfDrained() {
+        if readingPaused && inbound.byteCount < Self.receiveLowWater {
+            readingPaused = false
+            layer.setReading(true)
+        }
+    }
+
+    // MARK: Failure and termination (RFC 9622 section 10)
+
+    fileprivate func layerFailed(_ error: TransportError) {
+        switch state {
+        case .establishing:
+            let report = establishment
+            establishment = nil
+            emit(.establishmentError(error))
+            report?(error)
+            terminate(abortive: true)
+        case .established, .closing:
+            if error.code == .truncated { receiveFailure = error }
+            receiveFailure = receiveFailure ?? error
+            emit(.connectionError(error))
+            terminate(abortive: true)
+        case .closed:
+            break
+        }
+    }
+
+    /// Closes gracefully: sends what is queued, then TLS close_notify and FIN, and waits (up to a few
+    /// seconds) for the peer to finish too. Emits `closed`.
+    public func close() async {
+        switch state {
+        case .closed: return
+        case .closing: break
+        case .establishing:
+            terminate(abortive: true)
+            return
+        case .established:
+            state = .closing
+            if peerFinished || layer.isDatagram {
+                layer.finishWriting { [weak self] _ in self?.assumeIsolated { $0.finishClose() } }
+            } else {
+                if !sentFinal { layer.finishWriting { _ in } }
+                sentFinal = true
+                let timer = UVTimer(loop: loop)
+                closeTimer = timer
+                timer.start(after: 5_000) { [weak self] in self?.assumeIsolated { $0.finishClose() } }
+            }
+        }
+        if state != .closed { await withCheckedContinuation { closeWaiters.append($0) } }
+    }
+
+    /// Aborts at once: no close_notify, TCP RST. Emits `closed`.
+    public func abort() {
+        guard state != .closed else { return }
+        terminate(abortive: true)
+    }
+
+    private func finishClose() {
+        guard state != .closed else { return }
+        terminate(abortive: false)
+    }
+
+    private func terminate(abortive: Bool) {
+        guard state != .closed else { return }
+        state = .closed
+        closeTimer?.close()
+        closeTimer = nil
+        if abortive { layer.abort() } else { layer.close() }
+        deliverToReceivers()
+        sendWaiters.forEach { $0.resume() }
+        sendWaiters.removeAll()
+        closeWaiters.forEach { $0.resume() }
+        closeWaiters.removeAll()
+        group.remove(self)
+        emit(.closed)
+    }
+
+    // MARK: Connection groups (RFC 9622 section 7.4)
+
+    /// Opens a new connection in the same group, with the same properties, to the same peer. On
+    /// TLS/TCP it resumes the group's TLS session.
+    public func clone() async throws -> Connection {
+        do {
+            return try await group.clone(from: self)
+        } catch let error as TransportError {
+            emit(.cloneError(error))
+            throw error
+        }
+    }
+
+    nonisolated func layerBridgeSoftError(_ error: TransportError) {
+        loop.execute { [weak self] in self?.assumeIsolated { $0.emit(.softError(error)) } }
+    }
+}
+
+/// Receives layer callbacks (synchronous, on the loop thread) and enters the connection's isolation,
+/// which is the same thread.
+private final class LayerBridge: LayerDelegate {
+    weak var connection: Connection?
+
+    func layerDidBecomeReady() { connection?.assumeIsolated { $0.layerReady() } }
+    func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
+        nonisolated(unsafe) let bytes = bytes  // borrowed for this call, on the loop thread
+        connection?.assumeIsolated { $0.layerRead(bytes) }
+    }
+    func layerDidReadEndOfStream() { connection?.assumeIsolated { $0.layerEndOfStream() } }
+    func layerDidFail(_ error: TransportError) { connection?.assumeIsolated { $0.layerFailed(error) } }
+}

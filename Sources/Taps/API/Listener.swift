@@ -1,0 +1,171 @@
+/// A passive open (RFC 9622 section 7.2): incoming connections as an AsyncSequence.
+///
+/// A connection is delivered once it is established, i.e. after its security handshake; failed
+/// handshakes are counted in `failedEstablishments` and never reach the application.
+public actor Listener {
+    public nonisolated let loop: EventLoop
+    public nonisolated let stack: ProtocolStack
+    /// The bound address (with the actual port when port 0 was asked for).
+    public nonisolated let localAddress: SocketAddress
+    /// Established incoming connections, until `stop()`.
+    public nonisolated let connections: AsyncStream<Connection>
+    private let continuation: AsyncStream<Connection>.Continuation
+
+    private let recipe: StackRecipe
+    private let framer: (any MessageFramer)?
+    private var tcpSocket: UVTCPSocket?
+    private var udpSocket: UVUDPSocket?
+    private var udpPeers: [SocketAddress: UDPLayer] = [:]
+    private var remainingConnections: Int?
+    private var stopped = false
+    /// Incoming attempts that failed establishment (bad handshake, reset) and were dropped.
+    public private(set) var failedEstablishments = 0
+    /// Incoming attempts refused because the new-connection limit was reached.
+    public private(set) var refusedByLimit = 0
+    public private(set) var lastEstablishmentError: TransportError?
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+
+    /// Binds and starts listening; on the loop thread.
+    init(loop: EventLoop, recipe: StackRecipe, address: SocketAddress, framer: (any MessageFramer)?,
+         newConnectionLimit: Int?) throws(TransportError) {
+        self.loop = loop
+        self.recipe = recipe
+        self.stack = recipe.stack
+        self.framer = framer
+        remainingConnections = newConnectionLimit
+        (connections, continuation) = AsyncStream<Connection>.makeStream()
+        // Callbacks can arrive only after init, when the relay points at the listener.
+        let relay = Relay()
+        switch recipe.stack.layers.first {
+        case .tcp:
+            let socket = UVTCPSocket(loop: loop)
+            do throws(TransportError) {
+                try socket.bind(address)
+                // libuv reports a taken port at listen time, so listen before asking for the address.
+                try socket.listen { result in
+                    // libuv calls back on the loop thread, this actor's executor; the socket stays there.
+                    nonisolated(unsafe) let result = result
+                    relay.listener?.assumeIsolated { $0.accepted(result) }
+                }
+                guard let bound = socket.localAddress else { throw TransportError.io("listener has no local address") }
+                localAddress = bound
+            } catch {
+                socket.close()
+                throw error
+            }
+            tcpSocket = socket
+        case .udp:
+            let socket = UVUDPSocket(loop: loop)
+            do throws(TransportError) {
+                try socket.bind(address)
+                guard let bound = socket.localAddress else { throw TransportError.io("listener has no local address") }
+                localAddress = bound
+            } catch {
+                socket.close()
+                throw error
+            }
+            socket.onDatagram = { bytes, sender in
+                nonisolated(unsafe) let bytes = bytes  // borrowed for this call, on the loop thread
+                relay.listener?.assumeIsolated { $0.datagram(bytes, from: sender) }
+            }
+            socket.startReceiving()
+            udpSocket = socket
+        default:
+            throw .notSupported("stack \(recipe.stack.name) cannot listen")
+        }
+        relay.listener = self
+    }
+
+    /// Lets socket callbacks set up during init reach the listener once it exists.
+    private final class Relay {
+        weak var listener: Listener?
+    }
+
+    /// Changes how many more connections are accepted (nil: unlimited).
+    public func setNewConnectionLimit(_ limit: Int?) { remainingConnections = limit }
+
+    private func admit() -> Bool {
+        guard !stopped else { return false }
+        guard let remaining = remainingConnections else { return true }
+        guard remaining > 0 else {
+            refusedByLimit += 1
+            return false
+        }
+        remainingConnections = remaining - 1
+        return true
+    }
+
+    private func accepted(_ result: Result<UVTCPSocket, TransportError>) {
+        guard case .success(let socket) = result else {
+            if case .failure(let error) = result { recordFailure(error) }
+            return
+        }
+        guard admit() else {
+            socket.close()
+            return
+        }
+        do {
+            let layer = try recipe.makeServerLayer(over: TCPLayer(accepted: socket, options: recipe.tcpOptions))
+            establish(layer)
+        } catch {
+            socket.close()
+            recordFailure(error)
+        }
+    }
+
+    private func datagram(_ bytes: UnsafeRawBufferPointer, from sender: SocketAddress) {
+        if let peer = udpPeers[sender] {
+            peer.deliver(bytes)
+            return
+        }
+        guard let udpSocket, admit() else { return }
+        let layer = UDPLayer(sharing: udpSocket, peer: sender) { [weak self] in
+            self?.assumeIsolated { $0.peerClosed(sender) }
+        }
+        udpPeers[sender] = layer
+        establish(layer)
+        layer.deliver(bytes)
+    }
+
+    private func peerClosed(_ sender: SocketAddress) {
+        udpPeers[sender] = nil
+        if stopped && udpPeers.isEmpty { udpSocket?.close() }
+    }
+
+    private func establish(_ layer: Layer) {
+        nonisolated(unsafe) let layer = layer  // made on this loop; the connection runs on it too
+        let group = ConnectionGroup(recipe: recipe, remote: nil, framer: framer, loop: loop)
+        let connection = Connection(loop: loop, stack: stack, layer: layer, properties: recipe.properties,
+                                    framer: framer, group: group)
+        group.add(connection)
+        connection.assumeIsolated { connection in
+            connection.start { [weak self] error in
+                guard let self else { return }
+                self.assumeIsolated { listener in
+                    if let error { listener.recordFailure(error) } else { listener.continuation.yield(connection) }
+                }
+            }
+        }
+    }
+
+    private func recordFailure(_ error: TransportError) {
+        failedEstablishments += 1
+        lastEstablishmentError = error
+    }
+
+    /// Stops accepting; established connections stay open. The `connections` sequence ends.
+    public func stop() {
+        guard !stopped else { return }
+        stopped = true
+        tcpSocket?.close()
+        tcpSocket = nil
+        udpSocket?.stopReceiving()
+        if udpPeers.isEmpty { udpSocket?.close() }
+        continuation.finish()
+    }
+}
+
+extension TransportError {
+    static func io(_ message: String) -> TransportError { TransportError(.io, message) }
+}

@@ -1,0 +1,65 @@
+/// Per-message properties (RFC 9622 section 9.1.3).
+public struct MessageProperties: Sendable, Hashable {
+    /// 9.1.3.1: how long the message may wait before it is no longer worth sending (nil: forever).
+    public var lifetime: Duration? = nil
+    /// 9.1.3.2: priority relative to other messages on the connection (lower is more important).
+    public var priority: Int = 100
+    /// 9.1.3.3: deliver in order relative to other ordered messages.
+    public var ordered: Bool = true
+    /// 9.1.3.4: may be delivered more than once (0-RTT).
+    public var safelyReplayable: Bool = false
+    /// 9.1.3.5: the last message the application will send; the send side closes after it.
+    public var final: Bool = false
+    /// 9.1.3.6: minimum checksum coverage (nil: full).
+    public var checksumLength: Int? = nil
+    /// 9.1.3.7: reliable delivery for this message.
+    public var reliable: Bool = true
+    /// 9.1.3.9: must not be fragmented at the network layer.
+    public var noFragmentation: Bool = false
+    /// 9.1.3.10: must be sent in one transport segment.
+    public var noSegmentation: Bool = false
+
+    public init() {}
+
+    public static let `default` = MessageProperties()
+
+    public static var final: MessageProperties {
+        var properties = MessageProperties()
+        properties.final = true
+        return properties
+    }
+}
+
+/// The context a message is sent or received with (RFC 9622 section 9.1.1): its properties, and on
+/// receive the endpoints it travelled between.
+public struct MessageContext: Sendable, Hashable {
+    public var properties: MessageProperties
+    /// On receive: the local and remote endpoint of the message (useful on listening UDP sockets).
+    public internal(set) var localEndpoint: SocketAddress?
+    public internal(set) var remoteEndpoint: SocketAddress?
+    /// Identifies a sent message in `sent`, `expired` and `sendError` events.
+    public internal(set) var messageID: UInt64 = 0
+
+    public init(properties: MessageProperties = .default) {
+        self.properties = properties
+    }
+}
+
+/// A received message, or a part of one (RFC 9622 section 9.3).
+public struct Message: Sendable {
+    public var content: [UInt8]
+    public var context: MessageContext
+    /// False for a `receivedPartial` part; true when this is (the last part of) a whole message.
+    public var isComplete: Bool
+    /// True when this is the peer's final message (the stream ended after it).
+    public var isFinal: Bool { context.properties.final }
+
+    public init(_ content: [UInt8], context: MessageContext = MessageContext(), isComplete: Bool = true) {
+        self.content = content
+        self.context = context
+        self.isComplete = isComplete
+    }
+
+    /// The content as UTF-8 text.
+    public var text: String { String(decoding: content, as: UTF8.self) }
+}

@@ -1,0 +1,163 @@
+/// A Preconnection (RFC 9622 section 6): endpoints, properties and security parameters, from which
+/// connections are initiated, listeners started or rendezvous made.
+public struct Preconnection: Sendable {
+    public var local: LocalEndpoint?
+    public var remote: RemoteEndpoint?
+    public var transport: TransportProperties
+    public var security: SecurityParameters
+    /// A framer gives byte-stream stacks message boundaries (RFC 9622 section 9.1.2).
+    public var framer: (any MessageFramer)?
+    public var registry: StackRegistry = .standard
+    /// The loop to run on; nil picks the next loop of `EventLoopGroup.shared`.
+    public var loop: EventLoop?
+
+    public init(local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil,
+                transport: TransportProperties = TransportProperties(),
+                security: SecurityParameters = .clientDefault,
+                framer: (any MessageFramer)? = nil, loop: EventLoop? = nil) {
+        self.local = local
+        self.remote = remote
+        self.transport = transport
+        self.security = security
+        self.framer = framer
+        self.loop = loop
+    }
+
+    /// Which stacks qualify for `role`, in rank order, and why each other one does not.
+    public func candidateStacks(for role: ProtocolStack.Role = .initiate) -> [CandidateReport] {
+        selector(role).evaluate(registry)
+    }
+
+    private func selector(_ role: ProtocolStack.Role) -> StackSelector {
+        StackSelector(properties: transport, security: security, hasFramer: framer != nil, role: role)
+    }
+
+    /// Builds the recipe for each selected stack, creating security contexts once (so bad
+    /// credentials fail here, before any packet is sent).
+    private func recipes(for role: ProtocolStack.Role) throws(TransportError) -> [StackRecipe] {
+        let stacks = try selector(role).select(registry)
+        var tls: TLSContext?
+        let localAddress = try local.map { endpoint throws(TransportError) in try Self.localAddress(endpoint) }
+        return try stacks.map { stack throws(TransportError) in
+            var context: TLSContext?
+            if stack.layers.contains(.tls) {
+                if tls == nil { tls = try TLSContext(security, role: role == .listen ? .server : .client) }
+                context = tls
+            }
+            return StackRecipe(stack: stack, properties: transport, tlsContext: context,
+                               serverName: security.serverName ?? remote?.hostName, local: localAddress)
+        }
+    }
+
+    static func localAddress(_ endpoint: LocalEndpoint) throws(TransportError) -> SocketAddress {
+        switch endpoint.host {
+        case .address(let address): return address.withPort(endpoint.port)
+        case .any: return SocketAddress(ip: "::", port: endpoint.port)!
+        case .name(let name):
+            guard name == "localhost" else { throw .invalidArgument("local endpoint \(name): use an IP address or .any") }
+            return SocketAddress(ip: "127.0.0.1", port: endpoint.port)!
+        }
+    }
+
+    // MARK: Initiate (RFC 9622 section 7.1)
+
+    /// Selects stacks, resolves the remote endpoint, races the candidates and returns the first
+    /// connection that is ready. A requirement no stack meets throws before any packet is sent.
+    public func initiate(timeout: Duration? = nil) async throws -> Connection {
+        guard let remote else { throw TransportError.invalidArgument("initiate needs a remote endpoint") }
+        let recipes = try recipes(for: .initiate)
+        let loop = self.loop ?? EventLoopGroup.shared.next()
+        let framer = self.framer
+        let stagger = transport.racingStagger
+        return try await withCheckedThrowingContinuation { continuation in
+            loop.execute {
+                Resolver.resolve(remote.hostForResolution, port: remote.port, on: loop) { resolved in
+                    switch resolved {
+                    case .failure(let error):
+                        continuation.resume(throwing: error)
+                    case .success(let addresses):
+                        Self.race(recipes: recipes, addresses: addresses, loop: loop, framer: framer,
+                                  stagger: stagger, timeout: timeout, continuation: continuation)
+                    }
+                }
+            }
+        }
+    }
+
+    private static func race(recipes: [StackRecipe], addresses: [SocketAddress], loop: EventLoop,
+                             framer: (any MessageFramer)?, stagger: Duration, timeout: Duration?,
+                             continuation: CheckedContinuation<Connection, any Error>) {
+        // Stack rank first, then addresses in Happy Eyeballs order.
+        let candidates = recipes.flatMap { recipe in addresses.map { Racer.Candidate(stack: recipe.stack, address: $0) } }
+        let racer = Racer(loop: loop, candidates: candidates, stagger: stagger, makeLayer: { candidate throws(TransportError) in
+            let recipe = recipes.first { $0.stack == candidate.stack }!
+            return try recipe.makeClientLayer(loop: loop, remote: candidate.address)
+        }, completion: { result in
+            switch result {
+            case .failure(let error):
+                continuation.resume(throwing: error)
+            case .success(let winner):
+                let recipe = recipes.first { $0.stack == winner.candidate.stack }!
+                let group = ConnectionGroup(recipe: recipe, remote: winner.candidate.address, framer: framer, loop: loop)
+                // The layer was made on this loop and stays on it: the connection is isolated to the same loop.
+                nonisolated(unsafe) let layer = winner.layer
+                let connection = Connection(loop: loop, stack: recipe.stack, layer: layer,
+                                            properties: recipe.properties, framer: framer, group: group)
+                group.add(connection)
+                connection.assumeIsolated { $0.adoptEstablished() }
+                continuation.resume(returning: connection)
+            }
+        })
+        racer.start(timeout: timeout)
+    }
+
+    // MARK: Listen (RFC 9622 section 7.2)
+
+    /// Starts listening on the local endpoint with the best-ranked stack that can listen.
+    public func listen(newConnectionLimit: Int? = nil) async throws -> Listener {
+        guard local != nil else { throw TransportError.invalidArgument("listen needs a local endpoint") }
+        let recipe = try recipes(for: .listen)[0]
+        let loop = self.loop ?? EventLoopGroup.shared.next()
+        let address = try Self.localAddress(local!)
+        let framer = self.framer
+        return try await loop.submit {
+            try Listener(loop: loop, recipe: recipe, address: address, framer: framer, newConnectionLimit: newConnectionLimit)
+        }
+    }
+
+    // MARK: Rendezvous (RFC 9622 section 7.3)
+
+    /// Peer-to-peer establishment on stacks that allow it (UDP): binds the local endpoint and
+    /// exchanges messages with the remote one.
+    public func rendezvous() async throws -> Connection {
+        guard local != nil, let remote else { throw TransportError.invalidArgument("rendezvous needs a local and a remote endpoint") }
+        let recipe = try recipes(for: .rendezvous)[0]
+        let loop = self.loop ?? EventLoopGroup.shared.next()
+        let framer = self.framer
+        let addresses: [SocketAddress] = try await withCheckedThrowingContinuation { continuation in
+            loop.execute {
+                Resolver.resolve(remote.hostForResolution, port: remote.port, on: loop) { continuation.resume(with: $0) }
+            }
+        }
+        let connection = try await loop.submit {
+            let layer = try recipe.makeClientLayer(loop: loop, remote: addresses[0])
+            let group = ConnectionGroup(recipe: recipe, remote: addresses[0], framer: framer, loop: loop)
+            let connection = Connection(loop: loop, stack: recipe.stack, layer: layer, properties: recipe.properties,
+                                        framer: framer, group: group)
+            group.add(connection)
+            return connection
+        }
+        try await connection.establish()
+        return connection
+    }
+}
+
+extension Endpoint {
+    var hostForResolution: String {
+        switch host {
+        case .name(let name): return name
+        case .address(let address): return address.ipAddress
+        case .any: return "::1"
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+
+/// Security parameters (RFC 9622 section 6.3). The defaults are safe: TLS 1.2 or newer, the peer's
+/// certificate and host name validated against the system's trust store. Weakening them takes an
+/// explicit call (`disabled`, `disablePeerVerification()`).
+public struct SecurityParameters: Sendable, Hashable {
+    /// False for `disabled`: no security protocol is added (plain TCP or UDP).
+    public private(set) var isEnabled: Bool = true
+
+    /// Our certificate chain and private key (servers; clients for mutual authentication).
+    public var localIdentity: Identity? = nil
+    /// The roots a peer's certificate must chain to.
+    public var trustedRoots: TrustRoots = .system
+    /// The name to send in SNI and to check the peer's certificate against; defaults to the remote
+    /// endpoint's host name.
+    public var serverName: String? = nil
+    /// Whether the peer's certificate is validated. A server does not ask for client certificates
+    /// unless `requireClientCertificate` is set.
+    public private(set) var verifiesPeer: Bool = true
+    public var requireClientCertificate: Bool = false
+    /// Allowed protocol versions (RFC 9622 section 6.3.1, allowedSecurityProtocols).
+    public var allowedVersions: Set<ProtocolVersion> = [.tls12, .tls13]
+    /// Application-layer protocols to offer or accept (ALPN), in preference order.
+    public var applicationProtocols: [String] = []
+    /// Preferences over the RFC 8922 security interfaces a stack's security protocol must expose.
+    public private(set) var interfacePreferences: [SecurityInterface: Preference] = [:]
+
+    public init() {}
+
+    /// Client defaults: validate the server against the system's roots.
+    public static var clientDefault: SecurityParameters { SecurityParameters() }
+
+    /// Server defaults with the given identity.
+    public static func server(identity: Identity) -> SecurityParameters {
+        var parameters = SecurityParameters()
+        parameters.localIdentity = identity
+        return parameters
+    }
+
+    /// No security protocol (RFC 9622 NewDisabledSecurityParameters).
+    public static var disabled: SecurityParameters {
+        var parameters = SecurityParameters()
+        parameters.isEnabled = false
+        return parameters
+    }
+
+    /// Turns certificate validation off. Only for tests and explicit opt-in.
+    public mutating func disablePeerVerification() { verifiesPeer = false }
+
+    public mutating func require(_ interfaces: SecurityInterface...) { set(.require, interfaces) }
+    public mutating func prefer(_ interfaces: SecurityInterface...) { set(.prefer, interfaces) }
+    public mutating func avoid(_ interfaces: SecurityInterface...) { set(.avoid, interfaces) }
+    public mutating func prohibit(_ interfaces: SecurityInterface...) { set(.prohibit, interfaces) }
+
+    private mutating func set(_ preference: Preference, _ interfaces: [SecurityInterface]) {
+        for interface in interfaces {
+            for (single, _) in SecurityInterface.all where interface.contains(single) {
+                interfacePreferences[single] = preference
+            }
+        }
+    }
+
+    public enum ProtocolVersion: String, Sendable, Hashable, CaseIterable, Comparable {
+        case tls12 = "TLSv1.2", tls13 = "TLSv1.3", dtls12 = "DTLSv1.2"
+        public static func < (lhs: Self, rhs: Self) -> Bool { lhs.order < rhs.order }
+        private var order: Int { [.tls12: 0, .tls13: 1, .dtls12: 2][self]! }
+    }
+
+    /// A certificate chain and its private key, PEM encoded.
+    public struct Identity: Sendable, Hashable {
+        public var certificateChain: PEMSource
+        public var privateKey: PEMSource
+        public init(certificateChain: PEMSource, privateKey: PEMSource) {
+            self.certificateChain = certificateChain
+            self.privateKey = privateKey
+        }
+        public static func pemFiles(certificate: String, key: String) -> Identity {
+            Identity(certificateChain: .file(certificate), privateKey: .file(key))
+        }
+    }
+
+    public enum PEMSource: Sendable, Hashable {
+        case file(String)
+        case bytes([UInt8])
+
+        func load() throws(TransportError) -> [UInt8] {
+            switch self {
+            case .bytes(let bytes): return bytes
+            case .file(let path):
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw .invalidCredentials("cannot read \(path)")
+                }
+                return [UInt8](data)
+            }
+        }
+    }
+
+    public enum TrustRoots: Sendable, Hashable {
+        /// The system's trust store (OpenSSL's default paths).
+        case system
+        /// Only these roots.
+        case pem(PEMSource)
+
+        public static func pem(file: String) -> TrustRoots { .pem(.file(file)) }
+    }
+}

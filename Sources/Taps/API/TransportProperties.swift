@@ -1,0 +1,125 @@
+/// Selection and connection properties (RFC 9622 sections 6.2 and 8.1).
+///
+/// Selection properties carry a `Preference` and decide which protocol stacks qualify; connection
+/// properties tune the connection that results. Defaults are the RFC's.
+public struct TransportProperties: Sendable, Hashable {
+    // MARK: Selection properties (RFC 9622 section 6.2)
+
+    /// 6.2.1: reliable data transfer.
+    public var reliability: Preference = .require
+    /// 6.2.2: message boundaries are preserved (a framer provides them over a byte stream).
+    public var preserveMsgBoundaries: Preference = .noPreference
+    /// 6.2.3: per-message reliability can be configured.
+    public var perMsgReliability: Preference = .noPreference
+    /// 6.2.4: data arrives in the order sent.
+    public var preserveOrder: Preference = .require
+    /// 6.2.5: 0-RTT establishment with safely replayable messages.
+    public var zeroRttMsg: Preference = .noPreference
+    /// 6.2.6: connections in a group share one transport association (streams).
+    public var multistreaming: Preference = .prefer
+    /// 6.2.7 / 6.2.8: full checksum coverage on sending and receiving.
+    public var fullChecksumSend: Preference = .require
+    public var fullChecksumRecv: Preference = .require
+    /// 6.2.9: the transport does congestion control.
+    public var congestionControl: Preference = .require
+    /// 6.2.10: the transport can send keep-alive packets.
+    public var keepAlive: Preference = .noPreference
+    /// 6.2.11: interface constraints by name ("lo", "eth0") or type.
+    public var interface: [String: Preference] = [:]
+    /// 6.2.12: provisioning-domain constraints.
+    public var pvd: [String: Preference] = [:]
+    /// 6.2.13: temporary (privacy) local addresses; nil means the RFC default (avoid for listeners and
+    /// rendezvous, prefer otherwise).
+    public var useTemporaryLocalAddress: Preference? = nil
+    /// 6.2.14: multipath transport.
+    public var multipath: MultipathMode = .disabled
+    /// 6.2.15: advertise alternative addresses to the peer.
+    public var advertisesAltaddr: Bool = false
+    /// 6.2.16: direction of communication.
+    public var direction: Direction = .bidirectional
+    /// 6.2.17: ICMP soft errors are reported as `softError` events.
+    public var softErrorNotify: Preference = .noPreference
+    /// 6.2.18: the initiating side is not the first to write.
+    public var activeReadBeforeSend: Preference = .noPreference
+
+    // MARK: Connection properties (RFC 9622 section 8.1)
+
+    /// 8.1.2: priority of this connection relative to others in its group (lower is more important).
+    public var connPriority: Int = 100
+    /// 8.1.3: how long reliable delivery may stall before the connection fails (nil: disabled).
+    /// Applied as TCP_USER_TIMEOUT on TCP-based stacks.
+    public var connTimeout: Duration? = nil
+    /// 8.1.4: interval between keep-alive packets when `keepAlive` is in use (nil: disabled).
+    public var keepAliveTimeout: Duration? = nil
+    /// 8.1.1: minimum checksum coverage required on receive (nil: full coverage).
+    public var recvChecksumLen: Int? = nil
+    /// 8.1.6: capacity profile (traffic class).
+    public var connCapacityProfile: CapacityProfile = .default
+    /// 8.1.9: maximum number of connections in a group (nil: unlimited).
+    public var groupConnLimit: Int? = nil
+    /// 8.1.10: do not share session state (TLS session cache) with other connections.
+    public var isolateSession: Bool = false
+
+    // MARK: Implementation settings
+
+    /// Delay between starting successive racing attempts (Happy Eyeballs v2, RFC 8305 section 5).
+    public var racingStagger: Duration = .milliseconds(250)
+
+    public init() {}
+
+    public enum MultipathMode: Sendable, Hashable { case disabled, active, passive }
+
+    public enum Direction: Sendable, Hashable { case bidirectional, unidirectionalSend, unidirectionalReceive }
+
+    public enum CapacityProfile: Sendable, Hashable {
+        case `default`, scavenger, lowLatencyInteractive, lowLatencyNonInteractive, constantRateStreaming, capacitySeeking
+    }
+
+    // MARK: Profiles (RFC 9622 appendix B.2)
+
+    /// B.2.1: reliable, in-order byte stream with congestion control (e.g. TCP).
+    public static var reliableInOrderStream: TransportProperties {
+        var properties = TransportProperties()
+        properties.reliability = .require
+        properties.preserveOrder = .require
+        properties.congestionControl = .require
+        properties.preserveMsgBoundaries = .noPreference
+        return properties
+    }
+
+    /// B.2.2: reliable, in-order messages with congestion control (e.g. SCTP, or TCP with a framer).
+    public static var reliableMessage: TransportProperties {
+        var properties = reliableInOrderStream
+        properties.preserveMsgBoundaries = .require
+        return properties
+    }
+
+    /// B.2.3: datagrams without reliability (e.g. UDP).
+    public static var unreliableDatagram: TransportProperties {
+        var properties = TransportProperties()
+        properties.reliability = .avoid
+        properties.preserveOrder = .avoid
+        properties.congestionControl = .noPreference
+        properties.preserveMsgBoundaries = .require
+        return properties
+    }
+
+    /// The selection properties that map one-to-one onto a transport feature, with their names as
+    /// the RFC spells them (used by selection and in its explanations).
+    var featurePreferences: [(name: String, preference: Preference, feature: TransportFeatures)] {
+        [
+            ("reliability", reliability, .reliableTransfer),
+            ("preserveMsgBoundaries", preserveMsgBoundaries, .messageBoundaries),
+            ("perMsgReliability", perMsgReliability, .perMessageReliability),
+            ("preserveOrder", preserveOrder, .orderedDelivery),
+            ("zeroRttMsg", zeroRttMsg, .zeroRTT),
+            ("multistreaming", multistreaming, .multistreaming),
+            ("fullChecksumSend", fullChecksumSend, .fullChecksumSend),
+            ("fullChecksumRecv", fullChecksumRecv, .fullChecksumReceive),
+            ("congestionControl", congestionControl, .congestionControl),
+            ("keepAlive", keepAlive, .keepAlive),
+            ("softErrorNotify", softErrorNotify, .softErrorNotify),
+            ("activeReadBeforeSend", activeReadBeforeSend, .activeReadBeforeSend),
+        ]
+    }
+}

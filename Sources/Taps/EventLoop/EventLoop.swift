@@ -1,0 +1,178 @@
+import CLibUV
+import Foundation
+import Synchronization
+
+/// One libuv loop running on its own thread.
+///
+/// The loop is a Swift `SerialExecutor` (and `TaskExecutor`): actors whose `unownedExecutor` is this
+/// loop run their jobs on the loop thread, beside libuv's own callbacks, so protocol state needs no
+/// locks. Work from other threads enters through a queue and a `uv_async_t` wake-up.
+public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable {
+    // @unchecked Sendable: `uvLoop` and every handle are touched only on the loop thread; the
+    // cross-thread queue is guarded by `incoming`.
+
+    private enum Work {
+        case job(UnownedJob)
+        case closure(@Sendable () -> Void)
+    }
+
+    let uvLoop: UnsafeMutablePointer<uv_loop_t>
+    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    private let incoming = Mutex<(work: [Work], wakePending: Bool)>(([], false))
+    private let threadReady = DispatchSemaphore(value: 0)
+    private let threadExited = DispatchSemaphore(value: 0)
+    private var loopThread = pthread_t()
+    private let stopping = Atomic<Bool>(false)
+    /// Handles the loop opened for its own use (the wake-up); not counted as open by `openHandleCount`.
+    private var internalHandles: Set<UnsafeMutableRawPointer> = []
+
+    public let name: String
+
+    public init(name: String = "taps-loop") {
+        self.name = name
+        uvLoop = .allocate(capacity: 1)
+        precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
+        wakeup = .allocate(capacity: 1)
+        uv_async_init(uvLoop, wakeup) { handle in
+            guard let handle, let data = handle.pointee.data else { return }
+            Unmanaged<EventLoop>.fromOpaque(data).takeUnretainedValue().drain()
+        }
+        internalHandles.insert(UnsafeMutableRawPointer(wakeup))
+        // The loop retains itself through the wake-up handle until `shutdown` closes it.
+        wakeup.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        let thread = Thread { [unowned self] in self.run() }
+        thread.name = name
+        thread.start()
+        threadReady.wait()
+    }
+
+    private func run() {
+        loopThread = pthread_self()
+        threadReady.signal()
+        uv_run(uvLoop, UV_RUN_DEFAULT)
+        // Every handle is closed now; let pending close callbacks finish and free the loop.
+        uv_run(uvLoop, UV_RUN_DEFAULT)
+        uv_loop_close(uvLoop)
+        uvLoop.deallocate()
+        threadExited.signal()
+    }
+
+    /// True when the caller runs on this loop's thread.
+    public var inEventLoop: Bool { pthread_equal(pthread_self(), loopThread) != 0 }
+
+    /// Runs `body` on the loop thread, soon. Safe from any thread.
+    public func execute(_ body: @escaping @Sendable () -> Void) {
+        submit(.closure(body))
+    }
+
+    /// Runs `body` on the loop thread and returns its result.
+    public func submit<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        if inEventLoop { return try body() }
+        return try await withCheckedThrowingContinuation { continuation in
+            execute { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    // MARK: SerialExecutor / TaskExecutor
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        submit(.job(UnownedJob(job)))
+    }
+
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
+    }
+
+    public func checkIsolated() {
+        precondition(inEventLoop, "expected to run on event loop \(name)")
+    }
+
+    public func isIsolatingCurrentContext() -> Bool? {
+        inEventLoop
+    }
+
+    private func submit(_ work: Work) {
+        let mustWake = incoming.withLock { state -> Bool in
+            state.work.append(work)
+            if state.wakePending { return false }
+            state.wakePending = true
+            return true
+        }
+        if mustWake { uv_async_send(wakeup) }
+    }
+
+    /// Runs queued work on the loop thread. Bounded rounds so I/O is not starved by work that keeps
+    /// enqueueing more; leftovers wake the loop again.
+    private func drain() {
+        for _ in 0..<64 {
+            let batch = incoming.withLock { state -> [Work] in
+                let batch = state.work
+                state.work.removeAll(keepingCapacity: true)
+                if batch.isEmpty { state.wakePending = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            for work in batch {
+                switch work {
+                case .job(let job):
+                    job.runSynchronously(isolatedTo: asUnownedSerialExecutor(),
+                                         taskExecutor: asUnownedTaskExecutor())
+                case .closure(let body):
+                    body()
+                }
+            }
+        }
+        uv_async_send(wakeup)
+    }
+
+    // MARK: Handles and shutdown
+
+    /// The number of libuv handles open on this loop that are not the loop's own (and not closing).
+    /// Zero after every connection, listener and timer has been closed.
+    public func openHandleCount() async throws -> Int {
+        try await submit { self.countOpenHandles() }
+    }
+
+    private func countOpenHandles() -> Int {
+        final class Counter { var count = 0; var skip: Set<UnsafeMutableRawPointer> = [] }
+        let counter = Counter()
+        counter.skip = internalHandles
+        withExtendedLifetime(counter) {
+            uv_walk(uvLoop, { handle, arg in
+                guard let handle, let arg else { return }
+                let counter = Unmanaged<Counter>.fromOpaque(arg).takeUnretainedValue()
+                if counter.skip.contains(UnsafeMutableRawPointer(handle)) { return }
+                if uv_is_closing(handle) == 0 { counter.count += 1 }
+            }, Unmanaged.passUnretained(counter).toOpaque())
+        }
+        return counter.count
+    }
+
+    /// Stops the loop: closes any handle still open (reporting how many there were), lets close
+    /// callbacks run, and joins the thread. Returns the number of handles that were still open.
+    @discardableResult
+    public func shutdown() -> Int {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return 0 }
+        let leftover = Mutex(0)
+        execute { [self] in
+            leftover.withLock { $0 = countOpenHandles() }
+            uv_walk(uvLoop, { handle, _ in
+                guard let handle, uv_is_closing(handle) == 0 else { return }
+                uv_close(handle) { handle in
+                    guard let handle else { return }
+                    if handle.pointee.type == UV_ASYNC, let data = handle.pointee.data {
+                        Unmanaged<EventLoop>.fromOpaque(data).release()
+                        handle.deallocate()
+                    }
+                    // Other handles are owned by their wrappers, which free them in their own close path.
+                }
+            }, nil)
+        }
+        if !inEventLoop { threadExited.wait() }
+        return leftover.withLock { $0 }
+    }
+}

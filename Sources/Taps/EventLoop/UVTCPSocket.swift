@@ -1,0 +1,241 @@
+import CLibUV
+import Glibc
+
+/// A libuv TCP handle: connect, listen / accept, read, write, half-close. Loop thread only.
+///
+/// Reads land in one buffer owned by the socket and are handed up as a borrowed pointer; the reader
+/// consumes (or copies) them before returning. Writes try `uv_try_write` first and copy only what the
+/// kernel did not take at once.
+final class UVTCPSocket: UVHandle {
+    static let readBufferSize = 256 * 1024
+
+    private let tcp: UnsafeMutablePointer<uv_tcp_t>
+    private let readBuffer: UnsafeMutableRawPointer
+    private var queuedWrites = 0
+
+    var onRead: ((UnsafeRawBufferPointer) -> Void)?
+    var onEndOfStream: (() -> Void)?
+    var onReadError: ((TransportError) -> Void)?
+    private var onConnection: ((Result<UVTCPSocket, TransportError>) -> Void)?
+    private var connectCompletion: ((TransportError?) -> Void)?
+
+    init(loop: EventLoop) {
+        tcp = .allocate(capacity: 1)
+        uv_tcp_init(loop.uvLoop, tcp)
+        readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
+        super.init(loop: loop, handle: tcp)
+    }
+
+    override func didClose() {
+        readBuffer.deallocate()
+        onRead = nil
+        onEndOfStream = nil
+        onReadError = nil
+        onConnection = nil
+    }
+
+    private var stream: UnsafeMutablePointer<uv_stream_t> {
+        UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
+    }
+
+    // MARK: Establishment
+
+    func connect(to address: SocketAddress, completion: @escaping (TransportError?) -> Void) {
+        let request = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
+        connectCompletion = completion
+        request.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        let status = address.withUnsafeSockaddr { uv_tcp_connect(request, tcp, $0) { request, status in
+            guard let request else { return }
+            defer { request.deallocate() }
+            // A socket closed while connecting reports UV_ECANCELED after its owner may be gone.
+            guard status != UV_ECANCELED.rawValue, let handle = request.pointee.handle,
+                  let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }
+            let completion = socket.connectCompletion
+            socket.connectCompletion = nil
+            completion?(status == 0 ? nil : .uv(status, "connect"))
+        } }
+        if status != 0 {
+            request.deallocate()
+            connectCompletion = nil
+            completion(.uv(status, "connect to \(address)"))
+        }
+    }
+
+    func bind(_ address: SocketAddress) throws(TransportError) {
+        let status = address.withUnsafeSockaddr { uv_tcp_bind(tcp, $0, 0) }
+        if status != 0 { throw .uv(status, "bind \(address)") }
+    }
+
+    func listen(backlog: Int32 = 511, onConnection: @escaping (Result<UVTCPSocket, TransportError>) -> Void) throws(TransportError) {
+        self.onConnection = onConnection
+        let status = uv_listen(stream, backlog) { server, status in
+            guard let listener = UVHandle.owner(server, as: UVTCPSocket.self) else { return }
+            listener.accept(status: status)
+        }
+        // libuv reports EADDRINUSE for a taken port at listen time, not bind time.
+        if status != 0 { throw .uv(status, "listen on \(localAddress.map { "\($0)" } ?? "?")") }
+    }
+
+    private func accept(status: Int32) {
+        guard status == 0 else {
+            onConnection?(.failure(.uv(status, "accept")))
+            return
+        }
+        let client = UVTCPSocket(loop: loop)
+        let result = uv_accept(stream, client.stream)
+        if result == 0 {
+            onConnection?(.success(client))
+        } else {
+            client.close()
+            onConnection?(.failure(.uv(result, "accept")))
+        }
+    }
+
+    // MARK: Options and addresses
+
+    func setNoDelay(_ on: Bool) { uv_tcp_nodelay(tcp, on ? 1 : 0) }
+
+    func setKeepAlive(_ on: Bool, delaySeconds: UInt32) { uv_tcp_keepalive(tcp, on ? 1 : 0, delaySeconds) }
+
+    var localAddress: SocketAddress? { address(uv_tcp_getsockname) }
+    var remoteAddress: SocketAddress? { address(uv_tcp_getpeername) }
+
+    private func address(_ get: (UnsafePointer<uv_tcp_t>?, UnsafeMutablePointer<sockaddr>?, UnsafeMutablePointer<Int32>?) -> Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { get(tcp, $0, &length) }
+        }
+        return status == 0 ? SocketAddress(storage: storage) : nil
+    }
+
+    // MARK: Reading
+
+    func startReading() {
+        guard !isClosed else { return }
+        uv_read_start(stream, { handle, _, buffer in
+            guard let buffer, let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }
+            buffer.pointee = uv_buf_init(socket.readBuffer.assumingMemoryBound(to: CChar.self), UInt32(UVTCPSocket.readBufferSize))
+        }, { handle, count, _ in
+            guard let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }
+            socket.didRead(count)
+        })
+    }
+
+    func stopReading() {
+        guard !isClosed else { return }
+        uv_read_stop(stream)
+    }
+
+    private func didRead(_ count: Int) {
+        if count > 0 {
+            onRead?(UnsafeRawBufferPointer(start: readBuffer, count: count))
+        } else if count == Int(UV_EOF.rawValue) {
+            uv_read_stop(stream)
+            onEndOfStream?()
+        } else if count < 0 {
+            uv_read_stop(stream)
+            onReadError?(.uv(Int32(count), "read"))
+        }
+    }
+
+    // MARK: Writing
+
+    /// Writes `bytes`; `completion` runs once the kernel has all of them, possibly before `write`
+    /// returns. The caller's buffer is not used after `write` returns.
+    func write(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?) {
+        guard !isClosed else {
+            completion?(.connectionReset("write on a closed socket"))
+            return
+        }
+        var offset = 0
+        if queuedWrites == 0 {
+            var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
+            let written = uv_try_write(stream, &buffer, 1)
+            if written == Int32(bytes.count) {
+                completion?(nil)
+                return
+            }
+            if written > 0 {
+                offset = Int(written)
+            } else if written != UV_EAGAIN.rawValue {
+                completion?(.uv(written, "write"))
+                return
+            }
+        }
+        queueWrite(UnsafeRawBufferPointer(rebasing: bytes[offset...]), completion: completion)
+    }
+
+    private final class PendingWrite {
+        let copy: UnsafeMutableRawBufferPointer
+        let completion: ((TransportError?) -> Void)?
+        unowned let socket: UVTCPSocket
+        init(copy: UnsafeMutableRawBufferPointer, completion: ((TransportError?) -> Void)?, socket: UVTCPSocket) {
+            self.copy = copy; self.completion = completion; self.socket = socket
+        }
+    }
+
+    private func queueWrite(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?) {
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        copy.copyMemory(from: bytes)
+        let request = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
+        request.pointee.data = Unmanaged.passRetained(PendingWrite(copy: copy, completion: completion, socket: self)).toOpaque()
+        var buffer = uv_buf_init(copy.baseAddress?.assumingMemoryBound(to: CChar.self), UInt32(copy.count))
+        queuedWrites += 1
+        let status = uv_write(request, stream, &buffer, 1) { request, status in
+            guard let request else { return }
+            let pending = Unmanaged<PendingWrite>.fromOpaque(request.pointee.data).takeRetainedValue()
+            request.deallocate()
+            pending.copy.deallocate()
+            pending.socket.queuedWrites -= 1
+            pending.completion?(status == 0 ? nil : .uv(status, "write"))
+        }
+        if status != 0 {
+            queuedWrites -= 1
+            Unmanaged<PendingWrite>.fromOpaque(request.pointee.data).release()
+            request.deallocate()
+            copy.deallocate()
+            completion?(.uv(status, "write"))
+        }
+    }
+
+    /// Bytes libuv still holds for writing.
+    var pendingWriteBytes: Int { uv_stream_get_write_queue_size(stream) }
+
+    /// Sends FIN after queued writes; the completion runs when it has been handed to the kernel.
+    func shutdownWrite(completion: @escaping (TransportError?) -> Void) {
+        final class Box { let completion: (TransportError?) -> Void; init(_ c: @escaping (TransportError?) -> Void) { completion = c } }
+        let request = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
+        request.pointee.data = Unmanaged.passRetained(Box(completion)).toOpaque()
+        let status = uv_shutdown(request, stream) { request, status in
+            guard let request else { return }
+            let box = Unmanaged<Box>.fromOpaque(request.pointee.data).takeRetainedValue()
+            request.deallocate()
+            box.completion(status == 0 || status == UV_ECANCELED.rawValue ? nil : .uv(status, "shutdown"))
+        }
+        if status != 0 {
+            Unmanaged<Box>.fromOpaque(request.pointee.data).release()
+            request.deallocate()
+            completion(.uv(status, "shutdown"))
+        }
+    }
+
+    /// Closes with an RST instead of a FIN (abort).
+    func reset() {
+        let tcp = self.tcp
+        closeHandle { handle, callback in
+            if uv_tcp_close_reset(tcp, callback) != 0 { uv_close(handle, callback) }
+        }
+    }
+}
+
+extension UVTCPSocket {
+    /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the connection fails
+    /// (RFC 9622 connTimeout; RFC 5482 on the wire semantics).
+    func setUserTimeout(milliseconds: UInt32) {
+        var fd: uv_os_fd_t = -1
+        guard uv_fileno(rawHandle, &fd) == 0 else { return }
+        var value = milliseconds
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &value, socklen_t(MemoryLayout<UInt32>.size))
+    }
+}

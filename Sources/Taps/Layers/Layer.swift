@@ -1,0 +1,52 @@
+/// Callbacks from a layer to the one above it. Loop thread only.
+protocol LayerDelegate: AnyObject {
+    /// Establishment finished (connect, handshake); data may flow.
+    func layerDidBecomeReady()
+    /// Bytes arrived: a chunk of a byte stream, or one whole datagram on a datagram layer. The
+    /// buffer is borrowed for the duration of the call.
+    func layerDidRead(_ bytes: UnsafeRawBufferPointer)
+    /// The peer finished sending (FIN, or TLS close_notify).
+    func layerDidReadEndOfStream()
+    /// The layer failed; it is unusable afterwards.
+    func layerDidFail(_ error: TransportError)
+}
+
+/// One layer of a protocol stack bound to one connection: it carries bytes between the layer above
+/// and the one below (or the socket). Loop thread only; every layer is confined to its loop.
+protocol Layer: AnyObject {
+    var delegate: LayerDelegate? { get set }
+    /// True when `write` keeps datagram boundaries.
+    var isDatagram: Bool { get }
+    /// Begins establishment (an active open, or a server-side handshake on an accepted socket).
+    func start()
+    /// Sends bytes; `completion` runs when the bytes left this process (possibly before `write`
+    /// returns). The buffer is borrowed for the duration of the call.
+    func write(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?)
+    /// Gracefully ends the send side (TLS close_notify, then TCP FIN).
+    func finishWriting(completion: @escaping (TransportError?) -> Void)
+    /// Flow control: stop or resume delivering reads.
+    func setReading(_ enabled: Bool)
+    /// Tears down at once without a graceful close (TCP RST, no close_notify).
+    func abort()
+    /// Releases the layer after a graceful close (or when never started).
+    func close()
+    var localAddress: SocketAddress? { get }
+    var remoteAddress: SocketAddress? { get }
+    /// What the security handshake negotiated, once ready; nil on layers without security.
+    var securityDetails: SecurityDetails? { get }
+    /// Bytes written but not yet handed to the kernel.
+    var pendingWriteBytes: Int { get }
+}
+
+extension Layer {
+    var securityDetails: SecurityDetails? { nil }
+}
+
+/// The outcome of a security handshake, readable on an established connection.
+public struct SecurityDetails: Sendable, Hashable {
+    public let protocolVersion: String
+    public let cipherSuite: String
+    public let applicationProtocol: String?
+    public let peerCertificateSubject: String?
+    public let resumed: Bool
+}

@@ -1,0 +1,192 @@
+import COpenSSL
+import CTapsShims
+import Synchronization
+
+/// An OpenSSL `SSL_CTX` built from `SecurityParameters` for one role. Built once per Preconnection
+/// (or Listener), before any packet is sent, so bad credentials fail early; shared by the
+/// connections of a group, which is what lets a clone resume the group's TLS session.
+final class TLSContext: @unchecked Sendable {
+    // @unchecked Sendable: the SSL_CTX is not modified after init (OpenSSL locks its session cache
+    // internally); `sessions` is guarded by a Mutex.
+    let context: OpaquePointer
+    let role: Role
+    let parameters: SecurityParameters
+    private let alpnWire: [UInt8]
+    private let sessions = Mutex<[String: Session]>([:])
+
+    /// An SSL_SESSION reference. @unchecked Sendable: sessions are reference counted atomically by
+    /// OpenSSL and not modified once cached.
+    private struct Session: @unchecked Sendable { let pointer: OpaquePointer }
+
+    enum Role { case client, server }
+
+    init(_ parameters: SecurityParameters, role: Role, datagram: Bool = false) throws(TransportError) {
+        let method = datagram ? (role == .client ? DTLS_client_method() : DTLS_server_method())
+                              : (role == .client ? TLS_client_method() : TLS_server_method())
+        guard let context = SSL_CTX_new(method) else { throw TLSContext.lastError(.handshakeFailed, "SSL_CTX_new") }
+        self.context = context
+        self.role = role
+        self.parameters = parameters
+        alpnWire = parameters.applicationProtocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
+        do {
+            try configureVersions(datagram: datagram)
+            try configureTrust()
+            try configureIdentity()
+            try configureALPN()
+            configureSessions()
+        } catch {
+            SSL_CTX_free(context)
+            throw error
+        }
+    }
+
+    deinit {
+        sessions.withLock { $0.values.forEach { SSL_SESSION_free($0.pointer) } }
+        SSL_CTX_free(context)
+    }
+
+    private func configureVersions(datagram: Bool) throws(TransportError) {
+        if datagram {
+            guard parameters.allowedVersions.contains(.dtls12) else { throw .invalidArgument("DTLS 1.2 is not among the allowed versions") }
+            _ = taps_SSL_CTX_set_min_proto_version(context, DTLS1_2_VERSION)
+            return
+        }
+        let tls = parameters.allowedVersions.intersection([.tls12, .tls13])
+        guard let low = tls.min(), let high = tls.max() else {
+            throw .invalidArgument("no TLS version allowed (allowedVersions: \(parameters.allowedVersions.map(\.rawValue).sorted()))")
+        }
+        _ = taps_SSL_CTX_set_min_proto_version(context, low == .tls12 ? TLS1_2_VERSION : TLS1_3_VERSION)
+        _ = taps_SSL_CTX_set_max_proto_version(context, high == .tls12 ? TLS1_2_VERSION : TLS1_3_VERSION)
+    }
+
+    private func configureTrust() throws(TransportError) {
+        let verify = role == .client ? parameters.verifiesPeer : parameters.requireClientCertificate
+        guard verify else {
+            SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
+            return
+        }
+        var mode = SSL_VERIFY_PEER
+        if role == .server { mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT }
+        SSL_CTX_set_verify(context, mode, nil)
+        switch parameters.trustedRoots {
+        case .system:
+            SSL_CTX_set_default_verify_paths(context)
+        case .pem(let source):
+            let certificates = try PEM.certificates(source.load(), what: "trusted roots")
+            let store = SSL_CTX_get_cert_store(context)
+            for certificate in certificates {
+                X509_STORE_add_cert(store, certificate)
+                X509_free(certificate)
+            }
+        }
+    }
+
+    private func configureIdentity() throws(TransportError) {
+        guard let identity = parameters.localIdentity else {
+            if role == .server { throw .invalidCredentials("a TLS server needs a certificate and private key (SecurityParameters.localIdentity)") }
+            return
+        }
+        let chain = try PEM.certificates(identity.certificateChain.load(), what: "certificate chain")
+        defer { chain.forEach { X509_free($0) } }
+        guard SSL_CTX_use_certificate(context, chain[0]) == 1 else { throw TLSContext.lastError(.invalidCredentials, "certificate") }
+        for intermediate in chain.dropFirst() { _ = taps_SSL_CTX_add1_chain_cert(context, intermediate) }
+        let key = try PEM.privateKey(identity.privateKey.load())
+        defer { EVP_PKEY_free(key) }
+        guard SSL_CTX_use_PrivateKey(context, key) == 1, SSL_CTX_check_private_key(context) == 1 else {
+            throw TLSContext.lastError(.invalidCredentials, "the private key does not match the certificate")
+        }
+    }
+
+    private func configureALPN() throws(TransportError) {
+        guard !parameters.applicationProtocols.isEmpty else { return }
+        for name in parameters.applicationProtocols where name.isEmpty || name.utf8.count > 255 {
+            throw .invalidArgument("ALPN protocol names must be 1 to 255 bytes, got \"\(name)\"")
+        }
+        switch role {
+        case .client:
+            _ = alpnWire.withUnsafeBufferPointer { SSL_CTX_set_alpn_protos(context, $0.baseAddress, UInt32($0.count)) }
+        case .server:
+            SSL_CTX_set_alpn_select_cb(context, { _, out, outLength, offered, offeredLength, arg in
+                guard let arg, let out, let outLength else { return SSL_TLSEXT_ERR_NOACK }
+                let tls = Unmanaged<TLSContext>.fromOpaque(arg).takeUnretainedValue()
+                // The server picks by its own preference order (RFC 7301 section 3.2).
+                let result = tls.alpnWire.withUnsafeBufferPointer { ours -> Int32 in
+                    var selected: UnsafeMutablePointer<UInt8>?
+                    var selectedLength: UInt8 = 0
+                    let status = SSL_select_next_proto(&selected, &selectedLength, ours.baseAddress, UInt32(ours.count), offered, offeredLength)
+                    guard status == OPENSSL_NPN_NEGOTIATED, let selected else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+                    // `selected` points into `alpnWire`, which lives as long as the context.
+                    out.pointee = UnsafePointer(selected)
+                    outLength.pointee = selectedLength
+                    return SSL_TLSEXT_ERR_OK
+                }
+                return result
+            }, Unmanaged.passUnretained(self).toOpaque())
+        }
+    }
+
+    private func configureSessions() {
+        if role == .server {
+            let id: [UInt8] = Array("swift-taps".utf8)
+            SSL_CTX_set_session_id_context(context, id, UInt32(id.count))
+        } else {
+            _ = taps_SSL_CTX_set_session_cache_mode(context, Int(SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE))
+            // New sessions (TLS 1.3 tickets, TLS 1.2 ids) go to the group's cache under the engine's key.
+            SSL_CTX_sess_set_new_cb(context) { ssl, session in
+                guard let ssl, let session, let data = SSL_get_ex_data(ssl, 0) else { return 0 }
+                let engine = Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue()
+                if let key = engine.sessionKey { engine.context.storeSession(session, for: key) }
+                return 0
+            }
+        }
+    }
+
+    // MARK: Client session cache (shared by a connection group)
+
+    func storeSession(_ session: OpaquePointer, for peer: String) {
+        SSL_SESSION_up_ref(session)
+        sessions.withLock { cache in
+            if let old = cache[peer] { SSL_SESSION_free(old.pointer) }
+            cache[peer] = Session(pointer: session)
+        }
+    }
+
+    /// A session to resume with `peer`, retained for the caller (who frees it after SSL_set_session).
+    func session(for peer: String) -> OpaquePointer? {
+        sessions.withLock { cache -> Session? in
+            guard let session = cache[peer]?.pointer, SSL_SESSION_is_resumable(session) == 1 else { return nil }
+            SSL_SESSION_up_ref(session)
+            return Session(pointer: session)
+        }?.pointer
+    }
+
+    /// The oldest queued OpenSSL error as a TransportError (and clears the queue).
+    static func lastError(_ code: TransportError.Code, _ context: String) -> TransportError {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let error = taps_ERR_drain(&buffer, buffer.count)
+        let text = error == 0 ? "unknown error" : String(cString: buffer)
+        return TransportError(code, "\(context): \(text)")
+    }
+}
+
+/// PEM parsing through OpenSSL's BIOs.
+enum PEM {
+    static func certificates(_ bytes: [UInt8], what: String) throws(TransportError) -> [OpaquePointer] {
+        let bio = bytes.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
+        defer { BIO_free(bio) }
+        var result: [OpaquePointer] = []
+        while let certificate = PEM_read_bio_X509(bio, nil, nil, nil) { result.append(certificate) }
+        ERR_clear_error()
+        guard !result.isEmpty else { throw .invalidCredentials("\(what): no PEM certificate found") }
+        return result
+    }
+
+    static func privateKey(_ bytes: [UInt8]) throws(TransportError) -> OpaquePointer {
+        let bio = bytes.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
+        defer { BIO_free(bio) }
+        guard let key = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
+            throw TLSContext.lastError(.invalidCredentials, "private key: no PEM private key found")
+        }
+        return key
+    }
+}

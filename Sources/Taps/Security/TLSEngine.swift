@@ -1,0 +1,207 @@
+import COpenSSL
+import CTapsShims
+
+/// One TLS connection as a sans-I/O state machine over OpenSSL: ciphertext in, plaintext out, and
+/// the reverse; no sockets. The `TLSLayer` binds it to the layer below. Loop thread only.
+final class TLSEngine {
+    let ssl: OpaquePointer
+    let context: TLSContext
+    private let buffers = EngineBIO.Buffers()
+    private let plaintext: UnsafeMutableRawPointer
+    private static let plaintextCapacity = 64 * 1024
+    /// The key this connection's session is cached under (client side: server name and port).
+    let sessionKey: String?
+    private(set) var handshakeComplete = false
+    private(set) var receivedCloseNotify = false
+
+    enum Progress { case needMoreData, complete, failed(TransportError) }
+    enum ReadOutcome { case ok, closeNotify, failed(TransportError) }
+
+    /// - Parameters:
+    ///   - serverName: the name to send in SNI and verify the certificate against (client).
+    ///   - peerAddress: the server's address, verified against the certificate when there is no name.
+    init(context: TLSContext, serverName: String?, peerAddress: SocketAddress?, sessionKey: String?) throws(TransportError) {
+        guard let ssl = SSL_new(context.context) else { throw TLSContext.lastError(.handshakeFailed, "SSL_new") }
+        self.ssl = ssl
+        self.context = context
+        self.sessionKey = sessionKey
+        plaintext = .allocate(byteCount: Self.plaintextCapacity, alignment: 16)
+        let bio = EngineBIO.make(buffers)
+        SSL_set_bio(ssl, bio, bio)
+        SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
+        if context.role == .client {
+            SSL_set_connect_state(ssl)
+            try configureClient(serverName: serverName, peerAddress: peerAddress)
+        } else {
+            SSL_set_accept_state(ssl)
+        }
+    }
+
+    deinit {
+        SSL_free(ssl)
+        plaintext.deallocate()
+    }
+
+    private func configureClient(serverName: String?, peerAddress: SocketAddress?) throws(TransportError) {
+        if let serverName, SocketAddress(ip: serverName, port: 0) == nil {
+            _ = taps_SSL_set_tlsext_host_name(ssl, serverName)
+        }
+        if context.parameters.verifiesPeer {
+            let param = SSL_get0_param(ssl)
+            if let serverName, SocketAddress(ip: serverName, port: 0) == nil {
+                SSL_set1_host(ssl, serverName)
+            } else if let ip = serverName ?? peerAddress?.ipAddress {
+                X509_VERIFY_PARAM_set1_ip_asc(param, ip)
+            } else {
+                throw .invalidArgument("cannot verify the server: no host name or address to check its certificate against")
+            }
+        }
+        if let sessionKey, let session = context.session(for: sessionKey) {
+            SSL_set_session(ssl, session)
+            SSL_SESSION_free(session)
+        }
+    }
+
+    // MARK: Handshake
+
+    func handshake() -> Progress {
+        let status = SSL_do_handshake(ssl)
+        if status == 1 {
+            handshakeComplete = true
+            return .complete
+        }
+        let error = SSL_get_error(ssl, status)
+        if error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE { return .needMoreData }
+        return .failed(classifyFailure(status: status, during: "TLS handshake"))
+    }
+
+    /// Feeds ciphertext that arrived. Advances the handshake if it is running, then hands every
+    /// decrypted byte to `deliver` (borrowed for the call).
+    func feed(_ ciphertext: UnsafeRawBufferPointer, handshakeDone: () -> Void, deliver: (UnsafeRawBufferPointer) -> Void) -> ReadOutcome {
+        buffers.inbound = ciphertext
+        defer { buffers.inbound = UnsafeRawBufferPointer(start: nil, count: 0) }
+        return process(handshakeDone: handshakeDone, deliver: deliver)
+    }
+
+    /// The byte stream below ended: what OpenSSL still holds is read, then a missing close_notify
+    /// is reported as truncation.
+    func feedEndOfStream(handshakeDone: () -> Void, deliver: (UnsafeRawBufferPointer) -> Void) -> ReadOutcome {
+        buffers.inboundEnded = true
+        return process(handshakeDone: handshakeDone, deliver: deliver)
+    }
+
+    private func process(handshakeDone: () -> Void, deliver: (UnsafeRawBufferPointer) -> Void) -> ReadOutcome {
+        if !handshakeComplete {
+            switch handshake() {
+            case .needMoreData:
+                if buffers.inboundEnded { return .failed(.connectionReset("the peer closed the connection during the TLS handshake")) }
+                return .ok
+            case .failed(let error): return .failed(error)
+            case .complete: handshakeDone()
+            }
+        }
+        while true {
+            var count = 0
+            let status = SSL_read_ex(ssl, plaintext, Self.plaintextCapacity, &count)
+            if status == 1 {
+                deliver(UnsafeRawBufferPointer(start: plaintext, count: count))
+                continue
+            }
+            switch SSL_get_error(ssl, 0) {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+                return .ok
+            case SSL_ERROR_ZERO_RETURN:
+                receivedCloseNotify = true
+                return .closeNotify
+            default:
+                if buffers.inboundEnded {
+                    ERR_clear_error()
+                    return .failed(.truncated("the peer closed the connection without a TLS close_notify; data may be missing"))
+                }
+                return .failed(classifyFailure(status: 0, during: "TLS record"))
+            }
+        }
+    }
+
+    // MARK: Writing
+
+    /// Encrypts `bytes` into the outbound buffer.
+    func write(_ bytes: UnsafeRawBufferPointer) -> TransportError? {
+        guard bytes.count > 0 else { return nil }
+        var written = 0
+        guard SSL_write_ex(ssl, bytes.baseAddress, bytes.count, &written) == 1, written == bytes.count else {
+            return classifyFailure(status: 0, during: "TLS write")
+        }
+        return nil
+    }
+
+    /// Queues a close_notify alert.
+    func shutdown() {
+        if SSL_shutdown(ssl) < 0 { ERR_clear_error() }
+    }
+
+    /// Hands the ciphertext waiting to be sent to `body` (borrowed) and empties the buffer.
+    func drainOutbound(_ body: (UnsafeRawBufferPointer) -> Void) {
+        guard buffers.outboundCount > 0 else { return }
+        let pending = UnsafeRawBufferPointer(start: buffers.outbound, count: buffers.outboundCount)
+        buffers.outboundCount = 0
+        body(pending)
+    }
+
+    var hasOutbound: Bool { buffers.outboundCount > 0 }
+
+    // MARK: Negotiated parameters
+
+    var details: SecurityDetails {
+        let alpn: String? = {
+            var data: UnsafePointer<UInt8>?
+            var length: UInt32 = 0
+            SSL_get0_alpn_selected(ssl, &data, &length)
+            guard let data, length > 0 else { return nil }
+            return String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
+        }()
+        var subject: String?
+        if let certificate = taps_SSL_get_peer_certificate(ssl) {
+            if let name = X509_NAME_oneline(X509_get_subject_name(certificate), nil, 0) {
+                subject = String(cString: name)
+                CRYPTO_free(name, nil, 0)
+            }
+            X509_free(certificate)
+        }
+        return SecurityDetails(
+            protocolVersion: String(cString: SSL_get_version(ssl)),
+            cipherSuite: SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? "none",
+            applicationProtocol: alpn,
+            peerCertificateSubject: subject,
+            resumed: SSL_session_reused(ssl) == 1)
+    }
+
+    // MARK: Errors
+
+    /// Turns OpenSSL's verdict into a typed error: certificate problems first (the verify result
+    /// says exactly what was wrong), then garbage on the wire, then the library's text.
+    private func classifyFailure(status: Int32, during operation: String) -> TransportError {
+        let verify = SSL_get_verify_result(ssl)
+        if verify != X509_V_OK {
+            ERR_clear_error()
+            let reason = String(cString: X509_verify_cert_error_string(verify))
+            switch Int32(verify) {
+            case X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH:
+                return .hostnameMismatch("the peer's certificate does not match the expected name: \(reason)")
+            default:
+                return .certificateRejected("the peer's certificate was rejected: \(reason)")
+            }
+        }
+        var buffer = [CChar](repeating: 0, count: 256)
+        let code = taps_ERR_drain(&buffer, buffer.count)
+        let text = code == 0 ? "connection failed" : String(cString: buffer)
+        switch taps_ERR_reason(code) {
+        case SSL_R_WRONG_VERSION_NUMBER, SSL_R_PACKET_LENGTH_TOO_LONG,
+             SSL_R_HTTP_REQUEST, SSL_R_UNEXPECTED_MESSAGE, SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC,
+             SSL_R_UNEXPECTED_RECORD, SSL_R_WRONG_VERSION_NUMBER, SSL_R_LENGTH_MISMATCH:
+            return .protocolViolation("\(operation): the peer sent bytes that are not valid TLS (\(text))")
+        default:
+            return .handshakeFailed("\(operation): \(text)")
+        }
+    }
+}

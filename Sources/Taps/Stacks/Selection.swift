@@ -1,0 +1,120 @@
+/// One stack's verdict in candidate selection (RFC 9623 section 4.1): whether it qualifies, its rank
+/// among those that do, and the reasons.
+public struct CandidateReport: Sendable, CustomStringConvertible {
+    public let stack: ProtocolStack
+    public let qualifies: Bool
+    /// Position among qualifying stacks (0 is tried first); nil when the stack does not qualify.
+    public internal(set) var rank: Int?
+    /// Why the stack was ruled out, or which preferences it met or missed.
+    public let reasons: [String]
+    let preferMatches: Int
+    let avoidMatches: Int
+
+    public var description: String {
+        let verdict = qualifies ? "rank \(rank ?? 0)" : "ruled out"
+        return "\(stack.name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(verdict.padding(toLength: 10, withPad: " ", startingAt: 0)) \(reasons.joined(separator: "; "))"
+    }
+}
+
+extension Array where Element == CandidateReport {
+    /// The reports as a table, one stack per line.
+    public var table: String { map(\.description).joined(separator: "\n") }
+}
+
+/// Filters the registry by require / prohibit and ranks by prefer / avoid (RFC 9623 section 4.1),
+/// explaining each decision.
+struct StackSelector {
+    let properties: TransportProperties
+    let security: SecurityParameters
+    let hasFramer: Bool
+    let role: ProtocolStack.Role
+
+    func evaluate(_ registry: StackRegistry) -> [CandidateReport] {
+        var reports = registry.stacks.map(evaluate)
+        // Stable ranking: more preferences met first, fewer avoided properties next, registry order last.
+        let ranked = reports.indices.filter { reports[$0].qualifies }.sorted { a, b in
+            let (x, y) = (reports[a], reports[b])
+            if x.preferMatches != y.preferMatches { return x.preferMatches > y.preferMatches }
+            if x.avoidMatches != y.avoidMatches { return x.avoidMatches < y.avoidMatches }
+            return a < b
+        }
+        for (rank, index) in ranked.enumerated() { reports[index].rank = rank }
+        return reports
+    }
+
+    /// The qualifying stacks in rank order, or an error naming what no stack met.
+    func select(_ registry: StackRegistry) throws(TransportError) -> [ProtocolStack] {
+        let reports = evaluate(registry)
+        let chosen = reports.filter(\.qualifies).sorted { $0.rank! < $1.rank! }.map(\.stack)
+        guard chosen.isEmpty else { return chosen }
+        let why = reports.map { "\($0.stack.name): \($0.reasons.first ?? "ruled out")" }.joined(separator: "; ")
+        throw .noCandidate("no protocol stack satisfies the requirements (\(why))")
+    }
+
+    func features(of stack: ProtocolStack) -> TransportFeatures {
+        // A framer on a byte stream gives it message boundaries (RFC 9622 section 9.1.2).
+        hasFramer && stack.isByteStream ? stack.features.union(.messageBoundaries) : stack.features
+    }
+
+    private func evaluate(_ stack: ProtocolStack) -> CandidateReport {
+        var unmet: [String] = []
+        var notes: [String] = []
+        var preferMatches = 0
+        var avoidMatches = 0
+
+        if !stack.roles.contains(role) { unmet.append("cannot \(role.rawValue)") }
+
+        let features = features(of: stack)
+        for (name, preference, feature) in properties.featurePreferences {
+            let has = features.contains(feature)
+            switch (preference, has) {
+            case (.require, false): unmet.append("\(name) required, not provided")
+            case (.prohibit, true): unmet.append("\(name) prohibited, provided")
+            case (.prefer, true): preferMatches += 1; notes.append("\(name) preferred, provided")
+            case (.prefer, false): notes.append("\(name) preferred, not provided")
+            case (.avoid, true): avoidMatches += 1; notes.append("\(name) avoided, provided")
+            default: break
+            }
+        }
+        if properties.multipath != .disabled && !features.contains(.multipath) {
+            unmet.append("multipath \(properties.multipath) requested, not provided")
+        }
+        for (name, preference) in properties.interface.merging(properties.pvd, uniquingKeysWith: { a, _ in a })
+        where preference == .require {
+            unmet.append("interface/pvd \(name) required; binding to interfaces is not implemented")
+        }
+
+        unmet += securityMismatches(stack, preferMatches: &preferMatches, avoidMatches: &avoidMatches, notes: &notes)
+
+        let qualifies = unmet.isEmpty
+        return CandidateReport(stack: stack, qualifies: qualifies, rank: nil,
+                               reasons: qualifies ? (notes.isEmpty ? ["meets every requirement"] : notes) : unmet,
+                               preferMatches: preferMatches, avoidMatches: avoidMatches)
+    }
+
+    private func securityMismatches(_ stack: ProtocolStack, preferMatches: inout Int, avoidMatches: inout Int,
+                                    notes: inout [String]) -> [String] {
+        guard security.isEnabled else {
+            return stack.security.map { ["security disabled, stack adds \($0.name)"] } ?? []
+        }
+        guard let protocolInfo = stack.security else {
+            return ["security required (use SecurityParameters.disabled for a plain transport)"]
+        }
+        var unmet: [String] = []
+        if protocolInfo.versions.isDisjoint(with: security.allowedVersions) {
+            unmet.append("\(protocolInfo.name) versions \(protocolInfo.versions.map(\.rawValue).sorted()) not allowed")
+        }
+        for (interface, short) in SecurityInterface.all {
+            guard let preference = security.interfacePreferences[interface] else { continue }
+            let has = protocolInfo.interfaces.contains(interface)
+            switch (preference, has) {
+            case (.require, false): unmet.append("\(short) required, \(protocolInfo.name) here does not expose it")
+            case (.prohibit, true): unmet.append("\(short) prohibited, \(protocolInfo.name) exposes it")
+            case (.prefer, true): preferMatches += 1; notes.append("\(short) preferred, exposed")
+            case (.avoid, true): avoidMatches += 1; notes.append("\(short) avoided, exposed")
+            default: break
+            }
+        }
+        return unmet
+    }
+}

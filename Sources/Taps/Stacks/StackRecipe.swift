@@ -1,0 +1,59 @@
+/// Everything needed to build one stack's layers for a connection: the stack, the properties and
+/// the security context made for it. Built once per Preconnection (per Listener) and shared by the
+/// connections of a group.
+struct StackRecipe: Sendable {
+    let stack: ProtocolStack
+    let properties: TransportProperties
+    let tlsContext: TLSContext?
+    let serverName: String?
+    let local: SocketAddress?
+
+    var tcpOptions: TCPLayer.TCPOptions {
+        var options = TCPLayer.TCPOptions()
+        if properties.keepAlive == .require || properties.keepAlive == .prefer {
+            let seconds = properties.keepAliveTimeout.map { max(1, UInt32($0.components.seconds)) } ?? 60
+            options.keepAliveSeconds = seconds
+        }
+        if let timeout = properties.connTimeout {
+            let (seconds, attoseconds) = timeout.components
+            options.userTimeoutMilliseconds = UInt32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        }
+        return options
+    }
+
+    /// The client-side layers, bottom-up, to reach `remote`. Loop thread only.
+    func makeClientLayer(loop: EventLoop, remote: SocketAddress) throws(TransportError) -> Layer {
+        var layer: Layer
+        switch stack.layers.first {
+        case .tcp: layer = TCPLayer(loop: loop, connectingTo: remote, options: tcpOptions)
+        case .udp: layer = try UDPLayer(loop: loop, local: local, peer: remote)
+        default: throw .notSupported("stack \(stack.name) has no transport layer")
+        }
+        for kind in stack.layers.dropFirst() {
+            layer = try addSecurity(kind, over: layer, remote: remote)
+        }
+        return layer
+    }
+
+    /// The server-side layers above a transport layer a listener accepted. Loop thread only.
+    func makeServerLayer(over base: Layer) throws(TransportError) -> Layer {
+        var layer = base
+        for kind in stack.layers.dropFirst() {
+            layer = try addSecurity(kind, over: layer, remote: nil)
+        }
+        return layer
+    }
+
+    private func addSecurity(_ kind: ProtocolStack.LayerKind, over lower: Layer, remote: SocketAddress?) throws(TransportError) -> Layer {
+        switch kind {
+        case .tls:
+            guard let tlsContext else { throw .invalidArgument("stack \(stack.name) needs a TLS context") }
+            let key = remote.map { "\(serverName ?? $0.ipAddress):\($0.port)" }
+            let engine = try TLSEngine(context: tlsContext, serverName: serverName, peerAddress: remote,
+                                       sessionKey: properties.isolateSession ? nil : key)
+            return TLSLayer(over: lower, engine: engine)
+        default:
+            throw .notSupported("layer \(kind.rawValue) cannot be placed above a transport layer yet")
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import XCTest
+@testable import Taps
+
+final class TCPTests: XCTestCase {
+    func testFramedMessagesEchoOverTCP() async throws {
+        var server = Preconnection(local: .loopback(), transport: .reliableMessage, security: .disabled,
+                                   framer: LengthPrefixFramer())
+        let listener = try await server.listen()
+        XCTAssertEqual(listener.stack.name, "tcp")
+        let echo = startEcho(listener)
+        server.local = nil
+
+        let client = Preconnection(remote: .loopback(port: listener.localAddress.port), transport: .reliableMessage,
+                                   security: .disabled, framer: LengthPrefixFramer())
+        let connection = try await client.initiate()
+        XCTAssertEqual(connection.stack.name, "tcp")
+        let sizes = [0, 1, 5, 70_000, 300_000]
+        for size in sizes {
+            let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            try await connection.send(payload)
+            let reply = try await connection.receive()
+            XCTAssertTrue(reply.isComplete)
+            XCTAssertEqual(reply.content, payload, "message of \(size) bytes")
+        }
+        await connection.close()
+        let state = await connection.state
+        XCTAssertEqual(state, .closed)
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testByteStreamDeliversPartialMessagesAndFinal() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: .disabled).listen()
+        let client = Preconnection(remote: .loopback(port: listener.localAddress.port), transport: .reliableInOrderStream, security: .disabled)
+        let connection = try await client.initiate()
+        var iterator = listener.connections.makeAsyncIterator()
+        let next = await iterator.next()
+        let accepted = try XCTUnwrap(next)
+
+        let payload = [UInt8](repeating: 0xab, count: 1_000_000)
+        try await connection.send(payload, context: MessageContext(properties: .final))
+        var received: [UInt8] = []
+        while true {
+            let part = try await accepted.receive(minIncompleteLength: 1, maxLength: 100_000)
+            XCTAssertLessThanOrEqual(part.content.count, 100_000)
+            received += part.content
+            if part.isFinal { break }
+            XCTAssertFalse(part.isComplete)
+        }
+        XCTAssertEqual(received.count, payload.count)
+        XCTAssertEqual(received, payload)
+        // The sender half-closed; the receiver can still answer.
+        try await accepted.send("bye")
+        let reply = try await receiveBytes(connection, count: 3)
+        XCTAssertEqual(String(decoding: reply, as: UTF8.self), "bye")
+        await accepted.close()
+        await connection.close()
+        await listener.stop()
+    }
+
+    func testEventsReportReadySentAndClosed() async throws {
+        let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
+        let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()
+        let echo = startEcho(listener)
+        let events = await connection.events()
+        let handled = EventLog()
+        await connection.setEventHandler { handled.append($0) }
+        try await connection.send("x")
+        await connection.close()
+        var seen: [String] = []
+        for await event in events { seen.append("\(event)") }
+        XCTAssertTrue(seen.contains { $0.hasPrefix("sent") }, "\(seen)")
+        XCTAssertEqual(seen.last, "closed")
+        XCTAssertEqual(handled.names.last, "closed")
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testPortInUseIsATypedError() async throws {
+        let first = try await Preconnection(local: .loopback(), security: .disabled).listen()
+        let second = Preconnection(local: .loopback(port: first.localAddress.port), security: .disabled)
+        let error = await XCTAssertThrowsTransportError(.addressInUse) { try await second.listen() }
+        XCTAssertNotNil(error)
+        await first.stop()
+    }
+
+    func testRefusedConnectionIsAnEstablishmentError() async throws {
+        // Bind and stop a listener to learn a port nothing listens on.
+        let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
+        let port = listener.localAddress.port
+        await listener.stop()
+        let client = Preconnection(remote: .loopback(port: port), security: .disabled)
+        _ = await XCTAssertThrowsTransportError(.connectionRefused) { try await client.initiate() }
+    }
+
+    func testPeerResetIsAConnectionError() async throws {
+        let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
+        let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()
+        var iterator = listener.connections.makeAsyncIterator()
+        let next = await iterator.next()
+        let accepted = try XCTUnwrap(next)
+        let events = await connection.events()
+        await accepted.abort()
+        var errors: [TransportError] = []
+        for await event in events {
+            if case .connectionError(let error) = event { errors.append(error) }
+        }
+        XCTAssertEqual(errors.first?.code, .connectionReset, "\(errors)")
+        await listener.stop()
+    }
+}
+
+/// Collects event names from a handler (called on the loop thread).
+final class EventLog: @unchecked Sendable {
+    // @unchecked Sendable: guarded by the lock.
+    private let lock = NSLock()
+    private var events: [String] = []
+    func append(_ event: ConnectionEvent) { lock.withLock { events.append("\(event)") } }
+    var names: [String] { lock.withLock { events } }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import XCTest
+@testable import Taps
+
+/// Certificates made for one test run with the `openssl` command: a CA, a server certificate for
+/// localhost / 127.0.0.1 / ::1, an expired one, and a second, unrelated CA.
+final class TestPKI: @unchecked Sendable {
+    // @unchecked Sendable: immutable after init.
+    let directory: URL
+    static let shared = try! TestPKI()
+
+    var caPEM: String { path("ca.pem") }
+    var serverCert: String { path("server.pem") }
+    var serverKey: String { path("server.key") }
+    var expiredCert: String { path("expired.pem") }
+    var expiredKey: String { path("expired.key") }
+    var otherCA: String { path("other-ca.pem") }
+
+    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("taps-pki-\(getpid())")
+        try? FileManager.default.removeItem(at: directory)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let extensions = "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"
+        try Self.run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", path("ca.key"), "-out", caPEM, "-days", "30", "-subj", "/CN=taps test CA"])
+        try Self.run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", path("other-ca.key"), "-out", otherCA, "-days", "30", "-subj", "/CN=other CA"])
+        for (name, days) in [("server", "30"), ("expired", "-1")] {
+            try Self.run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                          "-keyout", path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=localhost"])
+            try "\(extensions)\n".write(toFile: path("ext.cnf"), atomically: true, encoding: .utf8)
+            var arguments = ["x509", "-req", "-in", path("\(name).csr"), "-CA", caPEM, "-CAkey", path("ca.key"),
+                             "-CAcreateserial", "-out", path("\(name).pem"), "-extfile", path("ext.cnf")]
+            if days == "-1" {
+                // Valid from two days ago until yesterday.
+                arguments += ["-not_before", Self.date(daysFromNow: -2), "-not_after", Self.date(daysFromNow: -1)]
+            } else {
+                arguments += ["-days", days]
+            }
+            try Self.run(arguments)
+        }
+    }
+
+    private static func date(daysFromNow days: Int) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMddHHmmss'Z'"
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date().addingTimeInterval(Double(days) * 86_400))
+    }
+
+    @discardableResult
+    static func run(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw NSError(domain: "openssl", code: Int(process.terminationStatus), userInfo: [NSLocalizedDescriptionKey: text])
+        }
+        return text
+    }
+
+    /// Server security parameters with the test certificate.
+    var serverSecurity: SecurityParameters {
+        .server(identity: .pemFiles(certificate: serverCert, key: serverKey))
+    }
+
+    /// Client security parameters that trust the test CA.
+    var clientSecurity: SecurityParameters {
+        var security = SecurityParameters.clientDefault
+        security.trustedRoots = .pem(file: caPEM)
+        return security
+    }
+}
+
+/// Reads until `count` bytes arrived (byte streams deliver partial messages).
+func receiveBytes(_ connection: Connection, count: Int) async throws -> [UInt8] {
+    var bytes: [UInt8] = []
+    while bytes.count < count {
+        let message = try await connection.receive()
+        if message.content.isEmpty && message.isComplete { break }
+        bytes += message.content
+    }
+    return bytes
+}
+
+/// Echoes every message of every accepted connection until the connection ends.
+func startEcho(_ listener: Listener) -> Task<Void, Never> {
+    Task {
+        for await connection in listener.connections {
+            Task {
+                do {
+                    for try await message in connection.messages {
+                        if message.content.isEmpty && message.isFinal { break }
+                        try await connection.send(message.content)
+                    }
+                    await connection.close()
+                } catch {
+                    await connection.abort()
+                }
+            }
+        }
+    }
+}
+
+func XCTAssertThrowsTransportError<T>(_ code: TransportError.Code, _ body: () async throws -> T,
+                                      file: StaticString = #filePath, line: UInt = #line) async -> TransportError? {
+    do {
+        _ = try await body()
+        XCTFail("expected \(code), got success", file: file, line: line)
+    } catch let error as TransportError {
+        XCTAssertEqual(error.code, code, "\(error)", file: file, line: line)
+        return error
+    } catch {
+        XCTFail("expected TransportError \(code), got \(error)", file: file, line: line)
+    }
+    return nil
+}
