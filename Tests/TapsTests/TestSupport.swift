@@ -31,23 +31,11 @@ final class TestPKI: @unchecked Sendable {
             try Self.run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                           "-keyout", path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=localhost"])
             try "\(extensions)\n".write(toFile: path("ext.cnf"), atomically: true, encoding: .utf8)
-            var arguments = ["x509", "-req", "-in", path("\(name).csr"), "-CA", caPEM, "-CAkey", path("ca.key"),
-                             "-CAcreateserial", "-out", path("\(name).pem"), "-extfile", path("ext.cnf")]
-            if days == "-1" {
-                // Valid from two days ago until yesterday.
-                arguments += ["-not_before", Self.date(daysFromNow: -2), "-not_after", Self.date(daysFromNow: -1)]
-            } else {
-                arguments += ["-days", days]
-            }
+            let arguments = ["x509", "-req", "-in", path("\(name).csr"), "-CA", caPEM, "-CAkey", path("ca.key"),
+                             "-CAcreateserial", "-out", path("\(name).pem"), "-extfile", path("ext.cnf"),
+                             "-days", days]  // -1: not after yesterday, i.e. expired
             try Self.run(arguments)
         }
-    }
-
-    private static func date(daysFromNow days: Int) -> String {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "yyyyMMddHHmmss'Z'"
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date().addingTimeInterval(Double(days) * 86_400))
     }
 
     @discardableResult

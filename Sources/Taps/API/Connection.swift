@@ -60,6 +60,12 @@ public actor Connection {
         layer.delegate = bridge
     }
 
+    /// Runs on the loop (an isolated deinit), where the layer must be released. A connection
+    /// dropped without `close()` is aborted.
+    isolated deinit {
+        if state != .closed { layer.abort() }
+    }
+
     // MARK: Establishment
 
     /// Marks a layer that racing or a listener already established as ready.
@@ -395,8 +401,8 @@ public actor Connection {
         }
     }
 
-    nonisolated func layerBridgeSoftError(_ error: TransportError) {
-        loop.execute { [weak self] in self?.assumeIsolated { $0.emit(.softError(error)) } }
+    fileprivate func layerSoftError(_ error: TransportError) {
+        emit(.softError(error))
     }
 }
 
@@ -412,4 +418,5 @@ private final class LayerBridge: LayerDelegate {
     }
     func layerDidReadEndOfStream() { connection?.assumeIsolated { $0.layerEndOfStream() } }
     func layerDidFail(_ error: TransportError) { connection?.assumeIsolated { $0.layerFailed(error) } }
+    func layerDidReportSoftError(_ error: TransportError) { connection?.assumeIsolated { $0.layerSoftError(error) } }
 }

@@ -9,6 +9,12 @@ protocol LayerDelegate: AnyObject {
     func layerDidReadEndOfStream()
     /// The layer failed; it is unusable afterwards.
     func layerDidFail(_ error: TransportError)
+    /// The path reported a problem the connection survives (ICMP errors on UDP).
+    func layerDidReportSoftError(_ error: TransportError)
+}
+
+extension LayerDelegate {
+    func layerDidReportSoftError(_ error: TransportError) {}
 }
 
 /// One layer of a protocol stack bound to one connection: it carries bytes between the layer above

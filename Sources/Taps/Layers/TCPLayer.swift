@@ -28,6 +28,11 @@ final class TCPLayer: Layer {
         established = true
     }
 
+    deinit {
+        // A layer released without abort or close must not leave its socket open.
+        socket.reset()
+    }
+
     var isDatagram: Bool { false }
 
     func start() {
@@ -50,9 +55,9 @@ final class TCPLayer: Layer {
         socket.setNoDelay(true)
         if let seconds = options.keepAliveSeconds { socket.setKeepAlive(true, delaySeconds: seconds) }
         if let timeout = options.userTimeoutMilliseconds { socket.setUserTimeout(milliseconds: timeout) }
-        socket.onRead = { [unowned self] bytes in self.delegate?.layerDidRead(bytes) }
-        socket.onEndOfStream = { [unowned self] in self.delegate?.layerDidReadEndOfStream() }
-        socket.onReadError = { [unowned self] error in self.delegate?.layerDidFail(error) }
+        socket.onRead = { [weak self] bytes in self?.delegate?.layerDidRead(bytes) }
+        socket.onEndOfStream = { [weak self] in self?.delegate?.layerDidReadEndOfStream() }
+        socket.onReadError = { [weak self] error in self?.delegate?.layerDidFail(error) }
         if reading { socket.startReading() }
         delegate?.layerDidBecomeReady()
     }

@@ -35,23 +35,24 @@ final class UDPLayer: Layer {
         self.onClose = onClose
     }
 
+    deinit {
+        if ownsSocket { socket.close() }
+    }
+
     var isDatagram: Bool { true }
 
     func start() {
         started = true
         if ownsSocket {
-            socket.onDatagram = { [unowned self] bytes, _ in self.deliver(bytes) }
-            socket.onReceiveError = { [unowned self] error in
+            socket.onDatagram = { [weak self] bytes, _ in self?.deliver(bytes) }
+            socket.onReceiveError = { [weak self] error in
                 // ICMP errors (port unreachable) surface here on connected sockets: soft errors.
-                self.softError?(error)
+                self?.delegate?.layerDidReportSoftError(error)
             }
             if reading { socket.startReceiving() }
         }
         delegate?.layerDidBecomeReady()
     }
-
-    /// Soft errors (ICMP) observed on the socket; the connection reports them as `softError`.
-    var softError: ((TransportError) -> Void)?
 
     /// Hands one received datagram up (called by the listener for shared sockets).
     func deliver(_ bytes: UnsafeRawBufferPointer) {

@@ -28,16 +28,12 @@ final class TLSContext: @unchecked Sendable {
         self.role = role
         self.parameters = parameters
         alpnWire = parameters.applicationProtocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
-        do {
-            try configureVersions(datagram: datagram)
-            try configureTrust()
-            try configureIdentity()
-            try configureALPN()
-            configureSessions()
-        } catch {
-            SSL_CTX_free(context)
-            throw error
-        }
+        // A throw from here on still runs deinit (every property is set), which frees the context.
+        try configureVersions(datagram: datagram)
+        try configureTrust()
+        try configureIdentity()
+        try configureALPN()
+        configureSessions()
     }
 
     deinit {

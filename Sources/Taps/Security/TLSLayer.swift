@@ -74,6 +74,10 @@ final class TLSLayer: Layer, LayerDelegate {
         fail(error)
     }
 
+    func layerDidReportSoftError(_ error: TransportError) {
+        delegate?.layerDidReportSoftError(error)
+    }
+
     private func fail(_ error: TransportError) {
         guard state != .failed else { return }
         state = .failed

@@ -1,0 +1,250 @@
+import Foundation
+import XCTest
+@testable import Taps
+
+final class TLSTests: XCTestCase {
+    let pki = TestPKI.shared
+
+    private func tlsListener(_ security: SecurityParameters? = nil, framer: (any MessageFramer)? = LengthPrefixFramer()) async throws -> Listener {
+        try await Preconnection(local: .loopback(), transport: framer == nil ? .reliableInOrderStream : .reliableMessage,
+                                security: security ?? pki.serverSecurity, framer: framer).listen()
+    }
+
+    private func client(_ port: UInt16, host: String = "localhost", security: SecurityParameters? = nil) -> Preconnection {
+        Preconnection(remote: .host(host, port: port), transport: .reliableMessage, security: security ?? pki.clientSecurity,
+                      framer: LengthPrefixFramer())
+    }
+
+    func testEchoOverTLSWithNegotiatedDetails() async throws {
+        let listener = try await tlsListener()
+        XCTAssertEqual(listener.stack.name, "tls-tcp")
+        let echo = startEcho(listener)
+        let connection = try await client(listener.localAddress.port).initiate()
+        XCTAssertEqual(connection.stack.name, "tls-tcp")
+        let maybeDetails = await connection.securityDetails
+        let details = try XCTUnwrap(maybeDetails)
+        XCTAssertEqual(details.protocolVersion, "TLSv1.3")
+        XCTAssertTrue(details.cipherSuite.hasPrefix("TLS_"), details.cipherSuite)
+        XCTAssertEqual(details.peerCertificateSubject, "/CN=localhost")
+        for size in [1, 16_000, 200_000] {
+            let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+            try await connection.send(payload)
+            let reply = try await connection.receive()
+            XCTAssertEqual(reply.content, payload)
+        }
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testTLS12CanBeForced() async throws {
+        let listener = try await tlsListener()
+        let echo = startEcho(listener)
+        var security = pki.clientSecurity
+        security.allowedVersions = [.tls12]
+        let connection = try await client(listener.localAddress.port, security: security).initiate()
+        let version = await connection.securityDetails?.protocolVersion
+        XCTAssertEqual(version, "TLSv1.2")
+        try await connection.send("over 1.2")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "over 1.2")
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testWrongCAIsRejected() async throws {
+        let listener = try await tlsListener()
+        var security = SecurityParameters.clientDefault
+        security.trustedRoots = .pem(file: pki.otherCA)
+        let error = await XCTAssertThrowsTransportError(.certificateRejected) {
+            try await self.client(listener.localAddress.port, security: security).initiate()
+        }
+        XCTAssertTrue(error?.message.contains("unable to get local issuer certificate") ?? false, "\(String(describing: error))")
+        let failures = await listener.failedEstablishments
+        XCTAssertEqual(failures, 1)
+        await listener.stop()
+    }
+
+    func testHostnameMismatchIsRejected() async throws {
+        let listener = try await tlsListener()
+        var security = pki.clientSecurity
+        security.serverName = "example.net"
+        _ = await XCTAssertThrowsTransportError(.hostnameMismatch) {
+            try await self.client(listener.localAddress.port, security: security).initiate()
+        }
+        await listener.stop()
+    }
+
+    func testIPAddressIsVerifiedWithoutAName() async throws {
+        let listener = try await tlsListener()
+        let echo = startEcho(listener)
+        let connection = try await client(listener.localAddress.port, host: "127.0.0.1").initiate()
+        try await connection.send("by address")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "by address")
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testExpiredCertificateIsRejected() async throws {
+        let listener = try await tlsListener(.server(identity: .pemFiles(certificate: pki.expiredCert, key: pki.expiredKey)))
+        let error = await XCTAssertThrowsTransportError(.certificateRejected) {
+            try await self.client(listener.localAddress.port).initiate()
+        }
+        XCTAssertTrue(error?.message.contains("expired") ?? false, "\(String(describing: error))")
+        await listener.stop()
+    }
+
+    func testUnreadablePEMFailsBeforeAnyPacket() async throws {
+        let security = SecurityParameters.server(identity: .pemFiles(certificate: "/nonexistent/cert.pem", key: pki.serverKey))
+        let error = await XCTAssertThrowsTransportError(.invalidCredentials) {
+            try await Preconnection(local: .loopback(), security: security).listen()
+        }
+        XCTAssertTrue(error?.message.contains("/nonexistent/cert.pem") ?? false)
+
+        var garbage = pki.clientSecurity
+        garbage.trustedRoots = .pem(.bytes(Array("not a certificate".utf8)))
+        // Port 1: were any packet sent, this would fail with connectionRefused instead.
+        _ = await XCTAssertThrowsTransportError(.invalidCredentials) {
+            try await self.client(1, security: garbage).initiate()
+        }
+        let wrongKey = SecurityParameters.server(identity: .pemFiles(certificate: pki.serverCert, key: pki.expiredKey))
+        _ = await XCTAssertThrowsTransportError(.invalidCredentials) {
+            try await Preconnection(local: .loopback(), security: wrongKey).listen()
+        }
+    }
+
+    func testGarbageInsteadOfTLSIsAProtocolViolation() async throws {
+        // A plain TCP server that answers the ClientHello with bytes that are not TLS records.
+        let plain = try await Preconnection(local: .loopback(), security: .disabled).listen()
+        let garbageServer = Task {
+            for await connection in plain.connections {
+                _ = try? await connection.receive()
+                try? await connection.send(Array("HTTP/1.1 400 Bad Request\r\n\r\n".utf8))
+            }
+        }
+        _ = await XCTAssertThrowsTransportError(.protocolViolation) {
+            try await self.client(plain.localAddress.port).initiate()
+        }
+        await plain.stop()
+        garbageServer.cancel()
+    }
+
+    func testNoApplicationDataBeforeHandshake() async throws {
+        // The server's listener never sees a connection whose handshake failed, and the client
+        // cannot send on a failed establishment: the rejected client never reaches `send`.
+        let listener = try await tlsListener()
+        var security = SecurityParameters.clientDefault
+        security.trustedRoots = .pem(file: pki.otherCA)
+        _ = await XCTAssertThrowsTransportError(.certificateRejected) {
+            try await self.client(listener.localAddress.port, security: security).initiate()
+        }
+        // A good client still gets through, and is the first connection delivered.
+        let good = try await client(listener.localAddress.port).initiate()
+        var iterator = listener.connections.makeAsyncIterator()
+        let first = await iterator.next()
+        let firstRemote = await first?.remoteAddress
+        let goodLocal = await good.localAddress
+        XCTAssertEqual(firstRemote, goodLocal)
+        async let goodClosed: Void = good.close()
+        await first?.close()
+        await goodClosed
+        await listener.stop()
+    }
+
+    func testTruncationWithoutCloseNotifyIsReported() async throws {
+        // Server aborts (TCP close without close_notify) after sending: the client must see an
+        // error, not a clean end of data.
+        let listener = try await tlsListener(framer: nil)
+        let server = Task {
+            for await connection in listener.connections {
+                try? await connection.send("partial")
+                await connection.abort()
+            }
+        }
+        let connection = try await Preconnection(remote: .host("localhost", port: listener.localAddress.port),
+                                                 security: pki.clientSecurity).initiate()
+        var sawError: TransportError?
+        do {
+            while true {
+                let message = try await connection.receive()
+                if message.isFinal { break }
+            }
+        } catch let error as TransportError {
+            sawError = error
+        }
+        XCTAssertNotNil(sawError, "a TCP end without close_notify must not look like a clean end")
+        XCTAssertTrue([.truncated, .connectionReset].contains(sawError?.code), "\(String(describing: sawError))")
+        await listener.stop()
+        server.cancel()
+    }
+
+    func testGracefulCloseSendsCloseNotify() async throws {
+        let listener = try await tlsListener(framer: nil)
+        let connection = try await Preconnection(remote: .host("localhost", port: listener.localAddress.port),
+                                                 security: pki.clientSecurity).initiate()
+        var iterator = listener.connections.makeAsyncIterator()
+        let next = await iterator.next()
+        let accepted = try XCTUnwrap(next)
+        try await connection.send("last words")
+        let closing = Task { await connection.close() }
+        let received = try await receiveBytes(accepted, count: 10)
+        XCTAssertEqual(String(decoding: received, as: UTF8.self), "last words")
+        let end = try await accepted.receive()
+        XCTAssertTrue(end.isFinal, "close_notify is a clean, final end")
+        await accepted.close()
+        await closing.value
+        await listener.stop()
+    }
+
+    func testCloneResumesTheGroupsSession() async throws {
+        let listener = try await tlsListener()
+        let echo = startEcho(listener)
+        let first = try await client(listener.localAddress.port).initiate()
+        try await first.send("one")
+        _ = try await first.receive()  // TLS 1.3 tickets arrive after the handshake
+        let firstResumed = await first.securityDetails?.resumed
+        XCTAssertEqual(firstResumed, false)
+        let second = try await first.clone()
+        XCTAssertTrue(first.group === second.group)
+        XCTAssertEqual(first.group.count, 2)
+        let resumed = await second.securityDetails?.resumed
+        XCTAssertEqual(resumed, true)
+        try await second.send("two")
+        let reply = try await second.receive()
+        XCTAssertEqual(reply.text, "two")
+        await first.close()
+        await second.close()
+        XCTAssertEqual(first.group.count, 0)
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testMutualAuthentication() async throws {
+        var server = pki.serverSecurity
+        server.requireClientCertificate = true
+        server.trustedRoots = .pem(file: pki.caPEM)
+        let listener = try await tlsListener(server)
+        let echo = startEcho(listener)
+        // Without a client certificate the server refuses.
+        do {
+            let connection = try await client(listener.localAddress.port).initiate()
+            // TLS 1.3: the client learns of the refusal on its first read.
+            try await connection.send("x")
+            _ = try await connection.receive()
+            XCTFail("expected the server to refuse a client without a certificate")
+        } catch is TransportError {
+        }
+        var withIdentity = pki.clientSecurity
+        withIdentity.localIdentity = .pemFiles(certificate: pki.serverCert, key: pki.serverKey)
+        let connection = try await client(listener.localAddress.port, security: withIdentity).initiate()
+        try await connection.send("mutual")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "mutual")
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+    }
+}
