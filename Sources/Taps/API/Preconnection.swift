@@ -2,7 +2,10 @@
 /// connections are initiated, listeners started or rendezvous made.
 public struct Preconnection: Sendable {
     public var local: LocalEndpoint?
+    /// The remote endpoint; `alternativeRemotes` adds more (RFC 9622 section 6.1 allows several),
+    /// and racing tries the addresses of all of them.
     public var remote: RemoteEndpoint?
+    public var alternativeRemotes: [RemoteEndpoint] = []
     public var transport: TransportProperties
     public var security: SecurityParameters
     /// A framer gives byte-stream stacks message boundaries (RFC 9622 section 9.1.2).
@@ -69,9 +72,10 @@ public struct Preconnection: Sendable {
         let loop = self.loop ?? EventLoopGroup.shared.next()
         let framer = self.framer
         let stagger = transport.racingStagger
+        let remotes = [remote] + alternativeRemotes
         return try await withCheckedThrowingContinuation { continuation in
             loop.execute {
-                Resolver.resolve(remote.hostForResolution, port: remote.port, on: loop) { resolved in
+                Resolver.resolve(remotes, on: loop) { resolved in
                     switch resolved {
                     case .failure(let error):
                         continuation.resume(throwing: error)

@@ -23,6 +23,9 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private let threadExited = DispatchSemaphore(value: 0)
     private var loopThread = pthread_t()
     private let stopping = Atomic<Bool>(false)
+    private let exited = Atomic<Bool>(false)
+    /// Jobs and closures submitted after `shutdown` finished; they cannot run and are dropped.
+    private let discarded = Atomic<Int>(0)
     /// Handles the loop opened for its own use (the wake-up); not counted as open by `openHandleCount`.
     private var internalHandles: Set<UnsafeMutableRawPointer> = []
 
@@ -53,9 +56,17 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         // Every handle is closed now; let pending close callbacks finish and free the loop.
         uv_run(uvLoop, UV_RUN_DEFAULT)
         uv_loop_close(uvLoop)
-        uvLoop.deallocate()
+        // uvLoop's memory stays until deinit: handle owners may still look at it (closed) afterwards.
+        exited.store(true, ordering: .releasing)
         threadExited.signal()
     }
+
+    deinit {
+        if exited.load(ordering: .acquiring) { uvLoop.deallocate() }
+    }
+
+    /// Work submitted after shutdown, which was dropped.
+    public var discardedAfterShutdown: Int { discarded.load(ordering: .relaxed) }
 
     /// True when the caller runs on this loop's thread.
     public var inEventLoop: Bool { pthread_equal(pthread_self(), loopThread) != 0 }
@@ -96,6 +107,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     }
 
     private func submit(_ work: Work) {
+        if exited.load(ordering: .acquiring) {
+            discarded.add(1, ordering: .relaxed)
+            return
+        }
         let mustWake = incoming.withLock { state -> Bool in
             state.work.append(work)
             if state.wakePending { return false }
@@ -160,17 +175,20 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         let leftover = Mutex(0)
         execute { [self] in
             leftover.withLock { $0 = countOpenHandles() }
-            uv_walk(uvLoop, { handle, _ in
-                guard let handle, uv_is_closing(handle) == 0 else { return }
-                uv_close(handle) { handle in
-                    guard let handle else { return }
-                    if handle.pointee.type == UV_ASYNC, let data = handle.pointee.data {
+            let wakeup = UnsafeMutableRawPointer(self.wakeup)
+            uv_walk(uvLoop, { handle, wakeup in
+                guard let handle, uv_is_closing(handle) == 0, let data = handle.pointee.data else { return }
+                if UnsafeMutableRawPointer(handle) == wakeup {
+                    uv_close(handle) { handle in
+                        guard let handle, let data = handle.pointee.data else { return }
                         Unmanaged<EventLoop>.fromOpaque(data).release()
-                        handle.deallocate()
+                        UnsafeMutableRawPointer(handle).deallocate()
                     }
-                    // Other handles are owned by their wrappers, which free them in their own close path.
+                } else {
+                    // Every other handle belongs to a UVHandle; closing through it keeps its state true.
+                    Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue().close()
                 }
-            }, nil)
+            }, wakeup)
         }
         if !inEventLoop { threadExited.wait() }
         return leftover.withLock { $0 }

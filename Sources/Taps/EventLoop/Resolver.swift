@@ -54,6 +54,30 @@ enum Resolver {
         }
     }
 
+    /// Resolves several endpoints and merges their addresses in racing order. Fails only when no
+    /// endpoint resolves (with the first endpoint's error).
+    static func resolve(_ endpoints: [Endpoint], on loop: EventLoop,
+                        completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) {
+        var results: [Result<[SocketAddress], TransportError>?] = Array(repeating: nil, count: endpoints.count)
+        var remaining = endpoints.count
+        for (index, endpoint) in endpoints.enumerated() {
+            resolve(endpoint.hostForResolution, port: endpoint.port, on: loop) { result in
+                results[index] = result
+                remaining -= 1
+                guard remaining == 0 else { return }
+                var addresses: [SocketAddress] = []
+                for case .success(let resolved)? in results {
+                    addresses += resolved.filter { !addresses.contains($0) }
+                }
+                if addresses.isEmpty, case .failure(let error)? = results.first {
+                    completion(.failure(error))
+                } else {
+                    completion(.success(interleaveFamilies(addresses)))
+                }
+            }
+        }
+    }
+
     static func interleaveFamilies(_ addresses: [SocketAddress]) -> [SocketAddress] {
         let v6 = addresses.filter { $0.family == .ipv6 }
         let v4 = addresses.filter { $0.family == .ipv4 }

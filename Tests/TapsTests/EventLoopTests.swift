@@ -1,0 +1,59 @@
+import XCTest
+@testable import Taps
+
+final class EventLoopTests: XCTestCase {
+    actor Counter {
+        nonisolated let loop: EventLoop
+        var value = 0
+        nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+        init(loop: EventLoop) { self.loop = loop }
+        func increment() -> Bool {
+            value += 1
+            return loop.inEventLoop
+        }
+    }
+
+    func testActorsPinnedToTheLoopRunOnItsThread() async throws {
+        let loop = EventLoop(name: "test-executor")
+        let counter = Counter(loop: loop)
+        for _ in 0..<1000 { let onLoop = await counter.increment(); XCTAssertTrue(onLoop) }
+        let value = await counter.value
+        XCTAssertEqual(value, 1000)
+        XCTAssertFalse(loop.inEventLoop)
+        XCTAssertEqual(loop.shutdown(), 0)
+    }
+
+    func testTaskExecutorPreferenceRunsOnTheLoop() async throws {
+        let loop = EventLoop(name: "test-task-executor")
+        let onLoop = await Task(executorPreference: loop) { loop.inEventLoop }.value
+        XCTAssertTrue(onLoop)
+        loop.shutdown()
+    }
+
+    func testClosingEverythingLeavesNoHandleOpen() async throws {
+        let loop = EventLoop(name: "test-handles")
+        let listener = try await Preconnection(local: .loopback(), security: .disabled, loop: loop).listen()
+        let echo = startEcho(listener)
+        let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled,
+                                                 loop: loop).initiate()
+        try await connection.send("ping")
+        _ = try await connection.receive()
+        let whileOpen = try await loop.openHandleCount()
+        XCTAssertEqual(whileOpen, 3, "listener, client and accepted socket")
+        await connection.close()
+        await listener.stop()
+        // The echo side closes once it sees the end of the stream.
+        for _ in 0..<200 where try await loop.openHandleCount() > 0 { try await Task.sleep(for: .milliseconds(5)) }
+        let afterClose = try await loop.openHandleCount()
+        XCTAssertEqual(afterClose, 0)
+        echo.cancel()
+        XCTAssertEqual(loop.shutdown(), 0, "shutdown finds nothing left open")
+    }
+
+    func testShutdownReportsAndClosesLeftoverHandles() async throws {
+        let loop = EventLoop(name: "test-leftover")
+        let listener = try await Preconnection(local: .loopback(), security: .disabled, loop: loop).listen()
+        _ = listener
+        XCTAssertEqual(loop.shutdown(), 1)
+    }
+}

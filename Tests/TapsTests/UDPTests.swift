@@ -1,0 +1,88 @@
+import XCTest
+@testable import Taps
+
+final class UDPTests: XCTestCase {
+    func testListenerDemultiplexesPeersIntoConnections() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()
+        XCTAssertEqual(listener.stack.name, "udp")
+        let echo = startEcho(listener)
+        let remote = Endpoint.loopback(port: listener.localAddress.port)
+        let first = try await Preconnection(remote: remote, transport: .unreliableDatagram, security: .disabled).initiate()
+        let second = try await Preconnection(remote: remote, transport: .unreliableDatagram, security: .disabled).initiate()
+        XCTAssertEqual(first.stack.name, "udp")
+        for round in 0..<3 {
+            try await first.send("first \(round)")
+            try await second.send("second \(round)")
+            let a = try await first.receive()
+            let b = try await second.receive()
+            // Datagrams keep their boundaries and go back to the right peer.
+            XCTAssertTrue(a.isComplete)
+            XCTAssertEqual(a.text, "first \(round)")
+            XCTAssertEqual(b.text, "second \(round)")
+        }
+        await first.close()
+        await second.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testRendezvousBetweenTwoPeers() async throws {
+        // Learn two free UDP ports by binding listeners and stopping them.
+        let probeA = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()
+        let probeB = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()
+        let (portA, portB) = (probeA.localAddress.port, probeB.localAddress.port)
+        await probeA.stop()
+        await probeB.stop()
+        try await Task.sleep(for: .milliseconds(20))
+
+        let a = try await Preconnection(local: .loopback(port: portA), remote: .loopback(port: portB),
+                                        transport: .unreliableDatagram, security: .disabled).rendezvous()
+        let b = try await Preconnection(local: .loopback(port: portB), remote: .loopback(port: portA),
+                                        transport: .unreliableDatagram, security: .disabled).rendezvous()
+        try await a.send("hello b")
+        try await b.send("hello a")
+        let atB = try await b.receive()
+        let atA = try await a.receive()
+        XCTAssertEqual(atB.text, "hello b")
+        XCTAssertEqual(atA.text, "hello a")
+        await a.close()
+        await b.close()
+    }
+
+    func testOversizedDatagramIsASendError() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()
+        let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port),
+                                                 transport: .unreliableDatagram, security: .disabled).initiate()
+        XCTAssertEqual(connection.sendMsgMaxLen, 65_507)
+        let events = await connection.events()
+        try await connection.send([UInt8](repeating: 1, count: 70_000))
+        await connection.close()
+        var sendErrors: [TransportError] = []
+        for await event in events {
+            if case .sendError(_, let error) = event { sendErrors.append(error) }
+        }
+        XCTAssertEqual(sendErrors.first?.code, .messageTooLarge)
+        await listener.stop()
+    }
+
+    func testNewConnectionLimitRefusesFurtherPeers() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled)
+            .listen(newConnectionLimit: 1)
+        let remote = Endpoint.loopback(port: listener.localAddress.port)
+        let first = try await Preconnection(remote: remote, transport: .unreliableDatagram, security: .disabled).initiate()
+        let second = try await Preconnection(remote: remote, transport: .unreliableDatagram, security: .disabled).initiate()
+        try await first.send("one")
+        var iterator = listener.connections.makeAsyncIterator()
+        let accepted = await iterator.next()
+        XCTAssertNotNil(accepted)
+        try await second.send("two")
+        // Wait until the listener has seen the second peer's datagram.
+        for _ in 0..<100 where await listener.refusedByLimit == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        let refused = await listener.refusedByLimit
+        XCTAssertEqual(refused, 1)
+        await first.close()
+        await second.close()
+        await accepted?.close()
+        await listener.stop()
+    }
+}
