@@ -1,1 +1,175 @@
-print("todo")
+import ArgumentParser
+import Foundation
+import Taps
+import TapsBaseline
+
+/// Throughput and handshake-rate benchmark: the same transfer through the public Taps API and
+/// through a C program on libuv + OpenSSL (the baseline), in the same run, on loopback.
+@main
+struct TapsBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "taps-bench",
+        abstract: "Measure Taps throughput against a C baseline (libuv + OpenSSL) on loopback.",
+        discussion: "Build in release mode: swift run -c release taps-bench --stack tls-tcp --seconds 3")
+
+    @Option(name: .long, help: "Stack to measure (tcp, tls-tcp); repeat for several.")
+    var stack: [String] = []
+
+    @Option(name: .long, help: "Seconds per measurement.")
+    var seconds: Double = 3
+
+    @Option(name: .long, help: "Bytes per send.")
+    var messageSize: Int = 65_536
+
+    @Flag(name: .long, help: "Measure connection establishments per second instead of bulk throughput.")
+    var handshakes = false
+
+    @Flag(name: .long, help: "Print one JSON object per stack.")
+    var json = false
+
+    @Option(name: .long, help: "Run only one side (taps or baseline), e.g. for profiling.")
+    var only: String?
+
+    mutating func run() async throws {
+        let stacks = stack.isEmpty ? ["tcp", "tls-tcp"] : stack.map { $0.lowercased() }
+        for name in stacks where !["tcp", "tls-tcp"].contains(name) {
+            throw ValidationError("taps-bench measures tcp and tls-tcp (no C baseline for \(name) yet)")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("taps-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cert = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        guard taps_baseline_make_identity(cert, key) == 0 else { throw ValidationError("could not write a test identity") }
+
+        let serverLoop = EventLoop(name: "bench-server")
+        let clientLoop = EventLoop(name: "bench-client")
+        defer {
+            serverLoop.shutdown()
+            clientLoop.shutdown()
+        }
+        for name in stacks {
+            let tls = name == "tls-tcp"
+            let bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
+            let runTaps = only != "baseline", runBaseline = only != "taps"
+            if handshakes {
+                let ours = runTaps ? try await bench.handshakeRate(seconds: seconds) : 0
+                let baseline = runBaseline ? taps_baseline_handshakes(tls ? 1 : 0, seconds, cert, key) : taps_baseline_result()
+                report(name, unit: "handshakes_per_second", ours: ours, baseline: baseline.handshakes_per_second, error: baseline.error)
+            } else {
+                let ours = runTaps ? try await bench.throughput(seconds: seconds, messageSize: messageSize) : 0
+                let baseline = runBaseline ? taps_baseline_bulk(tls ? 1 : 0, seconds, messageSize, cert, key) : taps_baseline_result()
+                report(name, unit: "mbps", ours: ours, baseline: baseline.megabytes_per_second, error: baseline.error)
+            }
+        }
+    }
+
+    private func report(_ stack: String, unit: String, ours: Double, baseline: Double, error: Int32) {
+        let ratio = baseline > 0 ? ours / baseline : 0
+        if json {
+            let baselineKey = unit == "mbps" ? "baseline_mbps" : "baseline_\(unit)"
+            print("{\"stack\": \"\(stack)\", \"\(unit)\": \(String(format: "%.1f", ours)), \"\(baselineKey)\": \(String(format: "%.1f", baseline)), \"ratio\": \(String(format: "%.3f", ratio)), \"message_size\": \(messageSize), \"seconds\": \(seconds)\(error != 0 ? ", \"baseline_error\": \(error)" : "")}")
+        } else {
+            let label = unit == "mbps" ? "MB/s" : "handshakes/s"
+            print("\(stack.padding(toLength: 8, withPad: " ", startingAt: 0)) taps \(String(format: "%9.1f", ours)) \(label)   C baseline \(String(format: "%9.1f", baseline)) \(label)   ratio \(String(format: "%.2f", ratio))")
+        }
+    }
+}
+
+/// The Taps side of one measurement: a listener on one loop, a client on another.
+struct Bench {
+    let stack: String
+    let cert: String
+    let key: String
+    let serverLoop: EventLoop
+    let clientLoop: EventLoop
+
+    private var registry: StackRegistry {
+        StackRegistry(stacks: StackRegistry.standard.stacks.filter { $0.name == stack })
+    }
+
+    private func serverPreconnection() -> Preconnection {
+        let security: SecurityParameters = stack == "tls-tcp"
+            ? .server(identity: .pemFiles(certificate: cert, key: key)) : .disabled
+        var preconnection = Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: security, loop: serverLoop)
+        preconnection.registry = registry
+        return preconnection
+    }
+
+    private func clientPreconnection(port: UInt16) -> Preconnection {
+        var security = SecurityParameters.disabled
+        if stack == "tls-tcp" {
+            security = .clientDefault
+            security.trustedRoots = .pem(file: cert)
+        }
+        var properties = TransportProperties.reliableInOrderStream
+        properties.isolateSession = true  // full handshakes, as in the baseline
+        var preconnection = Preconnection(remote: .loopback(port: port), transport: properties, security: security, loop: clientLoop)
+        preconnection.registry = registry
+        return preconnection
+    }
+
+    /// MB/s (10^6 bytes) as the server received them, between its first and last byte.
+    func throughput(seconds: Double, messageSize: Int) async throws -> Double {
+        let listener = try await serverPreconnection().listen()
+        let serverLoop = self.serverLoop
+        let server = Task(executorPreference: serverLoop) { () -> (Int, Duration) in
+            var iterator = listener.connections.makeAsyncIterator()
+            guard let connection = await iterator.next() else { return (0, .zero) }
+            var bytes = 0
+            var first: ContinuousClock.Instant?
+            var last = ContinuousClock.now
+            while let message = try? await connection.receive(minIncompleteLength: 1) {
+                if first == nil { first = .now }
+                bytes += message.content.count
+                last = .now
+                if message.isFinal { break }
+            }
+            await connection.close()
+            return (bytes, first.map { last - $0 } ?? .zero)
+        }
+        let client = clientPreconnection(port: listener.localAddress.port)
+        let clientLoop = self.clientLoop
+        try await Task(executorPreference: clientLoop) {
+            let connection = try await client.initiate()
+            let message = [UInt8](repeating: 0x78, count: messageSize)
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while ContinuousClock.now < deadline {
+                try await connection.send(message)
+            }
+            await connection.close()
+        }.value
+        let (bytes, elapsed) = try await server.value
+        await listener.stop()
+        let secondsElapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return secondsElapsed > 0 ? Double(bytes) / secondsElapsed / 1e6 : 0
+    }
+
+    /// Sequential establishments (TCP connect, plus the TLS handshake) per second.
+    func handshakeRate(seconds: Double) async throws -> Double {
+        let listener = try await serverPreconnection().listen()
+        let serverLoop = self.serverLoop
+        let server = Task(executorPreference: serverLoop) {
+            for await connection in listener.connections {
+                Task(executorPreference: serverLoop) {
+                    while let message = try? await connection.receive(), !message.isFinal {}
+                    await connection.abort()
+                }
+            }
+        }
+        let client = clientPreconnection(port: listener.localAddress.port)
+        let count = try await Task(executorPreference: clientLoop) { () -> Int in
+            var count = 0
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while ContinuousClock.now < deadline {
+                let connection = try await client.initiate()
+                await connection.abort()
+                count += 1
+            }
+            return count
+        }.value
+        await listener.stop()
+        server.cancel()
+        return Double(count) / seconds
+    }
+}

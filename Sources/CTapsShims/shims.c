@@ -1,3 +1,5 @@
+#define _GNU_SOURCE
+#include <pthread.h>
 #include "CTapsShims.h"
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -34,3 +36,5 @@ int taps_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert) { return (int)SSL_CTX
 int taps_ERR_reason(unsigned long code) { return ERR_GET_REASON(code); }
 void taps_BIO_set_retry_read(BIO *bio) { BIO_set_retry_read(bio); }
 void taps_BIO_clear_retry_flags(BIO *bio) { BIO_clear_retry_flags(bio); }
+
+void taps_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }

@@ -1,1 +1,28 @@
+#ifndef TAPS_BASELINE_H
+#define TAPS_BASELINE_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+/* The benchmark's baseline: the same transfers as taps-bench, written directly on libuv and
+ * OpenSSL, with no framework in between. A server loop thread and a client loop thread on
+ * 127.0.0.1, like the Swift side. */
+
+typedef struct {
+    double megabytes_per_second;   /* MB/s (10^6 bytes) as the server received them */
+    double handshakes_per_second;  /* handshake mode only */
+    uint64_t bytes;
+    int error;                     /* 0, or a libuv / OpenSSL failure */
+} taps_baseline_result;
+
+/* Bulk transfer for `seconds`: `tls` selects TLS over TCP (TLS 1.3, AES-GCM) or plain TCP. */
+taps_baseline_result taps_baseline_bulk(int tls, double seconds, size_t message_size,
+                                        const char *cert_pem, const char *key_pem);
+
+/* Sequential connection establishments (TCP connect, TLS handshake if `tls`) for `seconds`. */
+taps_baseline_result taps_baseline_handshakes(int tls, double seconds, const char *cert_pem, const char *key_pem);
+
+/* Writes a self-signed P-256 certificate for 127.0.0.1 / localhost and its key as PEM files. */
+int taps_baseline_make_identity(const char *cert_path, const char *key_path);
+
+#endif

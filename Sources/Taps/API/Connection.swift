@@ -164,7 +164,7 @@ public actor Connection {
             emit(.expired(context))
             throw TransportError(.timedOut, "message \(context.messageID) expired after waiting longer than its lifetime \(lifetime)")
         }
-        try content.withUnsafeBytes { bytes in try hand(bytes, context: context) }
+        try hand(content, context: context)
     }
 
     public func send(_ text: String, context: MessageContext = MessageContext()) async throws {
@@ -172,10 +172,15 @@ public actor Connection {
     }
 
     /// Frames (if a framer is set) and writes one message; closes the send side after a final one.
-    private func hand(_ content: UnsafeRawBufferPointer, context: MessageContext) throws(TransportError) {
+    private func hand(_ content: [UInt8], context: MessageContext) throws(TransportError) {
         if let framer {
-            let framed = try framer.frame(content, context: context)
-            framed.withUnsafeBytes { write($0, context: context) }
+            var framed: [UInt8] = []
+            var failure: TransportError?
+            content.withUnsafeBytes { bytes in
+                do throws(TransportError) { framed = try framer.frame(bytes, context: context) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            write(framed, context: context)
         } else {
             write(content, context: context)
         }
@@ -193,7 +198,7 @@ public actor Connection {
         guard !sentFinal else { throw TransportError.connectionClosed("cannot send after a message marked final") }
     }
 
-    private func write(_ bytes: UnsafeRawBufferPointer, context: MessageContext) {
+    private func write(_ bytes: [UInt8], context: MessageContext) {
         let count = bytes.count
         inflightBytes += count
         layer.write(bytes) { [weak self] error in
@@ -251,22 +256,51 @@ public actor Connection {
     }
 
     fileprivate func layerRead(_ bytes: UnsafeRawBufferPointer) {
+        if framer != nil {
+            framerBuffer.append(bytes)
+            parseFrames()
+        } else {
+            layerRead(owned: Array(bytes))
+        }
+    }
+
+    fileprivate func layerRead(owned bytes: [UInt8]) {
         guard state != .closed else { return }
+        if framer != nil {
+            bytes.withUnsafeBytes { framerBuffer.append($0) }
+            parseFrames()
+            return
+        }
+        inbound.append(Message(bytes, context: receiveContext, isComplete: layer.isDatagram))
+        deliverReceived()
+    }
+
+    /// The context received messages carry; the addresses are looked up once, not per read.
+    private var cachedReceiveContext: MessageContext?
+    private var receiveContext: MessageContext {
+        if let cachedReceiveContext { return cachedReceiveContext }
         var context = MessageContext()
         context.remoteEndpoint = layer.remoteAddress
-        if let framer {
-            framerBuffer.append(bytes)
-            do {
-                while let message = try framer.parse(&framerBuffer) {
-                    inbound.append(Message(message, context: context, isComplete: true))
-                }
-            } catch {
-                receiveFailed(error)
-                return
+        context.localEndpoint = layer.localAddress
+        cachedReceiveContext = context
+        return context
+    }
+
+    private func parseFrames() {
+        guard state != .closed, let framer else { return }
+        let context = receiveContext
+        do {
+            while let message = try framer.parse(&framerBuffer) {
+                inbound.append(Message(message, context: context, isComplete: true))
             }
-        } else {
-            inbound.append(Message(Array(bytes), context: context, isComplete: layer.isDatagram))
+        } catch {
+            receiveFailed(error)
+            return
         }
+        deliverReceived()
+    }
+
+    private func deliverReceived() {
         deliverToReceivers()
         if inbound.byteCount > Self.receiveHighWater && !readingPaused {
             readingPaused = true
@@ -416,6 +450,7 @@ private final class LayerBridge: LayerDelegate {
         nonisolated(unsafe) let bytes = bytes  // borrowed for this call, on the loop thread
         connection?.assumeIsolated { $0.layerRead(bytes) }
     }
+    func layerDidRead(owned bytes: [UInt8]) { connection?.assumeIsolated { $0.layerRead(owned: bytes) } }
     func layerDidReadEndOfStream() { connection?.assumeIsolated { $0.layerEndOfStream() } }
     func layerDidFail(_ error: TransportError) { connection?.assumeIsolated { $0.layerFailed(error) } }
     func layerDidReportSoftError(_ error: TransportError) { connection?.assumeIsolated { $0.layerSoftError(error) } }

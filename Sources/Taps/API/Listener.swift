@@ -40,6 +40,7 @@ public actor Listener {
         switch recipe.stack.layers.first {
         case .tcp:
             let socket = UVTCPSocket(loop: loop)
+            socket.acceptedReadBufferSize = recipe.tcpOptions.readBufferSize
             do throws(TransportError) {
                 try socket.bind(address)
                 // libuv reports a taken port at listen time, so listen before asking for the address.

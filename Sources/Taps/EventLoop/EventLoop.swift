@@ -1,4 +1,5 @@
 import CLibUV
+import CTapsShims
 import Foundation
 import Synchronization
 
@@ -18,6 +19,12 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     let uvLoop: UnsafeMutablePointer<uv_loop_t>
     private let wakeup: UnsafeMutablePointer<uv_async_t>
+    /// Work enqueued from the loop thread itself (e.g. a continuation resumed by a read callback)
+    /// goes here, without a lock or a wake-up system call; an idle handle, which keeps the next
+    /// poll from blocking, runs it.
+    private var localWork: [Work] = []
+    private let localRunner: UnsafeMutablePointer<uv_idle_t>
+    private var localRunnerActive = false
     private let incoming = Mutex<(work: [Work], wakePending: Bool)>(([], false))
     private let threadReady = DispatchSemaphore(value: 0)
     private let threadExited = DispatchSemaphore(value: 0)
@@ -41,8 +48,12 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
             Unmanaged<EventLoop>.fromOpaque(data).takeUnretainedValue().drain()
         }
         internalHandles.insert(UnsafeMutableRawPointer(wakeup))
+        localRunner = .allocate(capacity: 1)
+        uv_idle_init(uvLoop, localRunner)
+        internalHandles.insert(UnsafeMutableRawPointer(localRunner))
         // The loop retains itself through the wake-up handle until `shutdown` closes it.
         wakeup.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        localRunner.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         let thread = Thread { [unowned self] in self.run() }
         thread.name = name
         thread.start()
@@ -51,6 +62,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     private func run() {
         loopThread = pthread_self()
+        taps_set_thread_name(String(name.prefix(15)))
         threadReady.signal()
         uv_run(uvLoop, UV_RUN_DEFAULT)
         // Every handle is closed now; let pending close callbacks finish and free the loop.
@@ -111,6 +123,17 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
             discarded.add(1, ordering: .relaxed)
             return
         }
+        if inEventLoop && !stopping.load(ordering: .relaxed) {
+            localWork.append(work)
+            if !localRunnerActive {
+                localRunnerActive = true
+                uv_idle_start(localRunner) { handle in
+                    guard let handle, let data = handle.pointee.data else { return }
+                    Unmanaged<EventLoop>.fromOpaque(data).takeUnretainedValue().runLocalWork()
+                }
+            }
+            return
+        }
         let mustWake = incoming.withLock { state -> Bool in
             state.work.append(work)
             if state.wakePending { return false }
@@ -118,6 +141,29 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
             return true
         }
         if mustWake { uv_async_send(wakeup) }
+    }
+
+    /// Runs work enqueued from the loop thread; stops the idle handle once nothing is left.
+    private func runLocalWork() {
+        for _ in 0..<64 {
+            guard !localWork.isEmpty else { break }
+            let batch = localWork
+            localWork.removeAll(keepingCapacity: true)
+            batch.forEach(run)
+        }
+        if localWork.isEmpty {
+            localRunnerActive = false
+            uv_idle_stop(localRunner)
+        }
+    }
+
+    private func run(_ work: Work) {
+        switch work {
+        case .job(let job):
+            job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+        case .closure(let body):
+            body()
+        }
     }
 
     /// Runs queued work on the loop thread. Bounded rounds so I/O is not starved by work that keeps
@@ -131,15 +177,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
                 return batch
             }
             if batch.isEmpty { return }
-            for work in batch {
-                switch work {
-                case .job(let job):
-                    job.runSynchronously(isolatedTo: asUnownedSerialExecutor(),
-                                         taskExecutor: asUnownedTaskExecutor())
-                case .closure(let body):
-                    body()
-                }
-            }
+            batch.forEach(run)
         }
         uv_async_send(wakeup)
     }
@@ -178,7 +216,9 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
             let wakeup = UnsafeMutableRawPointer(self.wakeup)
             uv_walk(uvLoop, { handle, wakeup in
                 guard let handle, uv_is_closing(handle) == 0, let data = handle.pointee.data else { return }
-                if UnsafeMutableRawPointer(handle) == wakeup {
+                if handle.pointee.type == UV_IDLE {
+                    uv_close(handle) { UnsafeMutableRawPointer($0)?.deallocate() }
+                } else if UnsafeMutableRawPointer(handle) == wakeup {
                     uv_close(handle) { handle in
                         guard let handle, let data = handle.pointee.data else { return }
                         Unmanaged<EventLoop>.fromOpaque(data).release()

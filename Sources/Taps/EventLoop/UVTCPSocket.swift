@@ -7,10 +7,18 @@ import Glibc
 /// consumes (or copies) them before returning. Writes try `uv_try_write` first and copy only what the
 /// kernel did not take at once.
 final class UVTCPSocket: UVHandle {
-    static let readBufferSize = 256 * 1024
+    /// Plain TCP copies each read into the array handed to the application, and arrays of this
+    /// size stay clear of glibc's mmap threshold; TLS decrypts out of the buffer, so reads can be
+    /// larger there (fewer system calls).
+    static let defaultReadBufferSize = 64 * 1024
+    static let largeReadBufferSize = 256 * 1024
+    private let readBufferSize: Int
 
     private let tcp: UnsafeMutablePointer<uv_tcp_t>
-    private let readBuffer: UnsafeMutableRawPointer
+    /// Allocated when reading starts (listening sockets never read).
+    private var readBuffer: UnsafeMutableRawPointer?
+    /// The read buffer size of the sockets this one accepts.
+    var acceptedReadBufferSize = UVTCPSocket.defaultReadBufferSize
     private var queuedWrites = 0
 
     var onRead: ((UnsafeRawBufferPointer) -> Void)?
@@ -19,15 +27,17 @@ final class UVTCPSocket: UVHandle {
     private var onConnection: ((Result<UVTCPSocket, TransportError>) -> Void)?
     private var connectCompletion: ((TransportError?) -> Void)?
 
-    init(loop: EventLoop) {
+    init(loop: EventLoop, readBufferSize: Int = UVTCPSocket.defaultReadBufferSize) {
         tcp = .allocate(capacity: 1)
         uv_tcp_init(loop.uvLoop, tcp)
-        readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
+        self.readBufferSize = readBufferSize
         super.init(loop: loop, handle: tcp)
     }
 
     override func didClose() {
-        readBuffer.deallocate()
+        readBuffer?.deallocate()
+        spareBuffers.forEach { $0.deallocate() }
+        spareBuffers.removeAll()
         onRead = nil
         onEndOfStream = nil
         onReadError = nil
@@ -81,7 +91,7 @@ final class UVTCPSocket: UVHandle {
             onConnection?(.failure(.uv(status, "accept")))
             return
         }
-        let client = UVTCPSocket(loop: loop)
+        let client = UVTCPSocket(loop: loop, readBufferSize: acceptedReadBufferSize)
         let result = uv_accept(stream, client.stream)
         if result == 0 {
             onConnection?(.success(client))
@@ -113,9 +123,10 @@ final class UVTCPSocket: UVHandle {
 
     func startReading() {
         guard !isClosed else { return }
+        if readBuffer == nil { readBuffer = .allocate(byteCount: readBufferSize, alignment: 16) }
         uv_read_start(stream, { handle, _, buffer in
             guard let buffer, let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }
-            buffer.pointee = uv_buf_init(socket.readBuffer.assumingMemoryBound(to: CChar.self), UInt32(UVTCPSocket.readBufferSize))
+            buffer.pointee = uv_buf_init(socket.readBuffer?.assumingMemoryBound(to: CChar.self), UInt32(socket.readBufferSize))
         }, { handle, count, _ in
             guard let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }
             socket.didRead(count)
@@ -166,36 +177,90 @@ final class UVTCPSocket: UVHandle {
         queueWrite(UnsafeRawBufferPointer(rebasing: bytes[offset...]), completion: completion)
     }
 
+    /// Keeps what a queued write points at alive until libuv is done with it: either a copy taken
+    /// from the socket's spare buffers (returned there afterwards, so a busy socket does not keep
+    /// allocating fresh pages) or the caller's array itself.
     private final class PendingWrite {
-        let copy: UnsafeMutableRawBufferPointer
+        var copy: UnsafeMutableRawBufferPointer?
+        var array: [UInt8]?
         let completion: ((TransportError?) -> Void)?
         unowned let socket: UVTCPSocket
-        init(copy: UnsafeMutableRawBufferPointer, completion: ((TransportError?) -> Void)?, socket: UVTCPSocket) {
-            self.copy = copy; self.completion = completion; self.socket = socket
+        init(completion: ((TransportError?) -> Void)?, socket: UVTCPSocket) {
+            self.completion = completion
+            self.socket = socket
         }
     }
 
+    private var spareBuffers: [UnsafeMutableRawBufferPointer] = []
+    private static let spareBufferLimit = 64
+
+    private func takeBuffer(count: Int) -> UnsafeMutableRawBufferPointer {
+        if let index = spareBuffers.lastIndex(where: { $0.count >= count }) {
+            return spareBuffers.remove(at: index)
+        }
+        return .allocate(byteCount: max(count, 64 * 1024), alignment: 16)
+    }
+
+    private func recycle(_ buffer: UnsafeMutableRawBufferPointer) {
+        if spareBuffers.count < Self.spareBufferLimit && !isClosed { spareBuffers.append(buffer) } else { buffer.deallocate() }
+    }
+
     private func queueWrite(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?) {
-        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        let copy = takeBuffer(count: bytes.count)
         copy.copyMemory(from: bytes)
+        let pending = PendingWrite(completion: completion, socket: self)
+        pending.copy = copy
+        submit(pending, UnsafeRawBufferPointer(start: copy.baseAddress, count: bytes.count))
+    }
+
+    /// Writes an array, keeping the array (not a copy) alive while libuv holds it.
+    func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {
+        guard !isClosed else {
+            completion?(.connectionReset("write on a closed socket"))
+            return
+        }
+        array.withUnsafeBytes { bytes in
+            var offset = 0
+            if queuedWrites == 0 {
+                var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
+                let written = uv_try_write(stream, &buffer, 1)
+                if written == Int32(bytes.count) {
+                    completion?(nil)
+                    return
+                }
+                if written > 0 {
+                    offset = Int(written)
+                } else if written != UV_EAGAIN.rawValue {
+                    completion?(.uv(written, "write"))
+                    return
+                }
+            }
+            let pending = PendingWrite(completion: completion, socket: self)
+            // The array's storage does not move while `pending` holds it unmodified.
+            pending.array = array
+            submit(pending, UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+        }
+    }
+
+    private func submit(_ pending: PendingWrite, _ bytes: UnsafeRawBufferPointer) {
         let request = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
-        request.pointee.data = Unmanaged.passRetained(PendingWrite(copy: copy, completion: completion, socket: self)).toOpaque()
-        var buffer = uv_buf_init(copy.baseAddress?.assumingMemoryBound(to: CChar.self), UInt32(copy.count))
+        request.pointee.data = Unmanaged.passRetained(pending).toOpaque()
+        var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
         queuedWrites += 1
         let status = uv_write(request, stream, &buffer, 1) { request, status in
             guard let request else { return }
             let pending = Unmanaged<PendingWrite>.fromOpaque(request.pointee.data).takeRetainedValue()
             request.deallocate()
-            pending.copy.deallocate()
             pending.socket.queuedWrites -= 1
+            if let copy = pending.copy { pending.socket.recycle(copy) }
             pending.completion?(status == 0 ? nil : .uv(status, "write"))
         }
         if status != 0 {
             queuedWrites -= 1
             Unmanaged<PendingWrite>.fromOpaque(request.pointee.data).release()
             request.deallocate()
-            copy.deallocate()
-            completion?(.uv(status, "write"))
+            if let copy = pending.copy { recycle(copy) }
+            pending.completion?(.uv(status, "write"))
         }
     }
 

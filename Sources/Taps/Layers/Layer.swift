@@ -5,6 +5,9 @@ protocol LayerDelegate: AnyObject {
     /// Bytes arrived: a chunk of a byte stream, or one whole datagram on a datagram layer. The
     /// buffer is borrowed for the duration of the call.
     func layerDidRead(_ bytes: UnsafeRawBufferPointer)
+    /// Bytes arrived in an array the receiver may keep (layers that produce fresh buffers, such
+    /// as TLS decrypting straight into one, hand them up without another copy).
+    func layerDidRead(owned bytes: [UInt8])
     /// The peer finished sending (FIN, or TLS close_notify).
     func layerDidReadEndOfStream()
     /// The layer failed; it is unusable afterwards.
@@ -15,6 +18,10 @@ protocol LayerDelegate: AnyObject {
 
 extension LayerDelegate {
     func layerDidReportSoftError(_ error: TransportError) {}
+
+    func layerDidRead(owned bytes: [UInt8]) {
+        bytes.withUnsafeBytes { layerDidRead($0) }
+    }
 }
 
 /// One layer of a protocol stack bound to one connection: it carries bytes between the layer above
@@ -28,6 +35,8 @@ protocol Layer: AnyObject {
     /// Sends bytes; `completion` runs when the bytes left this process (possibly before `write`
     /// returns). The buffer is borrowed for the duration of the call.
     func write(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?)
+    /// Sends an array the layer may keep instead of copying (the send path's common case).
+    func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?)
     /// Gracefully ends the send side (TLS close_notify, then TCP FIN).
     func finishWriting(completion: @escaping (TransportError?) -> Void)
     /// Flow control: stop or resume delivering reads.
@@ -46,6 +55,10 @@ protocol Layer: AnyObject {
 
 extension Layer {
     var securityDetails: SecurityDetails? { nil }
+
+    func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {
+        array.withUnsafeBytes { write($0, completion: completion) }
+    }
 }
 
 /// The outcome of a security handshake, readable on an established connection.

@@ -10,11 +10,12 @@ final class TCPLayer: Layer {
     struct TCPOptions {
         var keepAliveSeconds: UInt32? = nil
         var userTimeoutMilliseconds: UInt32? = nil
+        var readBufferSize = UVTCPSocket.defaultReadBufferSize
     }
 
     /// A client layer that will connect to `remote` on `start()`.
     init(loop: EventLoop, connectingTo remote: SocketAddress, options: TCPOptions) {
-        socket = UVTCPSocket(loop: loop)
+        socket = UVTCPSocket(loop: loop, readBufferSize: options.readBufferSize)
         self.remote = remote
         self.options = options
         established = false
@@ -64,6 +65,10 @@ final class TCPLayer: Layer {
 
     func write(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?) {
         socket.write(bytes, completion: completion)
+    }
+
+    func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {
+        socket.write(array, completion: completion)
     }
 
     func finishWriting(completion: @escaping (TransportError?) -> Void) {

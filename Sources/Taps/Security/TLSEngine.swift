@@ -7,7 +7,7 @@ final class TLSEngine {
     let ssl: OpaquePointer
     let context: TLSContext
     private let buffers = EngineBIO.Buffers()
-    private let plaintext: UnsafeMutableRawPointer
+    /// Decrypted bytes are read straight into arrays of this size (several records each).
     private static let plaintextCapacity = 64 * 1024
     /// The key this connection's session is cached under (client side: server name and port).
     let sessionKey: String?
@@ -25,7 +25,6 @@ final class TLSEngine {
         self.ssl = ssl
         self.context = context
         self.sessionKey = sessionKey
-        plaintext = .allocate(byteCount: Self.plaintextCapacity, alignment: 16)
         let bio = EngineBIO.make(buffers)
         SSL_set_bio(ssl, bio, bio)
         SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
@@ -39,7 +38,6 @@ final class TLSEngine {
 
     deinit {
         SSL_free(ssl)
-        plaintext.deallocate()
     }
 
     private func configureClient(serverName: String?, peerAddress: SocketAddress?) throws(TransportError) {
@@ -77,7 +75,7 @@ final class TLSEngine {
 
     /// Feeds ciphertext that arrived. Advances the handshake if it is running, then hands every
     /// decrypted byte to `deliver` (borrowed for the call).
-    func feed(_ ciphertext: UnsafeRawBufferPointer, handshakeDone: () -> Void, deliver: (UnsafeRawBufferPointer) -> Void) -> ReadOutcome {
+    func feed(_ ciphertext: UnsafeRawBufferPointer, handshakeDone: () -> Void, deliver: ([UInt8]) -> Void) -> ReadOutcome {
         buffers.inbound = ciphertext
         defer { buffers.inbound = UnsafeRawBufferPointer(start: nil, count: 0) }
         return process(handshakeDone: handshakeDone, deliver: deliver)
@@ -85,12 +83,12 @@ final class TLSEngine {
 
     /// The byte stream below ended: what OpenSSL still holds is read, then a missing close_notify
     /// is reported as truncation.
-    func feedEndOfStream(handshakeDone: () -> Void, deliver: (UnsafeRawBufferPointer) -> Void) -> ReadOutcome {
+    func feedEndOfStream(handshakeDone: () -> Void, deliver: ([UInt8]) -> Void) -> ReadOutcome {
         buffers.inboundEnded = true
         return process(handshakeDone: handshakeDone, deliver: deliver)
     }
 
-    private func process(handshakeDone: () -> Void, deliver: (UnsafeRawBufferPointer) -> Void) -> ReadOutcome {
+    private func process(handshakeDone: () -> Void, deliver: ([UInt8]) -> Void) -> ReadOutcome {
         if !handshakeComplete {
             switch handshake() {
             case .needMoreData:
@@ -101,10 +99,23 @@ final class TLSEngine {
             }
         }
         while true {
+            var status: ReadOutcome?
+            let plaintext = [UInt8](unsafeUninitializedCapacity: Self.plaintextCapacity) { buffer, filled in
+                filled = 0
+                status = readRecords(into: buffer, filled: &filled)
+            }
+            if !plaintext.isEmpty { deliver(plaintext) }
+            if let status { return status }
+        }
+    }
+
+    /// Decrypts records into `buffer` until it is full (nil: call again) or OpenSSL needs more
+    /// ciphertext or the stream ended (the outcome).
+    private func readRecords(into buffer: UnsafeMutableBufferPointer<UInt8>, filled: inout Int) -> ReadOutcome? {
+        while filled < buffer.count {
             var count = 0
-            let status = SSL_read_ex(ssl, plaintext, Self.plaintextCapacity, &count)
-            if status == 1 {
-                deliver(UnsafeRawBufferPointer(start: plaintext, count: count))
+            if SSL_read_ex(ssl, buffer.baseAddress! + filled, buffer.count - filled, &count) == 1 {
+                filled += count
                 continue
             }
             switch SSL_get_error(ssl, 0) {
@@ -121,6 +132,7 @@ final class TLSEngine {
                 return .failed(classifyFailure(status: 0, during: "TLS record"))
             }
         }
+        return nil
     }
 
     // MARK: Writing

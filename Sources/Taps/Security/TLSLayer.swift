@@ -46,7 +46,7 @@ final class TLSLayer: Layer, LayerDelegate {
     func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
         guard state != .failed else { return }
         let outcome = engine.feed(bytes, handshakeDone: { handshakeDidComplete() }) { plaintext in
-            delegate?.layerDidRead(plaintext)
+            delegate?.layerDidRead(owned: plaintext)
         }
         // Handshake messages, tickets and alerts the engine produced while reading.
         flush(completion: nil)
@@ -57,7 +57,7 @@ final class TLSLayer: Layer, LayerDelegate {
         guard state != .failed else { return }
         if engine.receivedCloseNotify { return }
         let outcome = engine.feedEndOfStream(handshakeDone: { handshakeDidComplete() }) { plaintext in
-            delegate?.layerDidRead(plaintext)
+            delegate?.layerDidRead(owned: plaintext)
         }
         handle(outcome)
     }

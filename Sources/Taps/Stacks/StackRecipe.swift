@@ -10,6 +10,7 @@ struct StackRecipe: Sendable {
 
     var tcpOptions: TCPLayer.TCPOptions {
         var options = TCPLayer.TCPOptions()
+        if stack.layers.contains(.tls) { options.readBufferSize = UVTCPSocket.largeReadBufferSize }
         if properties.keepAlive == .require || properties.keepAlive == .prefer {
             let seconds = properties.keepAliveTimeout.map { max(1, UInt32($0.components.seconds)) } ?? 60
             options.keepAliveSeconds = seconds
