@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source Scripts/setup.sh
 swift build --build-tests
-swift test --skip-build "$@"
+# A hung test must fail the run, not hold CI for its whole budget.
+timeout 1200 swift test --skip-build "$@"

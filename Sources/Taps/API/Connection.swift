@@ -157,7 +157,13 @@ public actor Connection {
         try checkCanSend()
         let enqueued = ContinuousClock.now
         while inflightBytes > Self.sendHighWater {
-            await withCheckedContinuation { sendWaiters.append($0) }
+            await withCheckedContinuation { continuation in
+                if inflightBytes <= Self.sendHighWater || state == .closed {
+                    continuation.resume()
+                } else {
+                    sendWaiters.append(continuation)
+                }
+            }
             try checkCanSend()
         }
         if let lifetime = context.properties.lifetime, ContinuousClock.now - enqueued > lifetime {
@@ -239,6 +245,8 @@ public actor Connection {
         return try await withCheckedThrowingContinuation { continuation in
             receivers.append(continuation)
             pendingReceiveLimits.append((minIncompleteLength, maxLength))
+            // Data or the end may have arrived before this body ran.
+            deliverToReceivers()
         }
     }
 
@@ -393,7 +401,11 @@ public actor Connection {
                 timer.start(after: 5_000) { [weak self] in self?.assumeIsolated { $0.finishClose() } }
             }
         }
-        if state != .closed { await withCheckedContinuation { closeWaiters.append($0) } }
+        // The continuation's body can run after other loop events (libuv's pending phase may
+        // deliver the shutdown first), so each waiter re-checks its condition there.
+        await withCheckedContinuation { continuation in
+            if state == .closed { continuation.resume() } else { closeWaiters.append(continuation) }
+        }
     }
 
     /// Aborts at once: no close_notify, TCP RST. Emits `closed`.
