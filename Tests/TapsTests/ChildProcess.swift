@@ -1,0 +1,67 @@
+import Foundation
+import XCTest
+
+/// A child process whose output is collected as it arrives, for tests that talk to real programs
+/// (`openssl s_server`, `openssl s_client`, the example binaries).
+final class ChildProcess: @unchecked Sendable {
+    // @unchecked Sendable: `output` is guarded by `lock`; the rest is set in init.
+    private let process = Process()
+    private let input = Pipe()
+    private let lock = NSLock()
+    private var output = ""
+
+    init(_ executable: String, _ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = input
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.withLock { self.output += String(decoding: data, as: UTF8.self) }
+        }
+        try process.run()
+    }
+
+    var text: String { lock.withLock { output } }
+
+    func write(_ text: String) { input.fileHandleForWriting.write(Data(text.utf8)) }
+    func closeInput() { try? input.fileHandleForWriting.close() }
+
+    /// Waits until the output contains `needle`; returns false on timeout.
+    @discardableResult
+    func waitFor(_ needle: String, timeout: Double = 10) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if text.contains(needle) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return text.contains(needle)
+    }
+
+    /// Waits for the process to exit (killing it after `timeout`) and returns its status.
+    @discardableResult
+    func finish(timeout: Double = 10) async -> Int32 {
+        // Polls: Foundation's waitUntilExit can hang when called off the main thread on Linux.
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            process.terminate()
+            for _ in 0..<100 where process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+        }
+        return process.terminationStatus
+    }
+
+    func terminate() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// The path of a product built beside the test bundle (e.g. "taps-echo").
+    static func product(_ name: String) -> String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import XCTest
+@testable import Taps
+
+/// taps-echo against real OpenSSL peers, in both roles.
+final class InteropTests: XCTestCase {
+    let pki = TestPKI.shared
+
+    /// A port that was free a moment ago (bound by a listener, then released).
+    private func freePort() async throws -> UInt16 {
+        let probe = try await Preconnection(local: .loopback(), security: .disabled).listen()
+        let port = probe.localAddress.port
+        await probe.stop()
+        return port
+    }
+
+    func testEchoClientTalksToOpenSSLServer() async throws {
+        let port = try await freePort()
+        let server = try ChildProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.serverCert,
+                                                           "-key", pki.serverKey, "-rev", "-naccept", "1"])
+        defer { server.terminate() }
+        let serverReady = await server.waitFor("ACCEPT")
+        XCTAssertTrue(serverReady, server.text)
+        let client = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["connect", "127.0.0.1", "\(port)", "--stack", "tls-tcp", "--ca", pki.caPEM,
+                                       "--message", "hello openssl"])
+        let status = await client.finish()
+        XCTAssertEqual(status, 0, client.text)
+        XCTAssertTrue(client.text.contains("stack: tls-tcp"), client.text)
+        XCTAssertTrue(client.text.contains("tls-version: TLSv1.3"), client.text)
+        // s_server -rev answers each line reversed.
+        XCTAssertTrue(client.text.contains("lssnepo olleh"), client.text)
+    }
+
+    func testOpenSSLClientTalksToEchoServer() async throws {
+        let server = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["listen", "--port", "0", "--stack", "tls-tcp", "--cert", pki.serverCert,
+                                       "--key", pki.serverKey, "--count", "1"])
+        defer { server.terminate() }
+        let serverReady = await server.waitFor("listening on")
+        XCTAssertTrue(serverReady, server.text)
+        let line = server.text.split(separator: "\n").first { $0.hasPrefix("listening on") }!
+        let port = line.split(separator: ":").last!
+        let client = try ChildProcess("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(port)", "-CAfile", pki.caPEM,
+                                                           "-verify_return_error", "-verify_ip", "127.0.0.1", "-quiet", "-no_ign_eof"])
+        defer { client.terminate() }
+        client.write("ping from s_client\n")
+        let clientReady = await client.waitFor("ping from s_client")
+        XCTAssertTrue(clientReady, "echo not received: \(client.text)")
+        client.closeInput()
+        let clientStatus = await client.finish(timeout: 5)
+        XCTAssertEqual(clientStatus, 0, client.text)
+        // The echo server saw a clean end (close_notify), served its one connection and exited.
+        let serverStatus = await server.finish(timeout: 5)
+        XCTAssertEqual(serverStatus, 0, server.text)
+    }
+
+    func testEchoClientRejectsServerWithUntrustedCertificate() async throws {
+        let port = try await freePort()
+        let server = try ChildProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.serverCert,
+                                                           "-key", pki.serverKey, "-naccept", "1"])
+        defer { server.terminate() }
+        let serverReady = await server.waitFor("ACCEPT")
+        XCTAssertTrue(serverReady, server.text)
+        let client = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["connect", "127.0.0.1", "\(port)", "--stack", "tls-tcp", "--ca", pki.otherCA,
+                                       "--message", "never sent"])
+        let status = await client.finish()
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(client.text.contains("certificateRejected"), client.text)
+        XCTAssertFalse(server.text.contains("never sent"))
+    }
+
+    func testEchoOverPlainStacks() async throws {
+        for stack in ["tcp", "udp"] {
+            let server = try ChildProcess(ChildProcess.product("taps-echo"), ["listen", "--port", "0", "--stack", stack, "--count", "1"])
+            defer { server.terminate() }
+            let serverReady = await server.waitFor("listening on")
+        XCTAssertTrue(serverReady, server.text)
+            let line = server.text.split(separator: "\n").first { $0.hasPrefix("listening on") }!
+            let port = String(line.split(separator: ":").last!)
+            let client = try ChildProcess(ChildProcess.product("taps-echo"),
+                                          ["connect", "127.0.0.1", port, "--stack", stack, "--message", "over \(stack)"])
+            let status = await client.finish()
+            XCTAssertEqual(status, 0, client.text)
+            XCTAssertTrue(client.text.contains("stack: \(stack)"), client.text)
+            XCTAssertTrue(client.text.hasSuffix("over \(stack)\n"), client.text)
+        }
+    }
+}
