@@ -1,1 +1,118 @@
-print("todo")
+import ArgumentParser
+import Foundation
+import Taps
+
+/// The README's demo: for each kind of service an application might ask for, selection picks a
+/// stack; a listener and a client in this process then exchange messages over loopback.
+@main
+struct TapsDemo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "taps-demo",
+        abstract: "Show stack selection, security details, messaging and throughput on loopback.")
+
+    @Option(name: .long, help: "Run only the scenario whose chosen stack has this name (tls-tcp, tcp, udp).")
+    var stack: String?
+
+    @Option(name: .long, help: "Megabytes to echo in the throughput step of stream stacks.")
+    var megabytes: Int = 64
+
+    mutating func run() async throws {
+        let (identity, certificatePEM) = try SecurityParameters.Identity.selfSigned()
+        var clientSecurity = SecurityParameters.clientDefault
+        clientSecurity.trustedRoots = .pem(.bytes(certificatePEM))
+        let scenarios: [Scenario] = [
+            Scenario(title: "Secure, reliable messages", transport: .reliableMessage,
+                     server: .server(identity: identity), client: clientSecurity, framer: LengthPrefixFramer()),
+            Scenario(title: "Reliable messages without security", transport: .reliableMessage,
+                     server: .disabled, client: .disabled, framer: LengthPrefixFramer()),
+            Scenario(title: "Unreliable datagrams without security", transport: .unreliableDatagram,
+                     server: .disabled, client: .disabled, framer: nil),
+        ]
+        for scenario in scenarios {
+            let chosen = scenario.clientPreconnection(port: 1).candidateStacks().first { $0.rank == 0 }?.stack.name
+            if let stack, chosen != stack { continue }
+            try await scenario.run(megabytes: megabytes)
+        }
+    }
+}
+
+struct Scenario {
+    let title: String
+    let transport: TransportProperties
+    let server: SecurityParameters
+    let client: SecurityParameters
+    let framer: (any MessageFramer)?
+
+    func clientPreconnection(port: UInt16) -> Preconnection {
+        Preconnection(remote: .host("localhost", port: port), transport: transport, security: client, framer: framer)
+    }
+
+    func run(megabytes: Int) async throws {
+        print("== \(title)")
+        let listener = try await Preconnection(local: .loopback(), transport: transport, security: server, framer: framer).listen()
+        let echo = Task {
+            for await connection in listener.connections {
+                Task {
+                    do {
+                        for try await message in connection.messages {
+                            if message.content.isEmpty && message.isFinal { break }
+                            try await connection.send(message.content)
+                        }
+                        await connection.close()
+                    } catch {
+                        await connection.abort()
+                    }
+                }
+            }
+        }
+        defer { echo.cancel() }
+
+        let preconnection = clientPreconnection(port: listener.localAddress.port)
+        print("candidate stacks:")
+        print(preconnection.candidateStacks().table.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        let connection = try await preconnection.initiate()
+        print("chosen stack: \(connection.stack.name) (listener: \(listener.stack.name) on \(listener.localAddress))")
+        if let details = await connection.securityDetails {
+            print("security: \(details.protocolVersion), \(details.cipherSuite), peer \(details.peerCertificateSubject ?? "-")")
+        }
+        for text in ["hello", "from", "swift-taps"] {
+            try await connection.send(text)
+            let reply = try await connection.receive()
+            print("  sent \"\(text)\", echoed \"\(reply.text)\" (complete message: \(reply.isComplete))")
+        }
+        try await measure(connection, megabytes: megabytes)
+        await connection.close()
+        await listener.stop()
+        print("")
+    }
+
+    /// Echo throughput: pipelined for streams, lock-step for datagrams (which may be lost).
+    private func measure(_ connection: Connection, megabytes: Int) async throws {
+        let started = ContinuousClock.now
+        var bytes = 0
+        if connection.stack.isByteStream {
+            let message = [UInt8](repeating: 0x61, count: 256 * 1024)
+            let count = max(1, megabytes * 4)
+            async let received: Int = {
+                var total = 0
+                for _ in 0..<count { total += try await connection.receive().content.count }
+                return total
+            }()
+            for _ in 0..<count { try await connection.send(message) }
+            bytes = try await received
+        } else {
+            let message = [UInt8](repeating: 0x61, count: 1200)
+            for _ in 0..<2000 {
+                try await connection.send(message)
+                bytes += try await connection.receive().content.count
+            }
+        }
+        let elapsed = ContinuousClock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        if connection.stack.isByteStream {
+            print(String(format: "throughput: echoed %.1f MB in %.2f s, %.0f MB/s each way", Double(bytes) / 1e6, seconds, Double(bytes) / 1e6 / seconds))
+        } else {
+            print(String(format: "round trips: 2000 datagrams of 1200 bytes echoed one at a time, %.0f us each", seconds / 2000 * 1e6))
+        }
+    }
+}

@@ -3,6 +3,8 @@
 #include "CTapsShims.h"
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/evp.h>
+#include <openssl/ec.h>
 
 int taps_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_min_proto_version(ctx, version); }
 int taps_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_max_proto_version(ctx, version); }
@@ -38,3 +40,4 @@ void taps_BIO_set_retry_read(BIO *bio) { BIO_set_retry_read(bio); }
 void taps_BIO_clear_retry_flags(BIO *bio) { BIO_clear_retry_flags(bio); }
 
 void taps_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
+EVP_PKEY *taps_EVP_EC_gen(const char *curve) { return EVP_EC_gen(curve); }

@@ -27,6 +27,9 @@ void taps_BIO_clear_retry_flags(BIO *bio);
 /* Writes the oldest queued OpenSSL error's text into buffer and clears the queue; returns the error code. */
 unsigned long taps_ERR_drain(char *buffer, size_t length);
 
+/* EVP_EC_gen is a macro over a variadic function. */
+EVP_PKEY *taps_EVP_EC_gen(const char *curve);
+
 /* Names the calling thread (pthread_setname_np needs _GNU_SOURCE, which Swift does not set). */
 void taps_set_thread_name(const char *name);
 

@@ -13,6 +13,10 @@ public struct Preconnection: Sendable {
     public var registry: StackRegistry = .standard
     /// The loop to run on; nil picks the next loop of `EventLoopGroup.shared`.
     public var loop: EventLoop?
+    /// Security contexts built for this preconnection (and its copies), by parameters and role:
+    /// building an SSL_CTX and parsing trust roots costs more than a handshake, and sharing the
+    /// context shares its session cache.
+    private let contexts = TLSContextCache()
 
     public init(local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil,
                 transport: TransportProperties = TransportProperties(),
@@ -44,7 +48,7 @@ public struct Preconnection: Sendable {
         return try stacks.map { stack throws(TransportError) in
             var context: TLSContext?
             if stack.layers.contains(.tls) {
-                if tls == nil { tls = try TLSContext(security, role: role == .listen ? .server : .client) }
+                if tls == nil { tls = try contexts.context(for: security, role: role == .listen ? .server : .client) }
                 context = tls
             }
             return StackRecipe(stack: stack, properties: transport, tlsContext: context,

@@ -189,3 +189,23 @@ enum PEM {
         return key
     }
 }
+
+/// Contexts by security parameters and role, built on first use.
+final class TLSContextCache: Sendable {
+    private struct Key: Hashable {
+        let parameters: SecurityParameters
+        let server: Bool
+    }
+    private let contexts = Mutex<[Key: TLSContext]>([:])
+
+    func context(for parameters: SecurityParameters, role: TLSContext.Role) throws(TransportError) -> TLSContext {
+        let key = Key(parameters: parameters, server: role == .server)
+        if let cached = contexts.withLock({ $0[key] }) { return cached }
+        let context = try TLSContext(parameters, role: role)
+        return contexts.withLock { cache in
+            if let raced = cache[key] { return raced }
+            cache[key] = context
+            return context
+        }
+    }
+}
