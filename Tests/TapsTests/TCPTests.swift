@@ -118,3 +118,35 @@ final class EventLog: @unchecked Sendable {
     func append(_ event: ConnectionEvent) { lock.withLock { events.append("\(event)") } }
     var names: [String] { lock.withLock { events } }
 }
+
+final class TCPOptionTests: XCTestCase {
+    private func option(_ fd: Int32, _ level: Int32, _ name: Int32) -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, level, name, &value, &length)
+        return value
+    }
+
+    func testConnectionPropertiesReachTheSocket() async throws {
+        let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
+        var properties = TransportProperties.reliableInOrderStream
+        properties.keepAlive = .require
+        properties.keepAliveTimeout = .seconds(7)
+        properties.connTimeout = .milliseconds(4_500)
+        let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), transport: properties,
+                                                 security: .disabled).initiate()
+        let maybeFD = await connection.tcpFileDescriptor
+        let fd = try XCTUnwrap(maybeFD)
+        XCTAssertEqual(option(fd, SOL_SOCKET, SO_KEEPALIVE), 1)
+        XCTAssertEqual(option(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE), 7)
+        XCTAssertEqual(option(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT), 4_500)
+        XCTAssertEqual(option(fd, Int32(IPPROTO_TCP), TCP_NODELAY), 1)
+
+        let plain = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()
+        let plainFD = await plain.tcpFileDescriptor
+        XCTAssertEqual(option(try XCTUnwrap(plainFD), SOL_SOCKET, SO_KEEPALIVE), 0, "keep-alive is off unless asked for")
+        await connection.abort()
+        await plain.abort()
+        await listener.stop()
+    }
+}

@@ -247,4 +247,30 @@ final class TLSTests: XCTestCase {
         await listener.stop()
         echo.cancel()
     }
+
+    func testALPNServerPicksByItsOwnPreference() async throws {
+        var server = pki.serverSecurity
+        server.applicationProtocols = ["taps/2", "taps/1"]
+        let listener = try await tlsListener(server)
+        let echo = startEcho(listener)
+        var client = pki.clientSecurity
+        client.applicationProtocols = ["taps/1", "taps/2"]
+        let connection = try await self.client(listener.localAddress.port, security: client).initiate()
+        let chosen = await connection.securityDetails?.applicationProtocol
+        XCTAssertEqual(chosen, "taps/2")
+        await connection.abort()
+
+        var unknown = pki.clientSecurity
+        unknown.applicationProtocols = ["other"]
+        _ = await XCTAssertThrowsTransportError(.handshakeFailed) {
+            try await self.client(listener.localAddress.port, security: unknown).initiate()
+        }
+        var empty = pki.clientSecurity
+        empty.applicationProtocols = [""]
+        _ = await XCTAssertThrowsTransportError(.invalidArgument) {
+            try await self.client(listener.localAddress.port, security: empty).initiate()
+        }
+        await listener.stop()
+        echo.cancel()
+    }
 }

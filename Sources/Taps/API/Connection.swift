@@ -113,6 +113,16 @@ public actor Connection {
         return stack.layers.first == .udp ? UDPLayer.maximumDatagram : nil
     }
 
+    /// The socket's file descriptor on TCP-based stacks (for tests and diagnostics).
+    var tcpFileDescriptor: Int32? {
+        var layer: Layer? = self.layer
+        while let current = layer {
+            if let tcp = current as? TCPLayer { return tcp.socket.fileDescriptor }
+            layer = (current as? TLSLayer)?.lowerLayer
+        }
+        return nil
+    }
+
     // MARK: Events
 
     /// A stream of this connection's events from now on (RFC 9622 events as an AsyncSequence).

@@ -295,6 +295,11 @@ final class UVTCPSocket: UVHandle {
 }
 
 extension UVTCPSocket {
+    var fileDescriptor: Int32? {
+        var fd: uv_os_fd_t = -1
+        return uv_fileno(rawHandle, &fd) == 0 ? fd : nil
+    }
+
     /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the connection fails
     /// (RFC 9622 connTimeout; RFC 5482 on the wire semantics).
     func setUserTimeout(milliseconds: UInt32) {

@@ -15,6 +15,7 @@ final class TLSLayer: Layer, LayerDelegate {
     }
 
     var isDatagram: Bool { false }
+    var lowerLayer: Layer { lower }
 
     func start() {
         state = .handshaking
