@@ -10,7 +10,7 @@ struct TapsDemo: AsyncParsableCommand {
         commandName: "taps-demo",
         abstract: "Show stack selection, security details, messaging and throughput on loopback.")
 
-    @Option(name: .long, help: "Run only the scenario whose chosen stack has this name (tls-tcp, tcp, udp).")
+    @Option(name: .long, help: "Run only the scenario whose chosen stack has this name (tls-tcp, dtls-udp, tcp, udp).")
     var stack: String?
 
     @Option(name: .long, help: "Megabytes to echo in the throughput step of stream stacks.")
@@ -25,6 +25,8 @@ struct TapsDemo: AsyncParsableCommand {
                      server: .server(identity: identity), client: clientSecurity, framer: LengthPrefixFramer()),
             Scenario(title: "Reliable messages without security", transport: .reliableMessage,
                      server: .disabled, client: .disabled, framer: LengthPrefixFramer()),
+            Scenario(title: "Secure datagrams", transport: .unreliableDatagram,
+                     server: .server(identity: identity), client: clientSecurity, framer: nil),
             Scenario(title: "Unreliable datagrams without security", transport: .unreliableDatagram,
                      server: .disabled, client: .disabled, framer: nil),
         ]

@@ -13,7 +13,7 @@ struct TapsEcho: AsyncParsableCommand {
 }
 
 struct StackOptions: ParsableArguments {
-    @Option(name: .long, help: "Stack: tcp, udp, tls-tcp (default: chosen by selection, tls-tcp with security).")
+    @Option(name: .long, help: "Stack: tcp, udp, tls-tcp, dtls-udp (default: chosen by selection, tls-tcp with security).")
     var stack: String?
 
     /// The registry limited to the named stack, and whether that stack is secured.

@@ -87,4 +87,21 @@ final class InteropTests: XCTestCase {
             XCTAssertTrue(client.text.hasSuffix("over \(stack)\n"), client.text)
         }
     }
+
+    func testOpenSSLDTLSClientTalksToEchoServer() async throws {
+        let server = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["listen", "--port", "0", "--stack", "dtls-udp", "--cert", pki.serverCert,
+                                       "--key", pki.serverKey])
+        defer { server.terminate() }
+        let serverReady = await server.waitFor("listening on")
+        XCTAssertTrue(serverReady, server.text)
+        let line = server.text.split(separator: "\n").first { $0.hasPrefix("listening on") }!
+        let port = line.split(separator: ":").last!
+        let client = try ChildProcess("/usr/bin/openssl", ["s_client", "-dtls", "-connect", "127.0.0.1:\(port)", "-CAfile", pki.caPEM,
+                                                           "-verify_return_error", "-verify_ip", "127.0.0.1", "-quiet"])
+        defer { client.terminate() }
+        client.write("ping over dtls\n")
+        let echoed = await client.waitFor("ping over dtls")
+        XCTAssertTrue(echoed, "echo not received: \(client.text)")
+    }
 }

@@ -27,6 +27,9 @@ void taps_BIO_clear_retry_flags(BIO *bio);
 /* Writes the oldest queued OpenSSL error's text into buffer and clears the queue; returns the error code. */
 unsigned long taps_ERR_drain(char *buffer, size_t length);
 
+/* SSL_OP_COOKIE_EXCHANGE is a macro built from SSL_OP_BIT. */
+void taps_SSL_CTX_enable_cookie_exchange(SSL_CTX *ctx);
+
 /* EVP_EC_gen is a macro over a variadic function. */
 EVP_PKEY *taps_EVP_EC_gen(const char *curve);
 

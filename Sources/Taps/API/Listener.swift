@@ -23,6 +23,11 @@ public actor Listener {
     /// Incoming attempts refused because the new-connection limit was reached.
     public private(set) var refusedByLimit = 0
     public private(set) var lastEstablishmentError: TransportError?
+    /// DTLS: HelloVerifyRequests sent to peers whose ClientHello had no valid cookie yet.
+    public private(set) var helloVerifyRequestsSent = 0
+    /// DTLS: a server engine that only runs the stateless cookie check for new peers; the one that
+    /// accepts a valid cookie becomes that peer's connection.
+    private var cookieGate: TLSEngine?
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
@@ -107,7 +112,7 @@ public actor Listener {
             return
         }
         do {
-            let layer = try recipe.makeServerLayer(over: TCPLayer(accepted: socket, options: recipe.tcpOptions))
+            let layer = try recipe.makeServerLayer(over: TCPLayer(accepted: socket, options: recipe.tcpOptions), loop: loop)
             establish(layer)
         } catch {
             socket.close()
@@ -120,6 +125,10 @@ public actor Listener {
             peer.deliver(bytes)
             return
         }
+        if recipe.stack.layers.contains(.dtls) {
+            dtlsDatagram(bytes, from: sender)
+            return
+        }
         guard let udpSocket, admit() else { return }
         let layer = UDPLayer(sharing: udpSocket, peer: sender) { [weak self] in
             self?.assumeIsolated { $0.peerClosed(sender) }
@@ -127,6 +136,43 @@ public actor Listener {
         udpPeers[sender] = layer
         establish(layer)
         layer.deliver(bytes)
+    }
+
+    /// A datagram from an unknown peer on a DTLS listener: only a ClientHello with a valid cookie
+    /// creates state; anything else gets a HelloVerifyRequest or is dropped (RFC 6347 section 4.2.1).
+    private func dtlsDatagram(_ bytes: UnsafeRawBufferPointer, from sender: SocketAddress) {
+        guard !stopped, let udpSocket, let context = recipe.tlsContext else { return }
+        let gate: TLSEngine
+        if let cookieGate {
+            gate = cookieGate
+        } else {
+            do throws(TransportError) {
+                gate = try TLSEngine(context: context, serverName: nil, peerAddress: nil, sessionKey: nil)
+            } catch {
+                recordFailure(error)
+                return
+            }
+        }
+        guard gate.listen(bytes, from: sender) else {
+            gate.drainOutbound { reply, _ in
+                udpSocket.send(reply, to: sender)
+                helloVerifyRequestsSent += 1
+            }
+            cookieGate = gate
+            return
+        }
+        cookieGate = nil
+        guard admit() else { return }
+        let peer = UDPLayer(sharing: udpSocket, peer: sender) { [weak self] in
+            self?.assumeIsolated { $0.peerClosed(sender) }
+        }
+        udpPeers[sender] = peer
+        do throws(TransportError) {
+            establish(try recipe.makeServerLayer(over: peer, loop: loop, acceptedEngine: gate))
+        } catch {
+            udpPeers[sender] = nil
+            recordFailure(error)
+        }
     }
 
     private func peerClosed(_ sender: SocketAddress) {

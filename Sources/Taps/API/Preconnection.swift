@@ -43,13 +43,12 @@ public struct Preconnection: Sendable {
     /// credentials fail here, before any packet is sent).
     private func recipes(for role: ProtocolStack.Role) throws(TransportError) -> [StackRecipe] {
         let stacks = try selector(role).select(registry)
-        var tls: TLSContext?
         let localAddress = try local.map { endpoint throws(TransportError) in try Self.localAddress(endpoint) }
         return try stacks.map { stack throws(TransportError) in
             var context: TLSContext?
-            if stack.layers.contains(.tls) {
-                if tls == nil { tls = try contexts.context(for: security, role: role == .listen ? .server : .client) }
-                context = tls
+            if stack.layers.contains(.tls) || stack.layers.contains(.dtls) {
+                context = try contexts.context(for: security, role: role == .listen ? .server : .client,
+                                               datagram: stack.layers.contains(.dtls))
             }
             return StackRecipe(stack: stack, properties: transport, tlsContext: context,
                                serverName: security.serverName ?? remote?.hostName, local: localAddress)

@@ -19,7 +19,7 @@ public struct SecurityParameters: Sendable, Hashable {
     public private(set) var verifiesPeer: Bool = true
     public var requireClientCertificate: Bool = false
     /// Allowed protocol versions (RFC 9622 section 6.3.1, allowedSecurityProtocols).
-    public var allowedVersions: Set<ProtocolVersion> = [.tls12, .tls13]
+    public var allowedVersions: Set<ProtocolVersion> = [.tls12, .tls13, .dtls12]
     /// Application-layer protocols to offer or accept (ALPN), in preference order.
     public var applicationProtocols: [String] = []
     /// Preferences over the RFC 8922 security interfaces a stack's security protocol must expose.

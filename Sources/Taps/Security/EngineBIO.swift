@@ -14,8 +14,13 @@ enum EngineBIO {
         var outbound: UnsafeMutableRawPointer
         var outboundCount = 0
         var outboundCapacity: Int
+        /// Datagram mode (DTLS): each write is one datagram and is kept apart; each read returns
+        /// at most one whole datagram.
+        let datagram: Bool
+        var outboundDatagrams: [[UInt8]] = []
 
-        init() {
+        init(datagram: Bool = false) {
+            self.datagram = datagram
             outboundCapacity = 128 * 1024
             outbound = .allocate(byteCount: outboundCapacity, alignment: 16)
         }
@@ -44,7 +49,11 @@ enum EngineBIO {
         BIO_meth_set_write_ex(method) { bio, data, length, written in
             guard let bio, let data, let buffers = EngineBIO.buffers(bio) else { return 0 }
             taps_BIO_clear_retry_flags(bio)
-            buffers.append(data, length)
+            if buffers.datagram {
+                buffers.outboundDatagrams.append(Array(UnsafeRawBufferPointer(start: data, count: length)))
+            } else {
+                buffers.append(data, length)
+            }
             written?.pointee = length
             return 1
         }
@@ -59,7 +68,9 @@ enum EngineBIO {
             }
             let count = min(length, available)
             UnsafeMutableRawPointer(data).copyMemory(from: buffers.inbound.baseAddress!, byteCount: count)
-            buffers.inbound = UnsafeRawBufferPointer(rebasing: buffers.inbound[count...])
+            // A datagram is read whole or not at all: what did not fit is dropped, as a socket would.
+            buffers.inbound = buffers.datagram ? UnsafeRawBufferPointer(start: nil, count: 0)
+                                               : UnsafeRawBufferPointer(rebasing: buffers.inbound[count...])
             readCount?.pointee = count
             return 1
         }
@@ -70,6 +81,8 @@ enum EngineBIO {
             case BIO_CTRL_WPENDING: return 0
             case BIO_CTRL_EOF: return bio.flatMap(EngineBIO.buffers).map { $0.inboundEnded && $0.inbound.isEmpty ? 1 : 0 } ?? 1
             case BIO_CTRL_DGRAM_QUERY_MTU, BIO_CTRL_DGRAM_GET_FALLBACK_MTU: return 0
+            // Bytes a datagram spends on headers below DTLS (IPv4 20 + UDP 8).
+            case BIO_CTRL_DGRAM_GET_MTU_OVERHEAD: return 28
             default: return 0
             }
         }

@@ -11,6 +11,10 @@ final class TLSContext: @unchecked Sendable {
     let context: OpaquePointer
     let role: Role
     let parameters: SecurityParameters
+    /// DTLS rather than TLS.
+    let datagram: Bool
+    /// DTLS server: the key its address cookies are made with (RFC 6347 section 4.2.1).
+    private let cookieSecret: [UInt8]
     private let alpnWire: [UInt8]
     private let sessions = Mutex<[String: Session]>([:])
 
@@ -27,6 +31,10 @@ final class TLSContext: @unchecked Sendable {
         self.context = context
         self.role = role
         self.parameters = parameters
+        self.datagram = datagram
+        var secret = [UInt8](repeating: 0, count: 32)
+        if datagram && role == .server { RAND_bytes(&secret, Int32(secret.count)) }
+        cookieSecret = secret
         alpnWire = parameters.applicationProtocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
         // A throw from here on still runs deinit (every property is set), which frees the context.
         try configureVersions(datagram: datagram)
@@ -34,6 +42,7 @@ final class TLSContext: @unchecked Sendable {
         try configureIdentity()
         try configureALPN()
         configureSessions()
+        if datagram && role == .server { configureCookies() }
     }
 
     deinit {
@@ -140,6 +149,36 @@ final class TLSContext: @unchecked Sendable {
         }
     }
 
+    // MARK: DTLS cookies
+
+    private func configureCookies() {
+        taps_SSL_CTX_enable_cookie_exchange(context)
+        SSL_CTX_set_cookie_generate_cb(context) { ssl, cookie, length in
+            guard let ssl, let cookie, let length, let mac = TLSContext.cookie(for: ssl) else { return 0 }
+            mac.withUnsafeBufferPointer { cookie.update(from: $0.baseAddress!, count: mac.count) }
+            length.pointee = UInt32(mac.count)
+            return 1
+        }
+        SSL_CTX_set_cookie_verify_cb(context) { ssl, cookie, length in
+            guard let ssl, let cookie, let mac = TLSContext.cookie(for: ssl), Int(length) == mac.count else { return 0 }
+            // Constant-time comparison.
+            return CRYPTO_memcmp(cookie, mac, mac.count) == 0 ? 1 : 0
+        }
+    }
+
+    /// HMAC-SHA256 over the peer's address and port under the context's secret.
+    private static func cookie(for ssl: OpaquePointer) -> [UInt8]? {
+        guard let data = SSL_get_ex_data(ssl, 0) else { return nil }
+        let engine = Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue()
+        guard let peer = engine.cookiePeer else { return nil }
+        let message = Array("\(peer.ipAddress)|\(peer.port)".utf8)
+        var mac = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let secret = engine.context.cookieSecret
+        guard HMAC(EVP_sha256(), secret, Int32(secret.count), message, message.count, &mac, &length) != nil else { return nil }
+        return Array(mac.prefix(Int(length)))
+    }
+
     // MARK: Client session cache (shared by a connection group)
 
     func storeSession(_ session: OpaquePointer, for peer: String) {
@@ -195,13 +234,14 @@ final class TLSContextCache: Sendable {
     private struct Key: Hashable {
         let parameters: SecurityParameters
         let server: Bool
+        let datagram: Bool
     }
     private let contexts = Mutex<[Key: TLSContext]>([:])
 
-    func context(for parameters: SecurityParameters, role: TLSContext.Role) throws(TransportError) -> TLSContext {
-        let key = Key(parameters: parameters, server: role == .server)
+    func context(for parameters: SecurityParameters, role: TLSContext.Role, datagram: Bool = false) throws(TransportError) -> TLSContext {
+        let key = Key(parameters: parameters, server: role == .server, datagram: datagram)
         if let cached = contexts.withLock({ $0[key] }) { return cached }
-        let context = try TLSContext(parameters, role: role)
+        let context = try TLSContext(parameters, role: role, datagram: datagram)
         return contexts.withLock { cache in
             if let raced = cache[key] { return raced }
             cache[key] = context

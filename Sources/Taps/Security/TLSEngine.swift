@@ -6,9 +6,17 @@ import CTapsShims
 final class TLSEngine {
     let ssl: OpaquePointer
     let context: TLSContext
-    private let buffers = EngineBIO.Buffers()
-    /// Decrypted bytes are read straight into arrays of this size (several records each).
+    private let buffers: EngineBIO.Buffers
+    /// DTLS: records travel in datagrams, each read and written whole.
+    let datagram: Bool
+    /// DTLS server: the ClientHello was already accepted by the listener's cookie check, so the
+    /// handshake continues as soon as the layer starts.
+    var continuesHandshake = false
+    /// DTLS server: the address the listener's cookie check is looking at (cookie callbacks read it).
+    var cookiePeer: SocketAddress?
+    /// Decrypted bytes are read straight into arrays of this size (several records each on streams).
     private static let plaintextCapacity = 64 * 1024
+    static let datagramMTU = 1280 - 48
     /// The key this connection's session is cached under (client side: server name and port).
     let sessionKey: String?
     private(set) var handshakeComplete = false
@@ -25,6 +33,13 @@ final class TLSEngine {
         self.ssl = ssl
         self.context = context
         self.sessionKey = sessionKey
+        datagram = context.datagram
+        buffers = EngineBIO.Buffers(datagram: context.datagram)
+        if datagram {
+            // We size records for the path ourselves: 1280 (the IPv6 minimum) less IP and UDP headers.
+            _ = taps_SSL_set_options_no_query_mtu(ssl)
+            _ = taps_SSL_set_mtu(ssl, Self.datagramMTU)
+        }
         let bio = EngineBIO.make(buffers)
         SSL_set_bio(ssl, bio, bio)
         SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
@@ -116,6 +131,8 @@ final class TLSEngine {
             var count = 0
             if SSL_read_ex(ssl, buffer.baseAddress! + filled, buffer.count - filled, &count) == 1 {
                 filled += count
+                // On DTLS each record is one message: hand it up on its own.
+                if datagram { return nil }
                 continue
             }
             switch SSL_get_error(ssl, 0) {
@@ -152,15 +169,63 @@ final class TLSEngine {
         if SSL_shutdown(ssl) < 0 { ERR_clear_error() }
     }
 
-    /// Hands the ciphertext waiting to be sent to `body` (borrowed) and empties the buffer.
-    func drainOutbound(_ body: (UnsafeRawBufferPointer) -> Void) {
+    /// Hands the ciphertext waiting to be sent to `body` (borrowed) and empties the buffer: one
+    /// call for a stream, one per datagram for DTLS; `isLast` marks the final call.
+    func drainOutbound(_ body: (UnsafeRawBufferPointer, _ isLast: Bool) -> Void) {
+        if datagram {
+            let datagrams = buffers.outboundDatagrams
+            buffers.outboundDatagrams.removeAll()
+            for (index, datagram) in datagrams.enumerated() {
+                datagram.withUnsafeBytes { body($0, index == datagrams.count - 1) }
+            }
+            return
+        }
         guard buffers.outboundCount > 0 else { return }
         let pending = UnsafeRawBufferPointer(start: buffers.outbound, count: buffers.outboundCount)
         buffers.outboundCount = 0
-        body(pending)
+        body(pending, true)
     }
 
-    var hasOutbound: Bool { buffers.outboundCount > 0 }
+    var hasOutbound: Bool { buffers.outboundCount > 0 || !buffers.outboundDatagrams.isEmpty }
+
+    /// Drops anything queued for sending (the cookie gate reuses one engine for many peers).
+    func discardOutbound() {
+        buffers.outboundCount = 0
+        buffers.outboundDatagrams.removeAll()
+    }
+
+    // MARK: DTLS retransmission and cookies
+
+    /// Milliseconds until DTLS wants to retransmit its last flight, or nil when no timer runs.
+    var retransmissionTimeout: Int? {
+        let milliseconds = taps_DTLS_get_timeout_ms(ssl)
+        return milliseconds >= 0 ? milliseconds : nil
+    }
+
+    /// Retransmits the last flight if its timer expired; false once DTLS gives up.
+    func handleRetransmissionTimeout() -> Bool {
+        taps_DTLS_handle_timeout(ssl) >= 0
+    }
+
+    /// Runs `DTLSv1_listen` on one datagram from `peer`: true when it is a ClientHello carrying a
+    /// valid cookie (this engine then continues that handshake); otherwise a HelloVerifyRequest may
+    /// be waiting in the outbound buffer. Keeps no state about the peer (RFC 6347 section 4.2.1).
+    func listen(_ datagram: UnsafeRawBufferPointer, from peer: SocketAddress) -> Bool {
+        cookiePeer = peer
+        buffers.inbound = datagram
+        defer { buffers.inbound = UnsafeRawBufferPointer(start: nil, count: 0) }
+        guard let address = BIO_ADDR_new() else { return false }
+        defer { BIO_ADDR_free(address) }
+        let result = DTLSv1_listen(ssl, address)
+        ERR_clear_error()
+        if result == 1 {
+            // The handshake goes on with this peer, and OpenSSL checks the cookie once more then.
+            continuesHandshake = true
+            return true
+        }
+        cookiePeer = nil
+        return false
+    }
 
     // MARK: Negotiated parameters
 

@@ -1,20 +1,26 @@
-/// TLS over a byte-stream layer (TLS/TCP), binding a `TLSEngine` to the layer below. No application
-/// data passes before the handshake completes. Loop thread only.
+/// TLS over a byte-stream layer (TLS/TCP), or DTLS over a datagram layer (DTLS/UDP), binding a
+/// `TLSEngine` to the layer below. No application data passes before the handshake completes.
+/// Loop thread only.
 final class TLSLayer: Layer, LayerDelegate {
     weak var delegate: LayerDelegate?
     private let lower: Layer
     let engine: TLSEngine
     private var state: State = .idle
+    /// DTLS: retransmits the last handshake flight when its timer expires (RFC 6347 section 4.2.4).
+    private var retransmitTimer: UVTimer?
 
     private enum State { case idle, handshaking, ready, closing, failed }
 
-    init(over lower: Layer, engine: TLSEngine) {
+    private unowned let loop: EventLoop
+
+    init(over lower: Layer, engine: TLSEngine, loop: EventLoop) {
         self.lower = lower
         self.engine = engine
+        self.loop = loop
         lower.delegate = self
     }
 
-    var isDatagram: Bool { false }
+    var isDatagram: Bool { engine.datagram }
     var lowerLayer: Layer { lower }
 
     func start() {
@@ -26,7 +32,7 @@ final class TLSLayer: Layer, LayerDelegate {
 
     func layerDidBecomeReady() {
         guard state == .handshaking else { return }
-        if engine.context.role == .client { advanceHandshake() }
+        if engine.context.role == .client || engine.continuesHandshake { advanceHandshake() }
     }
 
     private func advanceHandshake() {
@@ -36,12 +42,34 @@ final class TLSLayer: Layer, LayerDelegate {
         case .failed(let error): fail(error)
         }
         flush(completion: nil)
+        scheduleRetransmission()
     }
 
     private func handshakeDidComplete() {
         guard state == .handshaking else { return }
         state = .ready
+        stopRetransmission()
         delegate?.layerDidBecomeReady()
+    }
+
+    private func scheduleRetransmission() {
+        guard engine.datagram, state == .handshaking, let milliseconds = engine.retransmissionTimeout else { return }
+        let timer = retransmitTimer ?? UVTimer(loop: loop)
+        retransmitTimer = timer
+        timer.start(after: UInt64(max(milliseconds, 1))) { [weak self] in
+            guard let self, self.state == .handshaking else { return }
+            guard self.engine.handleRetransmissionTimeout() else {
+                self.fail(.timedOut("the DTLS handshake got no answer after its retransmissions"))
+                return
+            }
+            self.flush(completion: nil)
+            self.scheduleRetransmission()
+        }
+    }
+
+    private func stopRetransmission() {
+        retransmitTimer?.close()
+        retransmitTimer = nil
     }
 
     func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
@@ -51,6 +79,7 @@ final class TLSLayer: Layer, LayerDelegate {
         }
         // Handshake messages, tickets and alerts the engine produced while reading.
         flush(completion: nil)
+        if state == .handshaking { scheduleRetransmission() }
         handle(outcome)
     }
 
@@ -82,6 +111,7 @@ final class TLSLayer: Layer, LayerDelegate {
     private func fail(_ error: TransportError) {
         guard state != .failed else { return }
         state = .failed
+        stopRetransmission()
         delegate?.layerDidFail(error)
     }
 
@@ -105,7 +135,7 @@ final class TLSLayer: Layer, LayerDelegate {
             completion?(nil)
             return
         }
-        engine.drainOutbound { ciphertext in lower.write(ciphertext, completion: completion) }
+        engine.drainOutbound { ciphertext, isLast in lower.write(ciphertext, completion: isLast ? completion : nil) }
     }
 
     func finishWriting(completion: @escaping (TransportError?) -> Void) {
@@ -120,8 +150,15 @@ final class TLSLayer: Layer, LayerDelegate {
     }
 
     func setReading(_ enabled: Bool) { lower.setReading(enabled) }
-    func abort() { lower.abort() }
-    func close() { lower.close() }
+    func abort() {
+        stopRetransmission()
+        lower.abort()
+    }
+
+    func close() {
+        stopRetransmission()
+        lower.close()
+    }
 
     var localAddress: SocketAddress? { lower.localAddress }
     var remoteAddress: SocketAddress? { lower.remoteAddress }

@@ -46,7 +46,7 @@ public struct StackRegistry: Sendable {
 
     public init(stacks: [ProtocolStack]) { self.stacks = stacks }
 
-    public static let standard = StackRegistry(stacks: [.tlsTCP, .tcp, .udp])
+    public static let standard = StackRegistry(stacks: [.tlsTCP, .dtlsUDP, .tcp, .udp])
 
     public func stack(named name: String) -> ProtocolStack? {
         stacks.first { $0.name == name.lowercased() }

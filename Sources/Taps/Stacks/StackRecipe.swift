@@ -4,6 +4,7 @@
 struct StackRecipe: Sendable {
     let stack: ProtocolStack
     let properties: TransportProperties
+    /// The TLS or DTLS context, for stacks with a security layer.
     let tlsContext: TLSContext?
     let serverName: String?
     let local: SocketAddress?
@@ -31,30 +32,39 @@ struct StackRecipe: Sendable {
         default: throw .notSupported("stack \(stack.name) has no transport layer")
         }
         for kind in stack.layers.dropFirst() {
-            layer = try addSecurity(kind, over: layer, remote: remote)
+            layer = try addSecurity(kind, over: layer, remote: remote, loop: loop)
         }
         return layer
     }
 
-    /// The server-side layers above a transport layer a listener accepted. Loop thread only.
-    func makeServerLayer(over base: Layer) throws(TransportError) -> Layer {
+    /// The server-side layers above a transport layer a listener accepted. A DTLS server's engine
+    /// comes from the listener's cookie check, which already accepted the ClientHello. Loop thread only.
+    func makeServerLayer(over base: Layer, loop: EventLoop, acceptedEngine: TLSEngine? = nil) throws(TransportError) -> Layer {
         var layer = base
         for kind in stack.layers.dropFirst() {
-            layer = try addSecurity(kind, over: layer, remote: nil)
+            if let acceptedEngine, kind == .dtls {
+                layer = TLSLayer(over: layer, engine: acceptedEngine, loop: loop)
+            } else {
+                layer = try addSecurity(kind, over: layer, remote: nil, loop: loop)
+            }
         }
         return layer
     }
 
-    private func addSecurity(_ kind: ProtocolStack.LayerKind, over lower: Layer, remote: SocketAddress?) throws(TransportError) -> Layer {
+    private func addSecurity(_ kind: ProtocolStack.LayerKind, over lower: Layer, remote: SocketAddress?,
+                             loop: EventLoop) throws(TransportError) -> Layer {
         switch kind {
-        case .tls:
-            guard let tlsContext else { throw .invalidArgument("stack \(stack.name) needs a TLS context") }
+        case .tls, .dtls:
+            guard let tlsContext else { throw .invalidArgument("stack \(stack.name) needs a security context") }
+            guard (kind == .dtls) == lower.isDatagram else {
+                throw .notSupported("\(kind.rawValue) needs a \(kind == .dtls ? "datagram" : "byte-stream") layer below it")
+            }
             let key = remote.map { "\(serverName ?? $0.ipAddress):\($0.port)" }
             let engine = try TLSEngine(context: tlsContext, serverName: serverName, peerAddress: remote,
                                        sessionKey: properties.isolateSession ? nil : key)
-            return TLSLayer(over: lower, engine: engine)
+            return TLSLayer(over: lower, engine: engine, loop: loop)
         default:
-            throw .notSupported("layer \(kind.rawValue) cannot be placed above a transport layer yet")
+            throw .notSupported("layer \(kind.rawValue) cannot be placed above a transport layer")
         }
     }
 }

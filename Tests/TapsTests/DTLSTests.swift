@@ -1,0 +1,84 @@
+import XCTest
+@testable import Taps
+
+final class DTLSTests: XCTestCase {
+    let pki = TestPKI.shared
+
+    private func listener(alpn: [String] = []) async throws -> Listener {
+        var security = pki.serverSecurity
+        security.applicationProtocols = alpn
+        return try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: security).listen()
+    }
+
+    private func client(_ port: UInt16, security: SecurityParameters? = nil) -> Preconnection {
+        Preconnection(remote: .host("localhost", port: port), transport: .unreliableDatagram, security: security ?? pki.clientSecurity)
+    }
+
+    func testSecureDatagramsSelectDTLSAndEcho() async throws {
+        let listener = try await listener(alpn: ["taps-dgram"])
+        XCTAssertEqual(listener.stack.name, "dtls-udp")
+        let echo = startEcho(listener)
+        var security = pki.clientSecurity
+        security.applicationProtocols = ["other", "taps-dgram"]
+        let connection = try await client(listener.localAddress.port, security: security).initiate()
+        XCTAssertEqual(connection.stack.name, "dtls-udp")
+        let details = await connection.securityDetails
+        XCTAssertEqual(details?.protocolVersion, "DTLSv1.2")
+        XCTAssertEqual(details?.applicationProtocol, "taps-dgram")
+        for size in [1, 100, 1000] {
+            let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 3) }
+            try await connection.send(payload)
+            let reply = try await connection.receive()
+            XCTAssertTrue(reply.isComplete)
+            XCTAssertEqual(reply.content, payload, "datagram of \(size) bytes")
+        }
+        // The listener made the client prove its address before keeping any state for it.
+        let verifies = await listener.helloVerifyRequestsSent
+        XCTAssertEqual(verifies, 1)
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testWrongCAIsRejected() async throws {
+        let listener = try await listener()
+        var security = SecurityParameters.clientDefault
+        security.trustedRoots = .pem(file: pki.otherCA)
+        _ = await XCTAssertThrowsTransportError(.certificateRejected) {
+            try await self.client(listener.localAddress.port, security: security).initiate(timeout: .seconds(5))
+        }
+        await listener.stop()
+    }
+
+    func testDatagramsWithoutAValidCookieCreateNoConnection() async throws {
+        let listener = try await listener()
+        // A plain UDP sender throws junk and a fake handshake record at the DTLS listener.
+        let sender = try await Preconnection(remote: .loopback(port: listener.localAddress.port),
+                                             transport: .unreliableDatagram, security: .disabled).initiate()
+        try await sender.send(Array("not dtls at all".utf8))
+        try await sender.send([22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1, 0, 0])
+        try await Task.sleep(for: .milliseconds(100))
+        let failures = await listener.failedEstablishments
+        XCTAssertEqual(failures, 0)
+        // A real client still gets through afterwards.
+        let echo = startEcho(listener)
+        let connection = try await client(listener.localAddress.port).initiate()
+        try await connection.send("after the junk")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "after the junk")
+        await connection.close()
+        await sender.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testNoServerIsATimeoutNotAHang() async throws {
+        // A UDP port with nothing behind it: the handshake retransmits, then gives up.
+        let probe = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()
+        let port = probe.localAddress.port
+        await probe.stop()
+        _ = await XCTAssertThrowsTransportError(.timedOut) {
+            try await self.client(port).initiate(timeout: .seconds(2))
+        }
+    }
+}
