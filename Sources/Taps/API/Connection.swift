@@ -32,6 +32,7 @@ public actor Connection {
     private var closeWaiters: [CheckedContinuation<Void, Never>] = []
     private var closeTimer: UVTimer?
 
+    private var receiveMode: ReceiveMode = .pull
     private var subscribers: [UInt64: AsyncStream<ConnectionEvent>.Continuation] = [:]
     private var nextSubscriber: UInt64 = 0
     private var eventHandler: (@Sendable (ConnectionEvent) -> Void)?
@@ -42,6 +43,15 @@ public actor Connection {
 
     /// RFC 9622 section 8.1.11.1.
     public enum State: Sendable, Hashable { case establishing, established, closing, closed }
+
+    /// How received messages reach the application.
+    public enum ReceiveMode: Sendable, Hashable {
+        /// `receive()` / `messages` hand out queued messages (the default; flow control applies).
+        case pull
+        /// Every message is delivered as a `received` or `receivedPartial` event (RFC 9622 section
+        /// 9.3.2) to the event handler and event streams, as it arrives.
+        case events
+    }
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
@@ -146,6 +156,17 @@ public actor Connection {
         eventHandler = handler
     }
 
+    /// Switches between `receive()` and event delivery of received messages; messages already
+    /// queued are delivered as events when switching to `.events`.
+    public func setReceiveMode(_ mode: ReceiveMode) {
+        receiveMode = mode
+        guard mode == .events else { return }
+        while let message = inbound.take(minIncompleteLength: 1, maxLength: .max, atEnd: true) {
+            emit(message.isComplete ? .received(message) : .receivedPartial(message))
+        }
+        resumeReadingIfDrained()
+    }
+
     private func emit(_ event: ConnectionEvent) {
         eventHandler?(event)
         for continuation in subscribers.values { continuation.yield(event) }
@@ -165,8 +186,15 @@ public actor Connection {
         context.messageID = nextMessageID
         nextMessageID += 1
         try checkCanSend()
-        let enqueued = ContinuousClock.now
+        let deadline = context.properties.lifetime.map { ContinuousClock.now + $0 }
         while inflightBytes > Self.sendHighWater {
+            if let deadline, ContinuousClock.now >= deadline { break }
+            // A message with a lifetime must not wait past it: a timer wakes the waiters then.
+            let expiry = deadline.map { deadline in
+                UVTimer.schedule(on: loop, after: UInt64(max(1, (deadline - ContinuousClock.now).milliseconds))) { [weak self] in
+                    self?.assumeIsolated { $0.wakeSendWaiters() }
+                }
+            }
             await withCheckedContinuation { continuation in
                 if inflightBytes <= Self.sendHighWater || state == .closed {
                     continuation.resume()
@@ -174,11 +202,12 @@ public actor Connection {
                     sendWaiters.append(continuation)
                 }
             }
+            expiry?.close()
             try checkCanSend()
         }
-        if let lifetime = context.properties.lifetime, ContinuousClock.now - enqueued > lifetime {
+        if let deadline, ContinuousClock.now >= deadline {
             emit(.expired(context))
-            throw TransportError(.timedOut, "message \(context.messageID) expired after waiting longer than its lifetime \(lifetime)")
+            throw TransportError(.timedOut, "message \(context.messageID) expired: it waited behind queued data past its lifetime")
         }
         try hand(content, context: context)
     }
@@ -230,11 +259,15 @@ public actor Connection {
         } else if eventHandler != nil || !subscribers.isEmpty {
             emit(.sent(context))
         }
-        if inflightBytes <= Self.sendHighWater && !sendWaiters.isEmpty {
-            let waiters = sendWaiters
-            sendWaiters.removeAll()
-            waiters.forEach { $0.resume() }
-        }
+        if inflightBytes <= Self.sendHighWater { wakeSendWaiters() }
+    }
+
+    /// Lets every waiting `send` re-check whether it may go on (or has expired).
+    private func wakeSendWaiters() {
+        guard !sendWaiters.isEmpty else { return }
+        let waiters = sendWaiters
+        sendWaiters.removeAll()
+        waiters.forEach { $0.resume() }
     }
 
     // MARK: Receiving (RFC 9622 section 9.3)
@@ -289,8 +322,16 @@ public actor Connection {
             parseFrames()
             return
         }
-        inbound.append(Message(bytes, context: receiveContext, isComplete: layer.isDatagram))
+        enqueue(Message(bytes, context: receiveContext, isComplete: layer.isDatagram))
         deliverReceived()
+    }
+
+    /// Queues a received message for `receive()`, or emits it in event mode.
+    private func enqueue(_ message: Message) {
+        switch receiveMode {
+        case .pull: inbound.append(message)
+        case .events: emit(message.isComplete ? .received(message) : .receivedPartial(message))
+        }
     }
 
     /// The context received messages carry; the addresses are looked up once, not per read.
@@ -309,7 +350,7 @@ public actor Connection {
         let context = receiveContext
         do {
             while let message = try framer.parse(&framerBuffer) {
-                inbound.append(Message(message, context: context, isComplete: true))
+                enqueue(Message(message, context: context, isComplete: true))
             }
         } catch {
             receiveFailed(error)
@@ -334,7 +375,7 @@ public actor Connection {
         }
         var context = MessageContext()
         context.properties.final = true
-        inbound.append(Message([], context: context, isComplete: true))
+        enqueue(Message([], context: context, isComplete: true))
         deliverToReceivers()
         if state == .closing { finishClose() }
     }

@@ -28,8 +28,7 @@ final class Racer {
          completion: @escaping (Result<Winner, TransportError>) -> Void) {
         self.loop = loop
         self.candidates = candidates
-        let (seconds, attoseconds) = stagger.components
-        staggerMilliseconds = UInt64(max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+        staggerMilliseconds = UInt64(max(0, stagger.milliseconds))
         self.makeLayer = makeLayer
         self.completion = completion
     }
@@ -38,8 +37,7 @@ final class Racer {
     func start(timeout: Duration?) {
         retainSelf = self
         if let timeout {
-            let (seconds, attoseconds) = timeout.components
-            deadlineTimer = UVTimer.schedule(on: loop, after: UInt64(max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))) { [weak self] in
+            deadlineTimer = UVTimer.schedule(on: loop, after: UInt64(max(0, timeout.milliseconds))) { [weak self] in
                 self?.finish(.failure(.timedOut("no candidate became ready within \(timeout)")))
             }
         }

@@ -17,8 +17,7 @@ struct StackRecipe: Sendable {
             options.keepAliveSeconds = seconds
         }
         if let timeout = properties.connTimeout {
-            let (seconds, attoseconds) = timeout.components
-            options.userTimeoutMilliseconds = UInt32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+            options.userTimeoutMilliseconds = UInt32(clamping: timeout.milliseconds)
         }
         return options
     }
