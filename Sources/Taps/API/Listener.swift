@@ -155,7 +155,7 @@ public actor Listener {
         }
         guard gate.listen(bytes, from: sender) else {
             gate.drainOutbound { reply, _ in
-                udpSocket.send(reply, to: sender)
+                reply.withUnsafeBytes { udpSocket.send($0, to: sender) }
                 helloVerifyRequestsSent += 1
             }
             cookieGate = gate

@@ -10,10 +10,9 @@ enum EngineBIO {
         /// Ciphertext that arrived and OpenSSL has not read yet (borrowed during `feed`).
         var inbound = UnsafeRawBufferPointer(start: nil, count: 0)
         var inboundEnded = false
-        /// Ciphertext waiting to be written to the layer below.
-        var outbound: UnsafeMutableRawPointer
-        var outboundCount = 0
-        var outboundCapacity: Int
+        /// Ciphertext waiting to be written to the layer below, collected in an array that the
+        /// socket can keep if the kernel does not take it at once (no copy on that path).
+        var outbound: [UInt8] = []
         /// Datagram mode (DTLS): each write is one datagram and is kept apart; each read returns
         /// at most one whole datagram.
         let datagram: Bool
@@ -21,24 +20,6 @@ enum EngineBIO {
 
         init(datagram: Bool = false) {
             self.datagram = datagram
-            outboundCapacity = 128 * 1024
-            outbound = .allocate(byteCount: outboundCapacity, alignment: 16)
-        }
-
-        deinit { outbound.deallocate() }
-
-        func append(_ bytes: UnsafeRawPointer, _ count: Int) {
-            if outboundCount + count > outboundCapacity {
-                var capacity = outboundCapacity * 2
-                while capacity < outboundCount + count { capacity *= 2 }
-                let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
-                grown.copyMemory(from: outbound, byteCount: outboundCount)
-                outbound.deallocate()
-                outbound = grown
-                outboundCapacity = capacity
-            }
-            (outbound + outboundCount).copyMemory(from: bytes, byteCount: count)
-            outboundCount += count
         }
     }
 
@@ -52,7 +33,8 @@ enum EngineBIO {
             if buffers.datagram {
                 buffers.outboundDatagrams.append(Array(UnsafeRawBufferPointer(start: data, count: length)))
             } else {
-                buffers.append(data, length)
+                if buffers.outbound.isEmpty { buffers.outbound.reserveCapacity(max(length, 64 * 1024)) }
+                buffers.outbound.append(contentsOf: UnsafeRawBufferPointer(start: data, count: length))
             }
             written?.pointee = length
             return 1

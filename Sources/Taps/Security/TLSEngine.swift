@@ -169,28 +169,26 @@ final class TLSEngine {
         if SSL_shutdown(ssl) < 0 { ERR_clear_error() }
     }
 
-    /// Hands the ciphertext waiting to be sent to `body` (borrowed) and empties the buffer: one
-    /// call for a stream, one per datagram for DTLS; `isLast` marks the final call.
-    func drainOutbound(_ body: (UnsafeRawBufferPointer, _ isLast: Bool) -> Void) {
+    /// Hands the ciphertext waiting to be sent to `body` and empties the buffer: one array for a
+    /// stream, one per datagram for DTLS; `isLast` marks the final call.
+    func drainOutbound(_ body: ([UInt8], _ isLast: Bool) -> Void) {
         if datagram {
             let datagrams = buffers.outboundDatagrams
             buffers.outboundDatagrams.removeAll()
-            for (index, datagram) in datagrams.enumerated() {
-                datagram.withUnsafeBytes { body($0, index == datagrams.count - 1) }
-            }
+            for (index, datagram) in datagrams.enumerated() { body(datagram, index == datagrams.count - 1) }
             return
         }
-        guard buffers.outboundCount > 0 else { return }
-        let pending = UnsafeRawBufferPointer(start: buffers.outbound, count: buffers.outboundCount)
-        buffers.outboundCount = 0
+        guard !buffers.outbound.isEmpty else { return }
+        let pending = buffers.outbound
+        buffers.outbound = []
         body(pending, true)
     }
 
-    var hasOutbound: Bool { buffers.outboundCount > 0 || !buffers.outboundDatagrams.isEmpty }
+    var hasOutbound: Bool { !buffers.outbound.isEmpty || !buffers.outboundDatagrams.isEmpty }
 
     /// Drops anything queued for sending (the cookie gate reuses one engine for many peers).
     func discardOutbound() {
-        buffers.outboundCount = 0
+        buffers.outbound.removeAll()
         buffers.outboundDatagrams.removeAll()
     }
 
