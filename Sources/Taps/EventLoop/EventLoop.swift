@@ -9,7 +9,7 @@ import Synchronization
 /// loop run their jobs on the loop thread, beside libuv's own callbacks, so protocol state needs no
 /// locks. Work from other threads enters through a queue and a `uv_async_t` wake-up.
 public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable {
-    // @unchecked Sendable: `uvLoop` and every handle are touched only on the loop thread; the
+    // @unchecked Sendable: `uvLoop`, every handle and `localWork` are touched only on the loop thread; the
     // cross-thread queue is guarded by `incoming`.
 
     private enum Work {

@@ -155,26 +155,28 @@ final class UVTCPSocket: UVHandle {
     /// Writes `bytes`; `completion` runs once the kernel has all of them, possibly before `write`
     /// returns. The caller's buffer is not used after `write` returns.
     func write(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?) {
-        guard !isClosed else {
-            completion?(.connectionReset("write on a closed socket"))
+        guard let written = writeNow(bytes, completion: completion) else { return }
+        guard written < bytes.count else {
+            completion?(nil)
             return
         }
-        var offset = 0
-        if queuedWrites == 0 {
-            var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
-            let written = uv_try_write(stream, &buffer, 1)
-            if written == Int32(bytes.count) {
-                completion?(nil)
-                return
-            }
-            if written > 0 {
-                offset = Int(written)
-            } else if written != UV_EAGAIN.rawValue {
-                completion?(.uv(written, "write"))
-                return
-            }
+        queueWrite(UnsafeRawBufferPointer(rebasing: bytes[written...]), completion: completion)
+    }
+
+    /// Hands the kernel what it takes at once when nothing is queued before (order must hold).
+    /// Returns how many bytes went, or nil after reporting a failure to `completion`.
+    private func writeNow(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?) -> Int? {
+        guard !isClosed else {
+            completion?(.connectionReset("write on a closed socket"))
+            return nil
         }
-        queueWrite(UnsafeRawBufferPointer(rebasing: bytes[offset...]), completion: completion)
+        guard queuedWrites == 0 else { return 0 }
+        var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
+        let written = uv_try_write(stream, &buffer, 1)
+        if written >= 0 { return Int(written) }
+        if written == UV_EAGAIN.rawValue { return 0 }
+        completion?(.uv(written, "write"))
+        return nil
     }
 
     /// Keeps what a queued write points at alive until libuv is done with it: either a copy taken
@@ -215,30 +217,16 @@ final class UVTCPSocket: UVHandle {
 
     /// Writes an array, keeping the array (not a copy) alive while libuv holds it.
     func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {
-        guard !isClosed else {
-            completion?(.connectionReset("write on a closed socket"))
-            return
-        }
         array.withUnsafeBytes { bytes in
-            var offset = 0
-            if queuedWrites == 0 {
-                var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
-                let written = uv_try_write(stream, &buffer, 1)
-                if written == Int32(bytes.count) {
-                    completion?(nil)
-                    return
-                }
-                if written > 0 {
-                    offset = Int(written)
-                } else if written != UV_EAGAIN.rawValue {
-                    completion?(.uv(written, "write"))
-                    return
-                }
+            guard let written = writeNow(bytes, completion: completion) else { return }
+            guard written < bytes.count else {
+                completion?(nil)
+                return
             }
             let pending = PendingWrite(completion: completion, socket: self)
             // The array's storage does not move while `pending` holds it unmodified.
             pending.array = array
-            submit(pending, UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+            submit(pending, UnsafeRawBufferPointer(rebasing: bytes[written...]))
         }
     }
 
