@@ -18,7 +18,8 @@ public actor Connection {
     private(set) public var state: State = .establishing
 
     private var inbound = MessageQueue()
-    private var receivers: [CheckedContinuation<Message, any Error>] = []
+    /// `receive()` calls waiting for data, with their size limits.
+    private var receivers: [(continuation: CheckedContinuation<Message, any Error>, minimum: Int, maximum: Int)] = []
     private var receiveFailure: TransportError?
     private var peerFinished = false
     private var readingPaused = false
@@ -286,14 +287,12 @@ public actor Connection {
             throw TransportError.connectionClosed("the connection has ended; no more messages")
         }
         return try await withCheckedThrowingContinuation { continuation in
-            receivers.append(continuation)
-            pendingReceiveLimits.append((minIncompleteLength, maxLength))
+            receivers.append((continuation, minIncompleteLength, maxLength))
             // Data or the end may have arrived before this body ran.
             deliverToReceivers()
         }
     }
 
-    private var pendingReceiveLimits: [(Int, Int)] = []
 
     /// Received messages as an AsyncSequence, until the connection ends.
     public nonisolated var messages: AsyncThrowingStream<Message, any Error> {
@@ -388,15 +387,13 @@ public actor Connection {
 
     private func deliverToReceivers() {
         while !receivers.isEmpty {
-            let (minimum, maximum) = pendingReceiveLimits[0]
+            let (_, minimum, maximum) = receivers[0]
             let atEnd = peerFinished || receiveFailure != nil || state == .closed
             if let message = inbound.take(minIncompleteLength: minimum, maxLength: maximum, atEnd: atEnd) {
-                receivers.removeFirst().resume(returning: message)
-                pendingReceiveLimits.removeFirst()
+                receivers.removeFirst().continuation.resume(returning: message)
             } else if atEnd {
                 let error = receiveFailure ?? .connectionClosed("the connection has ended; no more messages")
-                receivers.removeFirst().resume(throwing: error)
-                pendingReceiveLimits.removeFirst()
+                receivers.removeFirst().continuation.resume(throwing: error)
             } else {
                 break
             }
@@ -422,7 +419,7 @@ public actor Connection {
             report?(error)
             terminate(abortive: true)
         case .established, .closing:
-            if error.code == .truncated { receiveFailure = error }
+            // Receivers see the failure (e.g. truncation) once the data before it is consumed.
             receiveFailure = receiveFailure ?? error
             emit(.connectionError(error))
             terminate(abortive: true)
