@@ -26,6 +26,19 @@ struct StackOptions: ParsableArguments {
         return (StackRegistry(stacks: [found]), found.security != nil)
     }
 
+    @Option(name: .long, help: "Export keying material after establishment and print it: LABEL:LENGTH (RFC 5705).")
+    var export: String?
+
+    /// Prints `export: HEX` for the connection when --export was given.
+    func printExport(_ connection: Connection) async throws {
+        guard let export else { return }
+        guard let colon = export.lastIndex(of: ":"), let length = Int(export[export.index(after: colon)...]) else {
+            throw ValidationError("--export takes LABEL:LENGTH, e.g. EXPORTER-test:32")
+        }
+        let bytes = try await connection.exportKeyingMaterial(label: String(export[..<colon]), length: length)
+        say("export: " + bytes.map { String(format: "%02x", $0) }.joined())
+    }
+
     func properties() -> TransportProperties {
         guard let stack, let found = StackRegistry.standard.stack(named: stack) else { return .reliableInOrderStream }
         return found.isByteStream ? .reliableInOrderStream : .unreliableDatagram
@@ -65,10 +78,18 @@ struct Listen: AsyncParsableCommand {
         say("stack: \(listener.stack.name)")
         say("listening on \(listener.localAddress)")
         let limit = count
+        let options = stackOptions
         await withTaskGroup(of: Void.self) { group in
             var served = 0
             for await connection in listener.connections {
-                group.addTask { await Self.echo(connection) }
+                group.addTask {
+                    do {
+                        try await options.printExport(connection)
+                    } catch {
+                        FileHandle.standardError.write(Data("export failed: \(error)\n".utf8))
+                    }
+                    await Self.echo(connection)
+                }
                 served += 1
                 if let limit, served >= limit { break }
             }
@@ -132,6 +153,7 @@ struct Connect: AsyncParsableCommand {
             say("alpn: \(details.applicationProtocol ?? "none")")
             say("resumed: \(details.resumed ? "yes" : "no")")
         }
+        try await stackOptions.printExport(connection)
         let byteStream = connection.stack.isByteStream
         try await connection.send(message + (byteStream ? "\n" : ""))
         let reply = try await Self.readReply(connection, byteStream: byteStream)

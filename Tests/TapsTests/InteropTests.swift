@@ -104,4 +104,29 @@ final class InteropTests: XCTestCase {
         let echoed = await client.waitFor("ping over dtls")
         XCTAssertTrue(echoed, "echo not received: \(client.text)")
     }
+
+    func testEchoPrintsTheSameExportOnBothEnds() async throws {
+        let server = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["listen", "--port", "0", "--stack", "tls-tcp", "--cert", pki.serverCert,
+                                       "--key", pki.serverKey, "--count", "1", "--export", "EXPORTER-echo:24"])
+        defer { server.terminate() }
+        let serverReady = await server.waitFor("listening on")
+        XCTAssertTrue(serverReady, server.text)
+        let line = server.text.split(separator: "\n").first { $0.hasPrefix("listening on") }!
+        let port = String(line.split(separator: ":").last!)
+        let client = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["connect", "127.0.0.1", port, "--stack", "tls-tcp", "--ca", pki.caPEM,
+                                       "--message", "export please", "--export", "EXPORTER-echo:24"])
+        let status = await client.finish()
+        XCTAssertEqual(status, 0, client.text)
+        let serverPrinted = await server.waitFor("export: ")
+        XCTAssertTrue(serverPrinted, server.text)
+        func exported(_ text: String) -> String? {
+            text.split(separator: "\n").first { $0.hasPrefix("export: ") }.map { String($0.dropFirst(8)) }
+        }
+        let ours = try XCTUnwrap(exported(client.text), client.text)
+        XCTAssertEqual(ours.count, 48, "24 bytes as lowercase hex")
+        XCTAssertEqual(ours, ours.lowercased())
+        XCTAssertEqual(exported(server.text), ours)
+    }
 }

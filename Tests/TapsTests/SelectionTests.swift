@@ -53,10 +53,17 @@ final class SelectionTests: XCTestCase {
         security.require(.connectionTermination)
         var preconnection = Preconnection(remote: .loopback(port: 1), security: security)
         XCTAssertTrue(preconnection.candidateStacks().first { $0.stack.name == "tls-tcp" }!.qualifies)
-        preconnection.security.require(.keyUpdate)
+        preconnection.security.require(.preSharedKeyImport)
         let tls = preconnection.candidateStacks().first { $0.stack.name == "tls-tcp" }!
         XCTAssertFalse(tls.qualifies)
-        XCTAssertTrue(tls.reasons.contains { $0.contains("KU required") }, "\(tls.reasons)")
+        XCTAssertTrue(tls.reasons.contains { $0.contains("PSKI required") }, "\(tls.reasons)")
+        // KU rules DTLS 1.2 out and keeps TLS.
+        var keyUpdate = SecurityParameters.clientDefault
+        keyUpdate.require(.keyUpdate)
+        let ku = Preconnection(remote: .loopback(port: 1), transport: .unreliableDatagram, security: keyUpdate).candidateStacks()
+        let dtls = ku.first { $0.stack.name == "dtls-udp" }!
+        XCTAssertFalse(dtls.qualifies)
+        XCTAssertTrue(dtls.reasons.contains { $0.contains("KU required, DTLS here does not expose it") }, "\(dtls.reasons)")
         preconnection.security = .clientDefault
         preconnection.security.prohibit(.connectionTermination)
         XCTAssertFalse(preconnection.candidateStacks().first { $0.stack.name == "tls-tcp" }!.qualifies)

@@ -482,6 +482,25 @@ public actor Connection {
         emit(.closed)
     }
 
+    // MARK: Security interfaces (RFC 8922 section 5)
+
+    /// SSKE: exports `length` bytes of keying material bound to this connection's session, with
+    /// `label` and an optional `context` (RFC 5705; RFC 8446 section 7.5). Both ends get the same
+    /// bytes for the same arguments.
+    public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, length: Int) throws -> [UInt8] {
+        try layer.exportKeyingMaterial(label: label, context: context, length: length)
+    }
+
+    /// KU: sends a TLS 1.3 KeyUpdate, asking the peer to update its keys as well when
+    /// `requestPeerUpdate`. Traffic continues across it; a `keysUpdated` event follows.
+    public func updateKeys(requestPeerUpdate: Bool = false) throws {
+        try layer.updateKeys(requestPeerUpdate: requestPeerUpdate)
+    }
+
+    fileprivate func layerKeysUpdated(byPeer: Bool) {
+        emit(.keysUpdated(byPeer: byPeer))
+    }
+
     // MARK: Connection groups (RFC 9622 section 7.4)
 
     /// Opens a new connection in the same group, with the same properties, to the same peer. On
@@ -514,4 +533,5 @@ private final class LayerBridge: LayerDelegate {
     func layerDidReadEndOfStream() { connection?.assumeIsolated { $0.layerEndOfStream() } }
     func layerDidFail(_ error: TransportError) { connection?.assumeIsolated { $0.layerFailed(error) } }
     func layerDidReportSoftError(_ error: TransportError) { connection?.assumeIsolated { $0.layerSoftError(error) } }
+    func layerDidUpdateKeys(byPeer: Bool) { connection?.assumeIsolated { $0.layerKeysUpdated(byPeer: byPeer) } }
 }

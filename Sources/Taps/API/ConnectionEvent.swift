@@ -26,4 +26,7 @@ public enum ConnectionEvent: Sendable {
     case pathChange
     /// 7.4: cloning the connection failed.
     case cloneError(TransportError)
+    /// The security protocol's traffic keys were updated (RFC 8922 KU): by `updateKeys()`, or by
+    /// the peer (`byPeer`), e.g. a TLS 1.3 KeyUpdate.
+    case keysUpdated(byPeer: Bool)
 }

@@ -14,10 +14,13 @@ protocol LayerDelegate: AnyObject {
     func layerDidFail(_ error: TransportError)
     /// The path reported a problem the connection survives (ICMP errors on UDP).
     func layerDidReportSoftError(_ error: TransportError)
+    /// The security protocol's traffic keys changed (`byPeer`: the peer sent a KeyUpdate).
+    func layerDidUpdateKeys(byPeer: Bool)
 }
 
 extension LayerDelegate {
     func layerDidReportSoftError(_ error: TransportError) {}
+    func layerDidUpdateKeys(byPeer: Bool) {}
 
     func layerDidRead(owned bytes: [UInt8]) {
         bytes.withUnsafeBytes { layerDidRead($0) }
@@ -51,10 +54,22 @@ protocol Layer: AnyObject {
     var securityDetails: SecurityDetails? { get }
     /// Bytes written but not yet handed to the kernel.
     var pendingWriteBytes: Int { get }
+    /// Exports keying material from the security session (SSKE).
+    func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8]
+    /// Updates the traffic keys (KU).
+    func updateKeys(requestPeerUpdate: Bool) throws(TransportError)
 }
 
 extension Layer {
     var securityDetails: SecurityDetails? { nil }
+
+    func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
+        throw .notSupported("this stack has no security protocol to export keying material from")
+    }
+
+    func updateKeys(requestPeerUpdate: Bool) throws(TransportError) {
+        throw .notSupported("this stack has no security protocol whose keys could be updated")
+    }
 
     func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {
         array.withUnsafeBytes { write($0, completion: completion) }

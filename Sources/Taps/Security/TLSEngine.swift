@@ -43,6 +43,13 @@ final class TLSEngine {
         let bio = EngineBIO.make(buffers)
         SSL_set_bio(ssl, bio, bio)
         SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
+        // Watches decrypted handshake messages for the peer's KeyUpdate (RFC 8446 section 4.6.3).
+        SSL_set_msg_callback(ssl) { writing, _, contentType, buffer, length, ssl, _ in
+            guard writing == 0, contentType == SSL3_RT_HANDSHAKE, length >= 1, let buffer, let ssl,
+                  buffer.load(as: UInt8.self) == UInt8(SSL3_MT_KEY_UPDATE),
+                  let data = SSL_get_ex_data(ssl, 0) else { return }
+            Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue().peerKeyUpdates += 1
+        }
         if context.role == .client {
             SSL_set_connect_state(ssl)
             try configureClient(serverName: serverName, peerAddress: peerAddress)
@@ -190,6 +197,42 @@ final class TLSEngine {
     func discardOutbound() {
         buffers.outbound.removeAll()
         buffers.outboundDatagrams.removeAll()
+    }
+
+    // MARK: Key export and key update (RFC 8922 SSKE, KU)
+
+    /// KeyUpdate messages received from the peer and not yet reported.
+    var peerKeyUpdates = 0
+
+    /// Keying material from the session (RFC 5705; RFC 8446 section 7.5 on TLS 1.3).
+    func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
+        guard handshakeComplete else { throw .invalidArgument("keying material can be exported only after the handshake") }
+        guard (1...16_384).contains(length) else { throw .invalidArgument("export length must be 1 to 16384 bytes, got \(length)") }
+        guard !label.isEmpty else { throw .invalidArgument("the exporter label must not be empty") }
+        var output = [UInt8](repeating: 0, count: length)
+        let labelBytes = Array(label.utf8)
+        let contextBytes = context ?? []
+        let status = labelBytes.withUnsafeBufferPointer { labelPointer in
+            labelPointer.withMemoryRebound(to: CChar.self) { labelChars in
+                SSL_export_keying_material(ssl, &output, length, labelChars.baseAddress, labelBytes.count,
+                                           contextBytes, contextBytes.count, context == nil ? 0 : 1)
+            }
+        }
+        guard status == 1 else { throw TLSContext.lastError(.invalidArgument, "keying material export") }
+        return output
+    }
+
+    /// Queues a TLS 1.3 KeyUpdate, asking the peer to update its keys too when `requestPeer`.
+    func updateKeys(requestPeer: Bool) throws(TransportError) {
+        let version = SSL_version(ssl)
+        guard !datagram, version == TLS1_3_VERSION else {
+            throw .notSupported("KeyUpdate needs TLS 1.3; this connection uses \(String(cString: SSL_get_version(ssl)))")
+        }
+        guard SSL_key_update(ssl, requestPeer ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) == 1 else {
+            throw TLSContext.lastError(.invalidArgument, "KeyUpdate")
+        }
+        // The message leaves with the next write or handshake call; this sends it now.
+        if SSL_do_handshake(ssl) != 1 { ERR_clear_error() }
     }
 
     // MARK: DTLS retransmission and cookies

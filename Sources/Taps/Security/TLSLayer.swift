@@ -77,8 +77,9 @@ final class TLSLayer: Layer, LayerDelegate {
         let outcome = engine.feed(bytes, handshakeDone: { handshakeDidComplete() }) { plaintext in
             delegate?.layerDidRead(owned: plaintext)
         }
-        // Handshake messages, tickets and alerts the engine produced while reading.
+        // Handshake messages, tickets, KeyUpdate answers and alerts the engine produced while reading.
         flush(completion: nil)
+        reportPeerKeyUpdates()
         if state == .handshaking { scheduleRetransmission() }
         handle(outcome)
     }
@@ -90,6 +91,24 @@ final class TLSLayer: Layer, LayerDelegate {
             delegate?.layerDidRead(owned: plaintext)
         }
         handle(outcome)
+    }
+
+    private func reportPeerKeyUpdates() {
+        while engine.peerKeyUpdates > 0 {
+            engine.peerKeyUpdates -= 1
+            delegate?.layerDidUpdateKeys(byPeer: true)
+        }
+    }
+
+    func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
+        try engine.exportKeyingMaterial(label: label, context: context, length: length)
+    }
+
+    func updateKeys(requestPeerUpdate: Bool) throws(TransportError) {
+        guard state == .ready else { throw .connectionClosed("keys can be updated only on an established connection") }
+        try engine.updateKeys(requestPeer: requestPeerUpdate)
+        flush(completion: nil)
+        delegate?.layerDidUpdateKeys(byPeer: false)
     }
 
     private func handle(_ outcome: TLSEngine.ReadOutcome) {
@@ -106,6 +125,10 @@ final class TLSLayer: Layer, LayerDelegate {
 
     func layerDidReportSoftError(_ error: TransportError) {
         delegate?.layerDidReportSoftError(error)
+    }
+
+    func layerDidUpdateKeys(byPeer: Bool) {
+        delegate?.layerDidUpdateKeys(byPeer: byPeer)
     }
 
     private func fail(_ error: TransportError) {
