@@ -42,3 +42,5 @@ void taps_BIO_clear_retry_flags(BIO *bio) { BIO_clear_retry_flags(bio); }
 void taps_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
 EVP_PKEY *taps_EVP_EC_gen(const char *curve) { return EVP_EC_gen(curve); }
 void taps_SSL_CTX_enable_cookie_exchange(SSL_CTX *ctx) { SSL_CTX_set_options(ctx, SSL_OP_COOKIE_EXCHANGE); }
+int taps_SSL_CTX_set1_sigalgs_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_sigalgs_list(ctx, list); }
+int taps_SSL_get_negotiated_group(SSL *ssl) { return (int)SSL_get_negotiated_group(ssl); }

@@ -27,6 +27,9 @@ void taps_BIO_clear_retry_flags(BIO *bio);
 /* Writes the oldest queued OpenSSL error's text into buffer and clears the queue; returns the error code. */
 unsigned long taps_ERR_drain(char *buffer, size_t length);
 
+int taps_SSL_CTX_set1_sigalgs_list(SSL_CTX *ctx, const char *list);
+int taps_SSL_get_negotiated_group(SSL *ssl);
+
 /* SSL_OP_COOKIE_EXCHANGE is a macro built from SSL_OP_BIT. */
 void taps_SSL_CTX_enable_cookie_exchange(SSL_CTX *ctx);
 

@@ -22,6 +22,21 @@ public struct SecurityParameters: Sendable, Hashable {
     public var allowedVersions: Set<ProtocolVersion> = [.tls12, .tls13, .dtls12]
     /// Application-layer protocols to offer or accept (ALPN), in preference order.
     public var applicationProtocols: [String] = []
+    /// Algorithms (RFC 8922 ALG); empty lists keep OpenSSL's defaults, which are AEAD-only for TLS 1.3.
+    public var algorithms = Algorithms()
+
+    /// Cipher suites, groups and signature algorithms, by their OpenSSL / IANA names.
+    public struct Algorithms: Sendable, Hashable {
+        /// TLS 1.3 suites, e.g. `TLS_CHACHA20_POLY1305_SHA256`.
+        public var tls13CipherSuites: [String] = []
+        /// TLS 1.2 (and DTLS 1.2) ciphers in OpenSSL's names, e.g. `ECDHE-ECDSA-AES128-GCM-SHA256`.
+        public var tls12Ciphers: [String] = []
+        /// Key-exchange groups, e.g. `X25519`, `P-256`.
+        public var groups: [String] = []
+        /// Signature algorithms, e.g. `ECDSA+SHA256`, `ed25519`, `rsa_pss_rsae_sha256`.
+        public var signatureAlgorithms: [String] = []
+        public init() {}
+    }
     /// Preferences over the RFC 8922 security interfaces a stack's security protocol must expose.
     public private(set) var interfacePreferences: [SecurityInterface: Preference] = [:]
 

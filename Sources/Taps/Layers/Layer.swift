@@ -80,6 +80,8 @@ extension Layer {
 public struct SecurityDetails: Sendable, Hashable {
     public let protocolVersion: String
     public let cipherSuite: String
+    /// The key-exchange group, e.g. "X25519" (nil when none was used, e.g. TLS 1.2 RSA key exchange).
+    public let group: String?
     public let applicationProtocol: String?
     public let peerCertificateSubject: String?
     public let resumed: Bool

@@ -41,6 +41,7 @@ final class TLSContext: @unchecked Sendable {
         try configureTrust()
         try configureIdentity()
         try configureALPN()
+        try configureAlgorithms()
         configureSessions()
         if datagram && role == .server { configureCookies() }
     }
@@ -102,6 +103,25 @@ final class TLSContext: @unchecked Sendable {
         defer { EVP_PKEY_free(key) }
         guard SSL_CTX_use_PrivateKey(context, key) == 1, SSL_CTX_check_private_key(context) == 1 else {
             throw TLSContext.lastError(.invalidCredentials, "the private key does not match the certificate")
+        }
+    }
+
+    /// ALG: each list is checked by OpenSSL, and a name it does not know is an error naming the
+    /// parameter and the list, before any packet is sent.
+    private func configureAlgorithms() throws(TransportError) {
+        let algorithms = parameters.algorithms
+        let settings: [(String, [String], (String) -> Int32)] = [
+            ("tls13CipherSuites", algorithms.tls13CipherSuites, { SSL_CTX_set_ciphersuites(self.context, $0) }),
+            ("tls12Ciphers", algorithms.tls12Ciphers, { SSL_CTX_set_cipher_list(self.context, $0) }),
+            ("groups", algorithms.groups, { taps_SSL_CTX_set1_groups_list(self.context, $0) }),
+            ("signatureAlgorithms", algorithms.signatureAlgorithms, { taps_SSL_CTX_set1_sigalgs_list(self.context, $0) }),
+        ]
+        for (name, values, apply) in settings where !values.isEmpty {
+            let list = values.joined(separator: ":")
+            guard !values.contains(where: \.isEmpty), apply(list) == 1 else {
+                ERR_clear_error()
+                throw .invalidArgument("\(name): OpenSSL does not support \"\(list)\" (unknown or unavailable name)")
+            }
         }
     }
 

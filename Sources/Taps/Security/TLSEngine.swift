@@ -289,6 +289,10 @@ final class TLSEngine {
         return SecurityDetails(
             protocolVersion: String(cString: SSL_get_version(ssl)),
             cipherSuite: SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? "none",
+            group: {
+                let id = taps_SSL_get_negotiated_group(ssl)
+                return id > 0 ? SSL_group_to_name(ssl, id).map { String(cString: $0) } : nil
+            }(),
             applicationProtocol: alpn,
             peerCertificateSubject: subject,
             resumed: SSL_session_reused(ssl) == 1)
