@@ -192,12 +192,15 @@ public actor Connection {
             if let deadline, ContinuousClock.now >= deadline { break }
             // A message with a lifetime must not wait past it: a timer wakes the waiters then.
             let expiry = deadline.map { deadline in
-                UVTimer.schedule(on: loop, after: UInt64(max(1, (deadline - ContinuousClock.now).milliseconds))) { [weak self] in
+                // +1: libuv's clock has millisecond resolution; never wake before the deadline.
+                UVTimer.schedule(on: loop, after: UInt64(max(0, (deadline - ContinuousClock.now).milliseconds) + 1)) { [weak self] in
                     self?.assumeIsolated { $0.wakeSendWaiters() }
                 }
             }
             await withCheckedContinuation { continuation in
-                if inflightBytes <= Self.sendHighWater || state == .closed {
+                // The expiry timer may already have fired before this body runs.
+                let expired = deadline.map { ContinuousClock.now >= $0 } ?? false
+                if inflightBytes <= Self.sendHighWater || state == .closed || expired {
                     continuation.resume()
                 } else {
                     sendWaiters.append(continuation)

@@ -15,6 +15,9 @@ final class UVTimer: UVHandle {
     func start(after milliseconds: UInt64, repeat repeatMilliseconds: UInt64 = 0, _ callback: @escaping () -> Void) {
         guard !isClosed else { return }
         self.callback = callback
+        // libuv counts from its cached loop time, which can be stale after a long iteration; a timer
+        // must not fire before the time it was asked for.
+        uv_update_time(loop.uvLoop)
         uv_timer_start(timer, { handle in
             UVHandle.owner(handle, as: UVTimer.self)?.fire()
         }, milliseconds, repeatMilliseconds)
