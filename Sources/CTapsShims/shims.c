@@ -44,3 +44,7 @@ EVP_PKEY *taps_EVP_EC_gen(const char *curve) { return EVP_EC_gen(curve); }
 void taps_SSL_CTX_enable_cookie_exchange(SSL_CTX *ctx) { SSL_CTX_set_options(ctx, SSL_OP_COOKIE_EXCHANGE); }
 int taps_SSL_CTX_set1_sigalgs_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_sigalgs_list(ctx, list); }
 int taps_SSL_get_negotiated_group(SSL *ssl) { return (int)SSL_get_negotiated_group(ssl); }
+void taps_SSL_CTX_set_servername_callback(SSL_CTX *ctx, taps_servername_cb cb, void *arg) {
+    SSL_CTX_set_tlsext_servername_callback(ctx, cb);
+    SSL_CTX_set_tlsext_servername_arg(ctx, arg);
+}

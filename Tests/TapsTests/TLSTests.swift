@@ -273,4 +273,34 @@ final class TLSTests: XCTestCase {
         await listener.stop()
         echo.cancel()
     }
+
+    func testServerPicksItsCertificateBySNI() async throws {
+        let (other, otherPEM) = try SecurityParameters.Identity.selfSigned(commonName: "other.test", names: ["other.test"])
+        var server = pki.serverSecurity
+        server.identitiesByServerName = ["other.test": other]
+        let listener = try await tlsListener(server)
+        var accepted = listener.connections.makeAsyncIterator()
+
+        var toOther = SecurityParameters.clientDefault
+        toOther.trustedRoots = .pem(.bytes(otherPEM))
+        toOther.serverName = "other.test"
+        let first = try await client(listener.localAddress.port, host: "127.0.0.1", security: toOther).initiate()
+        let firstDetails = await first.securityDetails
+        XCTAssertEqual(firstDetails?.peerCertificateSubject, "/CN=other.test")
+        let firstServer = await accepted.next()
+        let requested = await firstServer?.securityDetails?.serverName
+        XCTAssertEqual(requested, "other.test", "the server reads the name the client asked for")
+
+        let second = try await client(listener.localAddress.port).initiate()
+        let secondDetails = await second.securityDetails
+        XCTAssertEqual(secondDetails?.peerCertificateSubject, "/CN=localhost", "other names get the default identity")
+        let secondServer = await accepted.next()
+        let secondName = await secondServer?.securityDetails?.serverName
+        XCTAssertEqual(secondName, "localhost")
+
+        for connection in [first, second] { await connection.abort() }
+        await firstServer?.abort()
+        await secondServer?.abort()
+        await listener.stop()
+    }
 }

@@ -30,6 +30,10 @@ unsigned long taps_ERR_drain(char *buffer, size_t length);
 int taps_SSL_CTX_set1_sigalgs_list(SSL_CTX *ctx, const char *list);
 int taps_SSL_get_negotiated_group(SSL *ssl);
 
+/* SNI on the server: the callback and its argument are set through macros. */
+typedef int (*taps_servername_cb)(SSL *ssl, int *alert, void *arg);
+void taps_SSL_CTX_set_servername_callback(SSL_CTX *ctx, taps_servername_cb cb, void *arg);
+
 /* SSL_OP_COOKIE_EXCHANGE is a macro built from SSL_OP_BIT. */
 void taps_SSL_CTX_enable_cookie_exchange(SSL_CTX *ctx);
 

@@ -9,6 +9,9 @@ public struct SecurityParameters: Sendable, Hashable {
 
     /// Our certificate chain and private key (servers; clients for mutual authentication).
     public var localIdentity: Identity? = nil
+    /// Server: identities chosen by the host name the client sends in SNI; `localIdentity` serves
+    /// every other name and clients that send none.
+    public var identitiesByServerName: [String: Identity] = [:]
     /// The roots a peer's certificate must chain to.
     public var trustedRoots: TrustRoots = .system
     /// The name to send in SNI and to check the peer's certificate against; defaults to the remote

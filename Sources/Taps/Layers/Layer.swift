@@ -83,6 +83,8 @@ public struct SecurityDetails: Sendable, Hashable {
     /// The key-exchange group, e.g. "X25519" (nil when none was used, e.g. TLS 1.2 RSA key exchange).
     public let group: String?
     public let applicationProtocol: String?
+    /// The host name the client sent in SNI (on both ends), if any.
+    public let serverName: String?
     public let peerCertificateSubject: String?
     public let resumed: Bool
 }

@@ -15,6 +15,8 @@ final class TLSContext: @unchecked Sendable {
     let datagram: Bool
     /// DTLS server: the key its address cookies are made with (RFC 6347 section 4.2.1).
     private let cookieSecret: [UInt8]
+    /// Server: a context per SNI host name, each with that name's identity.
+    private var contextsByServerName: [String: TLSContext] = [:]
     private let alpnWire: [UInt8]
     private let sessions = Mutex<[String: Session]>([:])
 
@@ -43,6 +45,7 @@ final class TLSContext: @unchecked Sendable {
         try configureALPN()
         try configureAlgorithms()
         configureSessions()
+        try configureServerNames()
         if datagram && role == .server { configureCookies() }
     }
 
@@ -104,6 +107,26 @@ final class TLSContext: @unchecked Sendable {
         guard SSL_CTX_use_PrivateKey(context, key) == 1, SSL_CTX_check_private_key(context) == 1 else {
             throw TLSContext.lastError(.invalidCredentials, "the private key does not match the certificate")
         }
+    }
+
+    /// EXT (SNI, RFC 6066 section 3): the server switches to the context whose identity matches the
+    /// requested name. Built here, so a bad certificate for any name fails before listening.
+    private func configureServerNames() throws(TransportError) {
+        guard role == .server, !parameters.identitiesByServerName.isEmpty else { return }
+        for (name, identity) in parameters.identitiesByServerName {
+            var perName = parameters
+            perName.localIdentity = identity
+            perName.identitiesByServerName = [:]
+            contextsByServerName[name.lowercased()] = try TLSContext(perName, role: .server, datagram: datagram)
+        }
+        taps_SSL_CTX_set_servername_callback(context, { ssl, _, arg in
+            guard let ssl, let arg, let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else { return SSL_TLSEXT_ERR_OK }
+            let tls = Unmanaged<TLSContext>.fromOpaque(arg).takeUnretainedValue()
+            if let match = tls.contextsByServerName[String(cString: name).lowercased()] {
+                SSL_set_SSL_CTX(ssl, match.context)
+            }
+            return SSL_TLSEXT_ERR_OK
+        }, Unmanaged.passUnretained(self).toOpaque())
     }
 
     /// ALG: each list is checked by OpenSSL, and a name it does not know is an error naming the

@@ -294,6 +294,7 @@ final class TLSEngine {
                 return id > 0 ? SSL_group_to_name(ssl, id).map { String(cString: $0) } : nil
             }(),
             applicationProtocol: alpn,
+            serverName: SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) },
             peerCertificateSubject: subject,
             resumed: SSL_session_reused(ssl) == 1)
     }
