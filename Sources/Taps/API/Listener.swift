@@ -130,10 +130,7 @@ public actor Listener {
             return
         }
         guard let udpSocket, admit() else { return }
-        let layer = UDPLayer(sharing: udpSocket, peer: sender) { [weak self] in
-            self?.assumeIsolated { $0.peerClosed(sender) }
-        }
-        udpPeers[sender] = layer
+        let layer = addPeer(sender, on: udpSocket)
         establish(layer)
         layer.deliver(bytes)
     }
@@ -163,16 +160,22 @@ public actor Listener {
         }
         cookieGate = nil
         guard admit() else { return }
-        let peer = UDPLayer(sharing: udpSocket, peer: sender) { [weak self] in
-            self?.assumeIsolated { $0.peerClosed(sender) }
-        }
-        udpPeers[sender] = peer
+        let peer = addPeer(sender, on: udpSocket)
         do throws(TransportError) {
             establish(try recipe.makeServerLayer(over: peer, loop: loop, acceptedEngine: gate))
         } catch {
             udpPeers[sender] = nil
             recordFailure(error)
         }
+    }
+
+    /// A layer for one peer on the shared socket, routed to from `datagram` until it closes.
+    private func addPeer(_ sender: SocketAddress, on socket: UVUDPSocket) -> UDPLayer {
+        let peer = UDPLayer(sharing: socket, peer: sender) { [weak self] in
+            self?.assumeIsolated { $0.peerClosed(sender) }
+        }
+        udpPeers[sender] = peer
+        return peer
     }
 
     private func peerClosed(_ sender: SocketAddress) {

@@ -252,9 +252,6 @@ final class UVTCPSocket: UVHandle {
         }
     }
 
-    /// Bytes libuv still holds for writing.
-    var pendingWriteBytes: Int { uv_stream_get_write_queue_size(stream) }
-
     /// Sends FIN after queued writes; the completion runs when it has been handed to the kernel.
     func shutdownWrite(completion: @escaping (TransportError?) -> Void) {
         final class Box { let completion: (TransportError?) -> Void; init(_ c: @escaping (TransportError?) -> Void) { completion = c } }

@@ -23,12 +23,6 @@ final class UVTimer: UVHandle {
         }, milliseconds, repeatMilliseconds)
     }
 
-    func stop() {
-        guard !isClosed else { return }
-        uv_timer_stop(timer)
-        callback = nil
-    }
-
     private func fire() {
         let callback = self.callback
         if uv_timer_get_repeat(timer) == 0 { self.callback = nil }

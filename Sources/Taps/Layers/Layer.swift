@@ -52,8 +52,6 @@ protocol Layer: AnyObject {
     var remoteAddress: SocketAddress? { get }
     /// What the security handshake negotiated, once ready; nil on layers without security.
     var securityDetails: SecurityDetails? { get }
-    /// Bytes written but not yet handed to the kernel.
-    var pendingWriteBytes: Int { get }
     /// Exports keying material from the security session (SSKE).
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8]
     /// Updates the traffic keys (KU).

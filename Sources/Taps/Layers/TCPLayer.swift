@@ -87,5 +87,4 @@ final class TCPLayer: Layer {
 
     var localAddress: SocketAddress? { socket.localAddress }
     var remoteAddress: SocketAddress? { socket.remoteAddress ?? remote }
-    var pendingWriteBytes: Int { socket.pendingWriteBytes }
 }

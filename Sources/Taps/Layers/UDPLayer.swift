@@ -84,5 +84,4 @@ final class UDPLayer: Layer {
 
     var localAddress: SocketAddress? { socket.localAddress }
     var remoteAddress: SocketAddress? { peer }
-    var pendingWriteBytes: Int { 0 }
 }

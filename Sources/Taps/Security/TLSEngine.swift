@@ -193,12 +193,6 @@ final class TLSEngine {
 
     var hasOutbound: Bool { !buffers.outbound.isEmpty || !buffers.outboundDatagrams.isEmpty }
 
-    /// Drops anything queued for sending (the cookie gate reuses one engine for many peers).
-    func discardOutbound() {
-        buffers.outbound.removeAll()
-        buffers.outboundDatagrams.removeAll()
-    }
-
     // MARK: Key export and key update (RFC 8922 SSKE, KU)
 
     /// KeyUpdate messages received from the peer and not yet reported.

@@ -186,5 +186,4 @@ final class TLSLayer: Layer, LayerDelegate {
     var localAddress: SocketAddress? { lower.localAddress }
     var remoteAddress: SocketAddress? { lower.remoteAddress }
     var securityDetails: SecurityDetails? { state == .ready || state == .closing ? engine.details : nil }
-    var pendingWriteBytes: Int { lower.pendingWriteBytes }
 }
