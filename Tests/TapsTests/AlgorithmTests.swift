@@ -39,15 +39,9 @@ final class AlgorithmTests: XCTestCase {
     }
 
     func testSuiteChosenByOpenSSLServerIsReadable() async throws {
-        let probe = try await Preconnection(local: .loopback(), security: .disabled).listen()
-        let port = probe.localAddress.port
-        await probe.stop()
-        let server = try ChildProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.serverCert,
-                                                           "-key", pki.serverKey, "-ciphersuites", "TLS_AES_128_GCM_SHA256",
-                                                           "-naccept", "1"])
+        let port = try await freePort()
+        let server = try await ChildProcess.openSSLServer(port: port, ["-ciphersuites", "TLS_AES_128_GCM_SHA256"])
         defer { server.terminate() }
-        let ready = await server.waitFor("ACCEPT")
-        XCTAssertTrue(ready, server.text)
         let connection = try await Preconnection(remote: .host("localhost", port: port), security: pki.clientSecurity).initiate()
         let suite = await connection.securityDetails?.cipherSuite
         XCTAssertEqual(suite, "TLS_AES_128_GCM_SHA256")

@@ -64,4 +64,29 @@ final class ChildProcess: @unchecked Sendable {
     static func product(_ name: String) -> String {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path
     }
+
+    /// `openssl s_server` on 127.0.0.1:`port` with the test identity, serving one connection; returns
+    /// once it accepts (throws with its output if it never does).
+    static func openSSLServer(port: UInt16, _ options: [String]) async throws -> ChildProcess {
+        let pki = TestPKI.shared
+        let server = try ChildProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.serverCert,
+                                                           "-key", pki.serverKey] + options + ["-naccept", "1"])
+        guard await server.waitFor("ACCEPT") else {
+            server.terminate()
+            throw NSError(domain: "s_server", code: 1, userInfo: [NSLocalizedDescriptionKey: "not accepting: \(server.text)"])
+        }
+        return server
+    }
+
+    /// `taps-echo listen --port 0` with `options`; returns once it listens, with the port it printed.
+    static func echoServer(_ options: [String]) async throws -> (ChildProcess, String) {
+        let server = try ChildProcess(product("taps-echo"), ["listen", "--port", "0"] + options)
+        guard await server.waitFor("listening on"),
+              let line = server.text.split(separator: "\n").first(where: { $0.hasPrefix("listening on") }),
+              let port = line.split(separator: ":").last else {
+            server.terminate()
+            throw NSError(domain: "taps-echo", code: 1, userInfo: [NSLocalizedDescriptionKey: "not listening: \(server.text)"])
+        }
+        return (server, String(port))
+    }
 }

@@ -78,9 +78,7 @@ final class EventTests: XCTestCase {
     }
 
     func testICMPUnreachableIsASoftError() async throws {
-        let probe = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()
-        let port = probe.localAddress.port
-        await probe.stop()
+        let port = try await freePort(udp: true)
         let connection = try await Preconnection(remote: .loopback(port: port), transport: .unreliableDatagram, security: .disabled).initiate()
         let events = await connection.events()
         var softErrors: [TransportError] = []

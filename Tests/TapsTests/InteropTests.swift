@@ -6,21 +6,10 @@ import XCTest
 final class InteropTests: XCTestCase {
     let pki = TestPKI.shared
 
-    /// A port that was free a moment ago (bound by a listener, then released).
-    private func freePort() async throws -> UInt16 {
-        let probe = try await Preconnection(local: .loopback(), security: .disabled).listen()
-        let port = probe.localAddress.port
-        await probe.stop()
-        return port
-    }
-
     func testEchoClientTalksToOpenSSLServer() async throws {
         let port = try await freePort()
-        let server = try ChildProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.serverCert,
-                                                           "-key", pki.serverKey, "-rev", "-naccept", "1"])
+        let server = try await ChildProcess.openSSLServer(port: port, ["-rev"])
         defer { server.terminate() }
-        let serverReady = await server.waitFor("ACCEPT")
-        XCTAssertTrue(serverReady, server.text)
         let client = try ChildProcess(ChildProcess.product("taps-echo"),
                                       ["connect", "127.0.0.1", "\(port)", "--stack", "tls-tcp", "--ca", pki.caPEM,
                                        "--message", "hello openssl"])
@@ -33,14 +22,9 @@ final class InteropTests: XCTestCase {
     }
 
     func testOpenSSLClientTalksToEchoServer() async throws {
-        let server = try ChildProcess(ChildProcess.product("taps-echo"),
-                                      ["listen", "--port", "0", "--stack", "tls-tcp", "--cert", pki.serverCert,
-                                       "--key", pki.serverKey, "--count", "1"])
+        let (server, port) = try await ChildProcess.echoServer(["--stack", "tls-tcp", "--cert", pki.serverCert, "--key", pki.serverKey,
+                                                                "--count", "1"])
         defer { server.terminate() }
-        let serverReady = await server.waitFor("listening on")
-        XCTAssertTrue(serverReady, server.text)
-        let line = server.text.split(separator: "\n").first { $0.hasPrefix("listening on") }!
-        let port = line.split(separator: ":").last!
         let client = try ChildProcess("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(port)", "-CAfile", pki.caPEM,
                                                            "-verify_return_error", "-verify_ip", "127.0.0.1", "-quiet", "-no_ign_eof"])
         defer { client.terminate() }
@@ -57,11 +41,8 @@ final class InteropTests: XCTestCase {
 
     func testEchoClientRejectsServerWithUntrustedCertificate() async throws {
         let port = try await freePort()
-        let server = try ChildProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.serverCert,
-                                                           "-key", pki.serverKey, "-naccept", "1"])
+        let server = try await ChildProcess.openSSLServer(port: port, [])
         defer { server.terminate() }
-        let serverReady = await server.waitFor("ACCEPT")
-        XCTAssertTrue(serverReady, server.text)
         let client = try ChildProcess(ChildProcess.product("taps-echo"),
                                       ["connect", "127.0.0.1", "\(port)", "--stack", "tls-tcp", "--ca", pki.otherCA,
                                        "--message", "never sent"])
@@ -73,12 +54,8 @@ final class InteropTests: XCTestCase {
 
     func testEchoOverPlainStacks() async throws {
         for stack in ["tcp", "udp"] {
-            let server = try ChildProcess(ChildProcess.product("taps-echo"), ["listen", "--port", "0", "--stack", stack, "--count", "1"])
+            let (server, port) = try await ChildProcess.echoServer(["--stack", stack, "--count", "1"])
             defer { server.terminate() }
-            let serverReady = await server.waitFor("listening on")
-        XCTAssertTrue(serverReady, server.text)
-            let line = server.text.split(separator: "\n").first { $0.hasPrefix("listening on") }!
-            let port = String(line.split(separator: ":").last!)
             let client = try ChildProcess(ChildProcess.product("taps-echo"),
                                           ["connect", "127.0.0.1", port, "--stack", stack, "--message", "over \(stack)"])
             let status = await client.finish()
@@ -89,14 +66,8 @@ final class InteropTests: XCTestCase {
     }
 
     func testOpenSSLDTLSClientTalksToEchoServer() async throws {
-        let server = try ChildProcess(ChildProcess.product("taps-echo"),
-                                      ["listen", "--port", "0", "--stack", "dtls-udp", "--cert", pki.serverCert,
-                                       "--key", pki.serverKey])
+        let (server, port) = try await ChildProcess.echoServer(["--stack", "dtls-udp", "--cert", pki.serverCert, "--key", pki.serverKey])
         defer { server.terminate() }
-        let serverReady = await server.waitFor("listening on")
-        XCTAssertTrue(serverReady, server.text)
-        let line = server.text.split(separator: "\n").first { $0.hasPrefix("listening on") }!
-        let port = line.split(separator: ":").last!
         let client = try ChildProcess("/usr/bin/openssl", ["s_client", "-dtls", "-connect", "127.0.0.1:\(port)", "-CAfile", pki.caPEM,
                                                            "-verify_return_error", "-verify_ip", "127.0.0.1", "-quiet"])
         defer { client.terminate() }
@@ -106,14 +77,9 @@ final class InteropTests: XCTestCase {
     }
 
     func testEchoPrintsTheSameExportOnBothEnds() async throws {
-        let server = try ChildProcess(ChildProcess.product("taps-echo"),
-                                      ["listen", "--port", "0", "--stack", "tls-tcp", "--cert", pki.serverCert,
-                                       "--key", pki.serverKey, "--count", "1", "--export", "EXPORTER-echo:24"])
+        let (server, port) = try await ChildProcess.echoServer(["--stack", "tls-tcp", "--cert", pki.serverCert, "--key", pki.serverKey,
+                                                                "--count", "1", "--export", "EXPORTER-echo:24"])
         defer { server.terminate() }
-        let serverReady = await server.waitFor("listening on")
-        XCTAssertTrue(serverReady, server.text)
-        let line = server.text.split(separator: "\n").first { $0.hasPrefix("listening on") }!
-        let port = String(line.split(separator: ":").last!)
         let client = try ChildProcess(ChildProcess.product("taps-echo"),
                                       ["connect", "127.0.0.1", port, "--stack", "tls-tcp", "--ca", pki.caPEM,
                                        "--message", "export please", "--export", "EXPORTER-echo:24"])

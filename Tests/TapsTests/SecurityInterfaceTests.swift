@@ -58,15 +58,9 @@ final class SecurityInterfaceTests: XCTestCase {
     }
 
     func testExportMatchesOpenSSLServer() async throws {
-        let probe = try await Preconnection(local: .loopback(), security: .disabled).listen()
-        let port = probe.localAddress.port
-        await probe.stop()
-        let server = try ChildProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.serverCert,
-                                                           "-key", pki.serverKey, "-keymatexport", "EXPORTER-taps-test",
-                                                           "-keymatexportlen", "32", "-naccept", "1"])
+        let port = try await freePort()
+        let server = try await ChildProcess.openSSLServer(port: port, ["-keymatexport", "EXPORTER-taps-test", "-keymatexportlen", "32"])
         defer { server.terminate() }
-        let ready = await server.waitFor("ACCEPT")
-        XCTAssertTrue(ready, server.text)
         let client = try await Preconnection(remote: .host("localhost", port: port), security: pki.clientSecurity).initiate()
         try await client.send("x\n")
         let printed = await server.waitFor("Keying material: ")
@@ -112,14 +106,9 @@ final class SecurityInterfaceTests: XCTestCase {
     }
 
     func testKeyUpdateReachesOpenSSLServer() async throws {
-        let probe = try await Preconnection(local: .loopback(), security: .disabled).listen()
-        let port = probe.localAddress.port
-        await probe.stop()
-        let server = try ChildProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.serverCert,
-                                                           "-key", pki.serverKey, "-msg", "-naccept", "1"])
+        let port = try await freePort()
+        let server = try await ChildProcess.openSSLServer(port: port, ["-msg"])
         defer { server.terminate() }
-        let ready = await server.waitFor("ACCEPT")
-        XCTAssertTrue(ready, server.text)
         let client = try await Preconnection(remote: .host("localhost", port: port), security: pki.clientSecurity).initiate()
         try await client.updateKeys()
         try await client.send("after the update\n")

@@ -69,6 +69,15 @@ final class TestPKI: @unchecked Sendable {
     }
 }
 
+/// A port on 127.0.0.1 that was free a moment ago (bound by a listener, then released).
+func freePort(udp: Bool = false) async throws -> UInt16 {
+    let probe = try await Preconnection(local: .loopback(), transport: udp ? .unreliableDatagram : .reliableInOrderStream,
+                                        security: .disabled).listen()
+    let port = probe.localAddress.port
+    await probe.stop()
+    return port
+}
+
 /// Reads until `count` bytes arrived (byte streams deliver partial messages).
 func receiveBytes(_ connection: Connection, count: Int) async throws -> [UInt8] {
     var bytes: [UInt8] = []
