@@ -79,4 +79,27 @@ final class DTLSTests: XCTestCase {
             try await self.client(port).initiate(timeout: .seconds(2))
         }
     }
+
+    func testMessagesLargerThanOneRecordAreRefusedNotSplit() async throws {
+        let listener = try await listener()
+        let echo = startEcho(listener)
+        let connection = try await client(listener.localAddress.port).initiate()
+        let maybeLimit = await connection.sendMsgMaxLen
+        let limit = try XCTUnwrap(maybeLimit)
+        XCTAssertTrue((1000..<1232).contains(limit), "one record at a 1280-byte path MTU, got \(limit)")
+        // The largest message arrives whole, as one message.
+        let largest = (0..<limit).map { UInt8(truncatingIfNeeded: $0) }
+        try await connection.send(largest)
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.content, largest)
+        // One byte more would be split into two records, i.e. two messages: it is refused instead.
+        let events = await connection.events()
+        try await connection.send([UInt8](repeating: 1, count: limit + 1))
+        await connection.close()
+        var errors: [TransportError] = []
+        for await event in events { if case .sendError(_, let error) = event { errors.append(error) } }
+        XCTAssertEqual(errors.first?.code, .messageTooLarge)
+        await listener.stop()
+        echo.cancel()
+    }
 }

@@ -53,7 +53,8 @@ final class UDPTests: XCTestCase {
         let listener = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()
         let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port),
                                                  transport: .unreliableDatagram, security: .disabled).initiate()
-        XCTAssertEqual(connection.sendMsgMaxLen, 65_507)
+        let limit = await connection.sendMsgMaxLen
+        XCTAssertEqual(limit, 65_507)
         let events = await connection.events()
         try await connection.send([UInt8](repeating: 1, count: 70_000))
         await connection.close()

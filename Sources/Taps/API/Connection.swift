@@ -119,9 +119,9 @@ public actor Connection {
     public var canSend: Bool { state == .established && !sentFinal && properties.direction != .unidirectionalReceive }
     public var canReceive: Bool { state != .closed && !peerFinished && properties.direction != .unidirectionalSend }
     /// RFC 9622 section 8.1.11.5: the largest message `send` accepts.
-    public nonisolated var sendMsgMaxLen: Int? {
-        if let framer = framer as? LengthPrefixFramer { return framer.maximumMessageSize }
-        return stack.layers.first == .udp ? UDPLayer.maximumDatagram : nil
+    public var sendMsgMaxLen: Int? {
+        if let framer { return framer.messageSizeLimit }
+        return layer.maximumMessageSize
     }
 
     /// The socket's file descriptor on TCP-based stacks (for tests and diagnostics).

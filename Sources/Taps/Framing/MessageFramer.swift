@@ -7,6 +7,12 @@ public protocol MessageFramer: Sendable {
     /// Removes and returns the next whole message at the front of `buffer`, or nil when more bytes
     /// are needed. Throws when the bytes cannot be a valid frame.
     func parse(_ buffer: inout FramerBuffer) throws(TransportError) -> [UInt8]?
+    /// The largest message the framer accepts, if it has a limit.
+    var messageSizeLimit: Int? { get }
+}
+
+extension MessageFramer {
+    public var messageSizeLimit: Int? { nil }
 }
 
 /// Bytes received and not yet parsed into messages.
@@ -49,6 +55,8 @@ public struct FramerBuffer: Sendable {
 public struct LengthPrefixFramer: MessageFramer {
     /// Messages larger than this are refused on send and treated as a framing error on receive.
     public var maximumMessageSize: Int
+
+    public var messageSizeLimit: Int? { maximumMessageSize }
 
     public init(maximumMessageSize: Int = 16 * 1024 * 1024) {
         self.maximumMessageSize = maximumMessageSize

@@ -52,6 +52,8 @@ protocol Layer: AnyObject {
     var remoteAddress: SocketAddress? { get }
     /// What the security handshake negotiated, once ready; nil on layers without security.
     var securityDetails: SecurityDetails? { get }
+    /// The largest message one `write` carries intact (datagram layers); nil when unbounded.
+    var maximumMessageSize: Int? { get }
     /// Exports keying material from the security session (SSKE).
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8]
     /// Updates the traffic keys (KU).
@@ -60,6 +62,7 @@ protocol Layer: AnyObject {
 
 extension Layer {
     var securityDetails: SecurityDetails? { nil }
+    var maximumMessageSize: Int? { nil }
 
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
         throw .notSupported("this stack has no security protocol to export keying material from")

@@ -40,6 +40,7 @@ final class UDPLayer: Layer {
     }
 
     var isDatagram: Bool { true }
+    var maximumMessageSize: Int? { Self.maximumDatagram }
 
     func start() {
         started = true

@@ -191,6 +191,9 @@ final class TLSEngine {
         body(pending, true)
     }
 
+    /// DTLS: the most application data one record (one datagram) carries at the configured MTU.
+    var maximumRecordPayload: Int { Int(DTLS_get_data_mtu(ssl)) }
+
     var hasOutbound: Bool { !buffers.outbound.isEmpty || !buffers.outboundDatagrams.isEmpty }
 
     // MARK: Key export and key update (RFC 8922 SSKE, KU)

@@ -21,6 +21,8 @@ final class TLSLayer: Layer, LayerDelegate {
     }
 
     var isDatagram: Bool { engine.datagram }
+    /// DTLS keeps a message intact only within one record; TLS streams have no limit.
+    var maximumMessageSize: Int? { engine.datagram ? engine.maximumRecordPayload : nil }
     var lowerLayer: Layer { lower }
 
     func start() {
@@ -143,6 +145,11 @@ final class TLSLayer: Layer, LayerDelegate {
     func write(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?) {
         guard state == .ready else {
             completion?(.connectionClosed("TLS is not established; no application data is sent before the handshake completes"))
+            return
+        }
+        if let limit = maximumMessageSize, bytes.count > limit {
+            // OpenSSL would split it into several records, which arrive as separate messages.
+            completion?(.messageTooLarge("\(bytes.count) bytes exceed what one DTLS record carries here (\(limit))"))
             return
         }
         if let error = engine.write(bytes) {
