@@ -215,7 +215,3 @@ public actor Listener {
         continuation.finish()
     }
 }
-
-extension TransportError {
-    static func io(_ message: String) -> TransportError { TransportError(.io, message) }
-}

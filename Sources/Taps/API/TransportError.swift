@@ -60,4 +60,5 @@ public struct TransportError: Error, Sendable, Hashable, CustomStringConvertible
     public static func messageTooLarge(_ message: String) -> TransportError { .init(.messageTooLarge, message) }
     public static func invalidArgument(_ message: String) -> TransportError { .init(.invalidArgument, message) }
     public static func notSupported(_ message: String) -> TransportError { .init(.notSupported, message) }
+    public static func io(_ message: String) -> TransportError { .init(.io, message) }
 }
