@@ -43,10 +43,12 @@ final class TLSEngine {
         let bio = EngineBIO.make(buffers)
         SSL_set_bio(ssl, bio, bio)
         SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
-        // Watches decrypted handshake messages for the peer's KeyUpdate (RFC 8446 section 4.6.3).
-        SSL_set_msg_callback(ssl) { writing, _, contentType, buffer, length, ssl, _ in
-            guard writing == 0, contentType == SSL3_RT_HANDSHAKE, length >= 1, let buffer, let ssl,
-                  buffer.load(as: UInt8.self) == UInt8(SSL3_MT_KEY_UPDATE),
+        // Notices the peer's KeyUpdate (RFC 8446 section 4.6.3) through the info callback, which
+        // OpenSSL calls on handshake state changes only (a message callback would run per record).
+        SSL_set_info_callback(ssl) { ssl, event, _ in
+            guard let ssl, event & SSL_CB_LOOP != 0 else { return }
+            let state = SSL_get_state(ssl)
+            guard state == TLS_ST_SR_KEY_UPDATE || state == TLS_ST_CR_KEY_UPDATE,
                   let data = SSL_get_ex_data(ssl, 0) else { return }
             Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue().peerKeyUpdates += 1
         }
