@@ -26,22 +26,75 @@ struct StackOptions: ParsableArguments {
         return (StackRegistry(stacks: [found]), found.security != nil)
     }
 
+    func properties() -> TransportProperties {
+        guard let stack, let found = StackRegistry.standard.stack(named: stack) else { return .reliableInOrderStream }
+        return found.isByteStream ? .reliableInOrderStream : .unreliableDatagram
+    }
+}
+
+/// Security options both ends share: ALPN, a PSK, required interfaces, and what to print.
+struct SecurityOptions: ParsableArguments {
+    @Option(name: .long, help: "ALPN protocols to offer (client) or accept (server), comma-separated, in preference order.")
+    var alpn: String?
+
+    @Option(name: .long, help: "External PSK identity (with --psk-hex).")
+    var pskIdentity: String?
+
+    @Option(name: .long, help: "External PSK as hex, at least 16 bytes (with --psk-identity).")
+    var pskHex: String?
+
+    @Option(name: .long, help: "RFC 8922 interfaces the stack must expose, comma-separated: ipk,alg,ext,cm,pski,iv,sav,ct,ku,sske.")
+    var require: String?
+
     @Option(name: .long, help: "Export keying material after establishment and print it: LABEL:LENGTH (RFC 5705).")
     var export: String?
 
-    /// Prints `export: HEX` for the connection when --export was given.
-    func printExport(_ connection: Connection) async throws {
+    func apply(to security: inout SecurityParameters) throws {
+        if let alpn { security.applicationProtocols = alpn.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        switch (pskIdentity, pskHex) {
+        case (nil, nil): break
+        case (let identity?, let hex?):
+            guard let key = Self.bytes(hex: hex) else { throw ValidationError("--psk-hex must be an even number of hex digits") }
+            security.preSharedKey = PreSharedKey(identity: identity, key: key)
+        default: throw ValidationError("--psk-identity and --psk-hex go together")
+        }
+        for name in (require ?? "").split(separator: ",") {
+            guard let interface = SecurityInterface(shortName: String(name)) else {
+                throw ValidationError("unknown interface \(name); known: \(SecurityInterface.all.map { $0.1.lowercased() }.joined(separator: ","))")
+            }
+            security.require(interface)
+        }
+    }
+
+    /// True when the options alone can authenticate (a PSK needs no certificate).
+    var hasPreSharedKey: Bool { pskIdentity != nil }
+
+    static func bytes(hex: String) -> [UInt8]? {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        return stride(from: 0, to: digits.count, by: 2).map { index -> UInt8? in
+            UInt8(String(decoding: digits[index...index + 1], as: UTF8.self), radix: 16)
+        }.reduce(into: [UInt8]?([])) { result, byte in
+            guard let byte, result != nil else { result = nil; return }
+            result!.append(byte)
+        }
+    }
+
+    /// The lines a script compares: stack, negotiated security and, with --export, the export.
+    func printEstablished(_ connection: Connection) async throws {
+        say("stack: \(connection.stack.name)")
+        if let details = await connection.securityDetails {
+            say("tls-version: \(details.protocolVersion)")
+            say("cipher: \(details.cipherSuite)")
+            say("alpn: \(details.applicationProtocol ?? "none")")
+            say("resumed: \(details.resumed ? "yes" : "no")")
+        }
         guard let export else { return }
         guard let colon = export.lastIndex(of: ":"), let length = Int(export[export.index(after: colon)...]) else {
             throw ValidationError("--export takes LABEL:LENGTH, e.g. EXPORTER-test:32")
         }
         let bytes = try await connection.exportKeyingMaterial(label: String(export[..<colon]), length: length)
         say("export: " + bytes.map { String(format: "%02x", $0) }.joined())
-    }
-
-    func properties() -> TransportProperties {
-        guard let stack, let found = StackRegistry.standard.stack(named: stack) else { return .reliableInOrderStream }
-        return found.isByteStream ? .reliableInOrderStream : .unreliableDatagram
     }
 }
 
@@ -56,11 +109,16 @@ struct Listen: AsyncParsableCommand {
 
     @OptionGroup var stackOptions: StackOptions
 
-    @Option(name: .long, help: "Certificate chain (PEM) for secured stacks.")
+    @OptionGroup var securityOptions: SecurityOptions
+
+    @Option(name: .long, help: "Certificate chain (PEM or DER) for secured stacks.")
     var cert: String?
 
-    @Option(name: .long, help: "Private key (PEM) for secured stacks.")
+    @Option(name: .long, help: "Private key (PEM or DER) for secured stacks.")
     var key: String?
+
+    @Option(name: .long, help: "Require client certificates issued by these roots (PEM).")
+    var ca: String?
 
     @Option(name: .long, help: "Exit after this many connections have ended.")
     var count: Int?
@@ -69,8 +127,17 @@ struct Listen: AsyncParsableCommand {
         let (registry, secured) = try stackOptions.registry()
         var security = SecurityParameters.disabled
         if secured {
-            guard let cert, let key else { throw ValidationError("a secured stack needs --cert and --key (or --stack tcp / udp)") }
-            security = .server(identity: .pemFiles(certificate: cert, key: key))
+            security = SecurityParameters()
+            if let cert, let key {
+                security.localIdentity = .files(certificate: cert, key: key)
+            } else if !securityOptions.hasPreSharedKey {
+                throw ValidationError("a secured stack needs --cert and --key or a PSK (or --stack tcp / udp)")
+            }
+            if let ca {
+                security.trustedRoots = .pem(file: ca)
+                security.requireClientCertificate = true
+            }
+            try securityOptions.apply(to: &security)
         }
         var preconnection = Preconnection(local: .host(host, port: port), transport: stackOptions.properties(), security: security)
         preconnection.registry = registry
@@ -78,13 +145,13 @@ struct Listen: AsyncParsableCommand {
         say("stack: \(listener.stack.name)")
         say("listening on \(listener.localAddress)")
         let limit = count
-        let options = stackOptions
+        let options = securityOptions
         await withTaskGroup(of: Void.self) { group in
             var served = 0
             for await connection in listener.connections {
                 group.addTask {
                     do {
-                        try await options.printExport(connection)
+                        try await options.printEstablished(connection)
                     } catch {
                         FileHandle.standardError.write(Data("export failed: \(error)\n".utf8))
                     }
@@ -123,8 +190,16 @@ struct Connect: AsyncParsableCommand {
 
     @OptionGroup var stackOptions: StackOptions
 
+    @OptionGroup var securityOptions: SecurityOptions
+
     @Option(name: .long, help: "Trusted root certificates (PEM); default: the system's.")
     var ca: String?
+
+    @Option(name: .long, help: "Client certificate chain (PEM or DER), for servers that ask for one.")
+    var clientCert: String?
+
+    @Option(name: .long, help: "Client private key (PEM or DER).")
+    var clientKey: String?
 
     @Option(name: .long, help: "Name to send in SNI and check the certificate against.")
     var serverName: String?
@@ -142,18 +217,17 @@ struct Connect: AsyncParsableCommand {
             security = .clientDefault
             if let ca { security.trustedRoots = .pem(file: ca) }
             security.serverName = serverName
+            switch (clientCert, clientKey) {
+            case (nil, nil): break
+            case (let cert?, let key?): security.localIdentity = .files(certificate: cert, key: key)
+            default: throw ValidationError("--client-cert and --client-key go together")
+            }
+            try securityOptions.apply(to: &security)
         }
         var preconnection = Preconnection(remote: .host(host, port: port), transport: stackOptions.properties(), security: security)
         preconnection.registry = registry
         let connection = try await preconnection.initiate(timeout: .seconds(timeout))
-        say("stack: \(connection.stack.name)")
-        if let details = await connection.securityDetails {
-            say("tls-version: \(details.protocolVersion)")
-            say("cipher: \(details.cipherSuite)")
-            say("alpn: \(details.applicationProtocol ?? "none")")
-            say("resumed: \(details.resumed ? "yes" : "no")")
-        }
-        try await stackOptions.printExport(connection)
+        try await securityOptions.printEstablished(connection)
         let byteStream = connection.stack.isByteStream
         try await connection.send(message + (byteStream ? "\n" : ""))
         let reply = try await Self.readReply(connection, byteStream: byteStream)

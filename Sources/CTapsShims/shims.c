@@ -48,3 +48,8 @@ void taps_SSL_CTX_set_servername_callback(SSL_CTX *ctx, taps_servername_cb cb, v
     SSL_CTX_set_tlsext_servername_callback(ctx, cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, arg);
 }
+
+long taps_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long size) { return SSL_CTX_sess_set_cache_size(ctx, size); }
+void taps_SSL_CTX_allow_no_dhe_kex(SSL_CTX *ctx) { SSL_CTX_set_options(ctx, SSL_OP_ALLOW_NO_DHE_KEX); }
+int taps_SSL_add1_chain_cert(SSL *ssl, X509 *cert) { return (int)SSL_add1_chain_cert(ssl, cert); }
+int taps_SSL_set_retry_verify(SSL *ssl) { return SSL_set_retry_verify(ssl); }

@@ -65,12 +65,13 @@ final class ChildProcess: @unchecked Sendable {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name).path
     }
 
-    /// `openssl s_server` on 127.0.0.1:`port` with the test identity, serving one connection; returns
-    /// once it accepts (throws with its output if it never does).
-    static func openSSLServer(port: UInt16, _ options: [String]) async throws -> ChildProcess {
+    /// `openssl s_server` on 127.0.0.1:`port` with the test identity (unless `withIdentity` is false),
+    /// serving `connections` connections; returns once it accepts (throws with its output if it never does).
+    static func openSSLServer(port: UInt16, _ options: [String], withIdentity: Bool = true, connections: Int = 1) async throws -> ChildProcess {
         let pki = TestPKI.shared
-        let server = try ChildProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.serverCert,
-                                                           "-key", pki.serverKey] + options + ["-naccept", "1"])
+        let identity = withIdentity ? ["-cert", pki.serverCert, "-key", pki.serverKey] : ["-nocert"]
+        let server = try ChildProcess("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)"] + identity + options
+                                                          + ["-naccept", "\(connections)"])
         guard await server.waitFor("ACCEPT") else {
             server.terminate()
             throw NSError(domain: "s_server", code: 1, userInfo: [NSLocalizedDescriptionKey: "not accepting: \(server.text)"])

@@ -43,4 +43,11 @@ EVP_PKEY *taps_EVP_EC_gen(const char *curve);
 /* Names the calling thread (pthread_setname_np needs _GNU_SOURCE, which Swift does not set). */
 void taps_set_thread_name(const char *name);
 
+/* Session cache size, the no-(EC)DHE PSK option, chain certificates per connection, and the retry
+ * after an asynchronous verification are macros too. */
+long taps_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long size);
+void taps_SSL_CTX_allow_no_dhe_kex(SSL_CTX *ctx);
+int taps_SSL_add1_chain_cert(SSL *ssl, X509 *cert);
+int taps_SSL_set_retry_verify(SSL *ssl);
+
 #endif

@@ -494,6 +494,13 @@ public actor Connection {
         try layer.exportKeyingMaterial(label: label, context: context, length: length)
     }
 
+    /// CM: this connection's TLS session as bytes, for an application to persist and later offer
+    /// through `SecurityParameters.resumptionSession`; nil until the server sent a resumable one
+    /// (TLS 1.3 tickets follow the handshake, so call it after the first exchange).
+    public func exportSession() throws -> [UInt8]? {
+        try layer.exportSession()
+    }
+
     /// KU: sends a TLS 1.3 KeyUpdate, asking the peer to update its keys as well when
     /// `requestPeerUpdate`. Traffic continues across it; a `keysUpdated` event follows.
     public func updateKeys(requestPeerUpdate: Bool = false) throws {

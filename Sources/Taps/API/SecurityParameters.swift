@@ -43,6 +43,29 @@ public struct SecurityParameters: Sendable, Hashable {
     /// Preferences over the RFC 8922 security interfaces a stack's security protocol must expose.
     public private(set) var interfacePreferences: [SecurityInterface: Preference] = [:]
 
+    /// PSKI: an external pre-shared key (RFC 9622 section 6.3.6). Only stacks whose security
+    /// protocol imports PSKs qualify once it is set.
+    public var preSharedKey: PreSharedKey? = nil
+
+    /// CM: the most sessions the Preconnection's cache keeps (oldest evicted first), and how long
+    /// a session stays resumable (RFC 9622 section 6.3.5). A server applies both to its own cache
+    /// and ticket lifetime.
+    public var maxCachedSessions: Int = 100
+    public var cachedSessionLifetimeSeconds: Int = 7200
+    /// CM: a cache shared across Preconnections; nil gives each Preconnection its own cache with the
+    /// limits above.
+    public var sessionCache: TLSSessionCache? = nil
+    /// CM: a session exported earlier (`Connection.exportSession()`), offered on the first
+    /// connection to the peer when the cache holds nothing newer for it.
+    public var resumptionSession: [UInt8]? = nil
+
+    /// IPK: asked for our identity when the handshake needs it, i.e. a server's certificate
+    /// request on a client, the ClientHello (with its SNI name) on a server (RFC 9622 section 6.3.7).
+    public var identityChallenge: IdentityChallengeHandler? = nil
+    /// IV: decides whether to trust the peer's certificate chain, seeing the default verdict
+    /// (RFC 9622 section 6.3.7). See `TrustVerifier.pinning` for SPKI pinning.
+    public var trustVerifier: TrustVerifier? = nil
+
     public init() {}
 
     /// Client defaults: validate the server against the system's roots.
@@ -65,6 +88,17 @@ public struct SecurityParameters: Sendable, Hashable {
     /// Turns certificate validation off. Only for tests and explicit opt-in.
     public mutating func disablePeerVerification() { verifiesPeer = false }
 
+    /// Interfaces the configured parameters cannot work without: a PSK needs PSKI, an identity
+    /// challenge IPK, a trust verifier IV, an imported session CM.
+    var configuredInterfaces: SecurityInterface {
+        var interfaces: SecurityInterface = []
+        if preSharedKey != nil { interfaces.insert(.preSharedKeyImport) }
+        if identityChallenge != nil { interfaces.insert(.identitiesAndPrivateKeys) }
+        if trustVerifier != nil { interfaces.insert(.identityValidation) }
+        if resumptionSession != nil || sessionCache != nil { interfaces.insert(.sessionCache) }
+        return interfaces
+    }
+
     public mutating func require(_ interfaces: SecurityInterface...) { set(.require, interfaces) }
     public mutating func prefer(_ interfaces: SecurityInterface...) { set(.prefer, interfaces) }
     public mutating func avoid(_ interfaces: SecurityInterface...) { set(.avoid, interfaces) }
@@ -84,20 +118,26 @@ public struct SecurityParameters: Sendable, Hashable {
         private var order: Int { [.tls12: 0, .tls13: 1, .dtls12: 2][self]! }
     }
 
-    /// A certificate chain and its private key, PEM encoded.
+    /// A certificate chain (leaf first) and its private key (RSA, ECDSA or Ed25519), each PEM or
+    /// DER encoded; the encoding is recognised from the bytes.
     public struct Identity: Sendable, Hashable {
-        public var certificateChain: PEMSource
-        public var privateKey: PEMSource
-        public init(certificateChain: PEMSource, privateKey: PEMSource) {
+        public var certificateChain: CredentialSource
+        public var privateKey: CredentialSource
+        public init(certificateChain: CredentialSource, privateKey: CredentialSource) {
             self.certificateChain = certificateChain
             self.privateKey = privateKey
         }
-        public static func pemFiles(certificate: String, key: String) -> Identity {
+        /// Files in PEM or DER.
+        public static func files(certificate: String, key: String) -> Identity {
             Identity(certificateChain: .file(certificate), privateKey: .file(key))
+        }
+        public static func pemFiles(certificate: String, key: String) -> Identity {
+            files(certificate: certificate, key: key)
         }
     }
 
-    public enum PEMSource: Sendable, Hashable {
+    /// Certificates or keys in a file or in memory, PEM or DER encoded.
+    public enum CredentialSource: Sendable, Hashable {
         case file(String)
         case bytes([UInt8])
 
@@ -116,8 +156,8 @@ public struct SecurityParameters: Sendable, Hashable {
     public enum TrustRoots: Sendable, Hashable {
         /// The system's trust store (OpenSSL's default paths).
         case system
-        /// Only these roots.
-        case pem(PEMSource)
+        /// Only these roots (PEM, or one DER certificate).
+        case pem(CredentialSource)
 
         public static func pem(file: String) -> TrustRoots { .pem(.file(file)) }
     }

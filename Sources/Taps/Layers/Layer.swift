@@ -58,6 +58,8 @@ protocol Layer: AnyObject {
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8]
     /// Updates the traffic keys (KU).
     func updateKeys(requestPeerUpdate: Bool) throws(TransportError)
+    /// The resumable session, encoded (CM).
+    func exportSession() throws(TransportError) -> [UInt8]?
 }
 
 extension Layer {
@@ -70,6 +72,10 @@ extension Layer {
 
     func updateKeys(requestPeerUpdate: Bool) throws(TransportError) {
         throw .notSupported("this stack has no security protocol whose keys could be updated")
+    }
+
+    func exportSession() throws(TransportError) -> [UInt8]? {
+        throw .notSupported("this stack has no security protocol with sessions to export")
     }
 
     func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {

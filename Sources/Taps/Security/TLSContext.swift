@@ -7,7 +7,7 @@ import Synchronization
 /// connections of a group, which is what lets a clone resume the group's TLS session.
 final class TLSContext: @unchecked Sendable {
     // @unchecked Sendable: the SSL_CTX is not modified after init (OpenSSL locks its session cache
-    // internally); `sessions` is guarded by a Mutex.
+    // internally); the session cache has its own lock.
     let context: OpaquePointer
     let role: Role
     let parameters: SecurityParameters
@@ -18,11 +18,12 @@ final class TLSContext: @unchecked Sendable {
     /// Server: a context per SNI host name, each with that name's identity.
     private var contextsByServerName: [String: TLSContext] = [:]
     private let alpnWire: [UInt8]
-    private let sessions = Mutex<[String: Session]>([:])
-
-    /// An SSL_SESSION reference. @unchecked Sendable: sessions are reference counted atomically by
-    /// OpenSSL and not modified once cached.
-    private struct Session: @unchecked Sendable { let pointer: OpaquePointer }
+    /// Client: where new sessions go and resumed ones come from.
+    let sessionCache: TLSSessionCache
+    /// Client: `SecurityParameters.resumptionSession`, decoded once.
+    private let importedSession: OpaquePointer?
+    /// PSKI: the key as OpenSSL sessions and callbacks need it (see TLSContext+PSK).
+    var externalPSK: ExternalPSK?
 
     enum Role { case client, server }
 
@@ -38,19 +39,32 @@ final class TLSContext: @unchecked Sendable {
         if datagram && role == .server { RAND_bytes(&secret, Int32(secret.count)) }
         cookieSecret = secret
         alpnWire = parameters.applicationProtocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
+        sessionCache = parameters.sessionCache
+            ?? TLSSessionCache(maxSessions: parameters.maxCachedSessions, lifetimeSeconds: parameters.cachedSessionLifetimeSeconds)
+        if let bytes = parameters.resumptionSession, role == .client {
+            guard let session = try? TLSSessionCache.decode(bytes) else {
+                SSL_CTX_free(context)
+                throw .invalidArgument("resumptionSession: not a TLS session exported by exportSession()")
+            }
+            importedSession = session
+        } else {
+            importedSession = nil
+        }
         // A throw from here on still runs deinit (every property is set), which frees the context.
         try configureVersions(datagram: datagram)
         try configureTrust()
         try configureIdentity()
         try configureALPN()
         try configureAlgorithms()
+        try configurePreSharedKey()
         configureSessions()
+        configureCallbacks()
         try configureServerNames()
         if datagram && role == .server { configureCookies() }
     }
 
     deinit {
-        sessions.withLock { $0.values.forEach { SSL_SESSION_free($0.pointer) } }
+        if let importedSession { SSL_SESSION_free(importedSession) }
         SSL_CTX_free(context)
     }
 
@@ -72,19 +86,21 @@ final class TLSContext: @unchecked Sendable {
     }
 
     private func configureTrust() throws(TransportError) {
-        let verify = role == .client ? parameters.verifiesPeer : parameters.requireClientCertificate
+        // A trust verifier sees every peer chain, so a server with one asks clients for theirs.
+        let hasVerifier = parameters.trustVerifier != nil
+        let verify = role == .client ? parameters.verifiesPeer || hasVerifier : parameters.requireClientCertificate || hasVerifier
         guard verify else {
             SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
             return
         }
         var mode = SSL_VERIFY_PEER
-        if role == .server { mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT }
+        if role == .server && parameters.requireClientCertificate { mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT }
         SSL_CTX_set_verify(context, mode, nil)
         switch parameters.trustedRoots {
         case .system:
             SSL_CTX_set_default_verify_paths(context)
         case .pem(let source):
-            let certificates = try PEM.certificates(source.load(), what: "trusted roots")
+            let certificates = try Credentials.certificates(source.load(), what: "trusted roots")
             let store = SSL_CTX_get_cert_store(context)
             for certificate in certificates {
                 X509_STORE_add_cert(store, certificate)
@@ -95,14 +111,17 @@ final class TLSContext: @unchecked Sendable {
 
     private func configureIdentity() throws(TransportError) {
         guard let identity = parameters.localIdentity else {
-            if role == .server { throw .invalidCredentials("a TLS server needs a certificate and private key (SecurityParameters.localIdentity)") }
+            // A server may instead authenticate with a PSK or get its identity per ClientHello.
+            if role == .server && parameters.preSharedKey == nil && parameters.identityChallenge == nil {
+                throw .invalidCredentials("a TLS server needs a certificate and private key (SecurityParameters.localIdentity), an identityChallenge handler or a preSharedKey")
+            }
             return
         }
-        let chain = try PEM.certificates(identity.certificateChain.load(), what: "certificate chain")
+        let chain = try Credentials.certificates(identity.certificateChain.load(), what: "certificate chain")
         defer { chain.forEach { X509_free($0) } }
         guard SSL_CTX_use_certificate(context, chain[0]) == 1 else { throw TLSContext.lastError(.invalidCredentials, "certificate") }
         for intermediate in chain.dropFirst() { _ = taps_SSL_CTX_add1_chain_cert(context, intermediate) }
-        let key = try PEM.privateKey(identity.privateKey.load())
+        let key = try Credentials.privateKey(identity.privateKey.load())
         defer { EVP_PKEY_free(key) }
         guard SSL_CTX_use_PrivateKey(context, key) == 1, SSL_CTX_check_private_key(context) == 1 else {
             throw TLSContext.lastError(.invalidCredentials, "the private key does not match the certificate")
@@ -180,13 +199,17 @@ final class TLSContext: @unchecked Sendable {
         if role == .server {
             let id: [UInt8] = Array("swift-taps".utf8)
             SSL_CTX_set_session_id_context(context, id, UInt32(id.count))
+            // TLS 1.2 session ids live in this cache; TLS 1.3 tickets carry this lifetime.
+            _ = taps_SSL_CTX_sess_set_cache_size(context, max(1, parameters.maxCachedSessions))
+            SSL_CTX_set_timeout(context, max(1, parameters.cachedSessionLifetimeSeconds))
+            if parameters.maxCachedSessions == 0 { _ = taps_SSL_CTX_set_session_cache_mode(context, Int(SSL_SESS_CACHE_OFF)) }
         } else {
             _ = taps_SSL_CTX_set_session_cache_mode(context, Int(SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE))
             // New sessions (TLS 1.3 tickets, TLS 1.2 ids) go to the group's cache under the engine's key.
             SSL_CTX_sess_set_new_cb(context) { ssl, session in
                 guard let ssl, let session, let data = SSL_get_ex_data(ssl, 0) else { return 0 }
                 let engine = Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue()
-                if let key = engine.sessionKey { engine.context.storeSession(session, for: key) }
+                if let key = engine.sessionKey { engine.context.sessionCache.store(session, for: key) }
                 return 0
             }
         }
@@ -222,23 +245,15 @@ final class TLSContext: @unchecked Sendable {
         return Array(mac.prefix(Int(length)))
     }
 
-    // MARK: Client session cache (shared by a connection group)
+    // MARK: Client sessions
 
-    func storeSession(_ session: OpaquePointer, for peer: String) {
-        SSL_SESSION_up_ref(session)
-        sessions.withLock { cache in
-            if let old = cache[peer] { SSL_SESSION_free(old.pointer) }
-            cache[peer] = Session(pointer: session)
-        }
-    }
-
-    /// A session to resume with `peer`, retained for the caller (who frees it after SSL_set_session).
-    func session(for peer: String) -> OpaquePointer? {
-        sessions.withLock { cache -> Session? in
-            guard let session = cache[peer]?.pointer, SSL_SESSION_is_resumable(session) == 1 else { return nil }
-            SSL_SESSION_up_ref(session)
-            return Session(pointer: session)
-        }?.pointer
+    /// A session to offer to `key`'s server: the cache's, else the imported one. Retained for the
+    /// caller, who frees it after SSL_set_session.
+    func session(for key: String) -> OpaquePointer? {
+        if let cached = sessionCache.session(for: key) { return cached }
+        guard let importedSession, sessionCache.isUsable(importedSession) else { return nil }
+        SSL_SESSION_up_ref(importedSession)
+        return importedSession
     }
 
     /// The oldest queued OpenSSL error as a TransportError (and clears the queue).
@@ -247,28 +262,6 @@ final class TLSContext: @unchecked Sendable {
         let error = taps_ERR_drain(&buffer, buffer.count)
         let text = error == 0 ? "unknown error" : String(cString: buffer)
         return TransportError(code, "\(context): \(text)")
-    }
-}
-
-/// PEM parsing through OpenSSL's BIOs.
-enum PEM {
-    static func certificates(_ bytes: [UInt8], what: String) throws(TransportError) -> [OpaquePointer] {
-        let bio = bytes.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
-        defer { BIO_free(bio) }
-        var result: [OpaquePointer] = []
-        while let certificate = PEM_read_bio_X509(bio, nil, nil, nil) { result.append(certificate) }
-        ERR_clear_error()
-        guard !result.isEmpty else { throw .invalidCredentials("\(what): no PEM certificate found") }
-        return result
-    }
-
-    static func privateKey(_ bytes: [UInt8]) throws(TransportError) -> OpaquePointer {
-        let bio = bytes.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
-        defer { BIO_free(bio) }
-        guard let key = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
-            throw TLSContext.lastError(.invalidCredentials, "private key: no PEM private key found")
-        }
-        return key
     }
 }
 

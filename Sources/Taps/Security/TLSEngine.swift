@@ -22,6 +22,21 @@ final class TLSEngine {
     private(set) var handshakeComplete = false
     private(set) var receivedCloseNotify = false
 
+    // Handshake callbacks (TLSEngine+Callbacks): the loop their answers return to, what to call then,
+    // and ciphertext that arrived while the handshake waited.
+    var loop: EventLoop?
+    var onCallbackCompleted: (() -> Void)?
+    var awaitingCallback = false
+    private var stashedInbound: [[UInt8]] = []
+    /// Why a callback ended the handshake; reported instead of OpenSSL's generic error.
+    var callbackError: TransportError?
+    var identityState: CallbackState<Result<SecurityParameters.Identity?, any Error>> = .notAsked
+    var trustState: CallbackState<TrustDecision> = .notAsked
+    /// Server: the client's chain, for the verifier once the handshake completed.
+    var serverTrustChallenge: TrustChallenge?
+    /// Client: the name the server is expected to have.
+    let expectedServerName: String?
+
     enum Progress { case needMoreData, complete, failed(TransportError) }
     enum ReadOutcome { case ok, closeNotify, failed(TransportError) }
 
@@ -33,6 +48,7 @@ final class TLSEngine {
         self.ssl = ssl
         self.context = context
         self.sessionKey = sessionKey
+        expectedServerName = serverName ?? peerAddress?.ipAddress
         datagram = context.datagram
         buffers = EngineBIO.Buffers(datagram: context.datagram)
         if datagram {
@@ -89,25 +105,51 @@ final class TLSEngine {
     func handshake() -> Progress {
         let status = SSL_do_handshake(ssl)
         if status == 1 {
+            if let verdict = serverTrustVerdict() { return verdict }
             handshakeComplete = true
             return .complete
         }
         let error = SSL_get_error(ssl, status)
         if error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE { return .needMoreData }
+        // A callback is running (TLSEngine+Callbacks); it resumes the handshake when it answers.
+        if error == SSL_ERROR_WANT_X509_LOOKUP || error == SSL_ERROR_WANT_RETRY_VERIFY { return .needMoreData }
         return .failed(classifyFailure(status: status, during: "TLS handshake"))
     }
 
     /// Feeds ciphertext that arrived. Advances the handshake if it is running, then hands every
     /// decrypted byte to `deliver` (borrowed for the call).
     func feed(_ ciphertext: UnsafeRawBufferPointer, handshakeDone: () -> Void, deliver: ([UInt8]) -> Void) -> ReadOutcome {
+        if awaitingCallback {
+            stashedInbound.append(Array(ciphertext))
+            return .ok
+        }
         buffers.inbound = ciphertext
         defer { buffers.inbound = UnsafeRawBufferPointer(start: nil, count: 0) }
-        return process(handshakeDone: handshakeDone, deliver: deliver)
+        let outcome = process(handshakeDone: handshakeDone, deliver: deliver)
+        // The handshake stopped for a callback before OpenSSL read everything: keep the rest.
+        if awaitingCallback && !buffers.inbound.isEmpty { stashedInbound.append(Array(buffers.inbound)) }
+        return outcome
+    }
+
+    /// A callback answered: the handshake goes on, then the ciphertext that waited is fed.
+    func resumeAfterCallback(handshakeDone: () -> Void, deliver: ([UInt8]) -> Void) -> ReadOutcome {
+        var outcome = process(handshakeDone: handshakeDone, deliver: deliver)
+        while !awaitingCallback, case .ok = outcome, !stashedInbound.isEmpty {
+            let next = stashedInbound.removeFirst()
+            outcome = next.withUnsafeBytes { feed($0, handshakeDone: handshakeDone, deliver: deliver) }
+        }
+        return outcome
+    }
+
+    func callbackDidFinish() {
+        awaitingCallback = false
+        onCallbackCompleted?()
     }
 
     /// The byte stream below ended: what OpenSSL still holds is read, then a missing close_notify
     /// is reported as truncation.
     func feedEndOfStream(handshakeDone: () -> Void, deliver: ([UInt8]) -> Void) -> ReadOutcome {
+        if awaitingCallback { return .failed(.connectionReset("the peer closed the connection during the TLS handshake")) }
         buffers.inboundEnded = true
         return process(handshakeDone: handshakeDone, deliver: deliver)
     }
@@ -221,6 +263,15 @@ final class TLSEngine {
         return output
     }
 
+    /// The session as bytes for `SecurityParameters.resumptionSession` (CM), or nil when the peer
+    /// has not (yet) given one that can be resumed: a TLS 1.3 ticket arrives after the handshake.
+    func exportSession() -> [UInt8]? {
+        guard let session = SSL_get1_session(ssl) else { return nil }
+        defer { SSL_SESSION_free(session) }
+        guard context.sessionCache.isUsable(session) else { return nil }
+        return TLSSessionCache.encode(session)
+    }
+
     /// Queues a TLS 1.3 KeyUpdate, asking the peer to update its keys too when `requestPeer`.
     func updateKeys(requestPeer: Bool) throws(TransportError) {
         let version = SSL_version(ssl)
@@ -303,6 +354,10 @@ final class TLSEngine {
     /// Turns OpenSSL's verdict into a typed error: certificate problems first (the verify result
     /// says exactly what was wrong), then garbage on the wire, then the library's text.
     private func classifyFailure(status: Int32, during operation: String) -> TransportError {
+        if let callbackError {
+            ERR_clear_error()
+            return callbackError
+        }
         let verify = SSL_get_verify_result(ssl)
         if verify != X509_V_OK {
             ERR_clear_error()

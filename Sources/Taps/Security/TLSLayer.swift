@@ -18,6 +18,19 @@ final class TLSLayer: Layer, LayerDelegate {
         self.engine = engine
         self.loop = loop
         lower.delegate = self
+        engine.loop = loop
+        engine.onCallbackCompleted = { [weak self] in self?.handshakeCallbackDidFinish() }
+    }
+
+    /// An identity challenge or trust verifier answered: the suspended handshake goes on.
+    private func handshakeCallbackDidFinish() {
+        guard state == .handshaking else { return }
+        let outcome = engine.resumeAfterCallback(handshakeDone: { handshakeDidComplete() }) { plaintext in
+            delegate?.layerDidRead(owned: plaintext)
+        }
+        flush(completion: nil)
+        if state == .handshaking { scheduleRetransmission() }
+        handle(outcome)
     }
 
     var isDatagram: Bool { engine.datagram }
@@ -104,6 +117,11 @@ final class TLSLayer: Layer, LayerDelegate {
 
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
         try engine.exportKeyingMaterial(label: label, context: context, length: length)
+    }
+
+    func exportSession() throws(TransportError) -> [UInt8]? {
+        guard state == .ready || state == .closing else { throw .connectionClosed("a session exists only once the handshake completed") }
+        return engine.exportSession()
     }
 
     func updateKeys(requestPeerUpdate: Bool) throws(TransportError) {

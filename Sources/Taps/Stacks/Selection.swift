@@ -104,8 +104,11 @@ struct StackSelector {
         if protocolInfo.versions.isDisjoint(with: security.allowedVersions) {
             unmet.append("\(protocolInfo.name) versions \(protocolInfo.versions.map(\.rawValue).sorted()) not allowed")
         }
+        let implied = security.configuredInterfaces
         for (interface, short) in SecurityInterface.all {
-            guard let preference = security.interfacePreferences[interface] else { continue }
+            // A configured feature (a PSK, a callback) requires its interface unless the
+            // application said otherwise for it.
+            guard let preference = security.interfacePreferences[interface] ?? (implied.contains(interface) ? .require : nil) else { continue }
             let has = protocolInfo.interfaces.contains(interface)
             switch (preference, has) {
             case (.require, false): unmet.append("\(short) required, \(protocolInfo.name) here does not expose it")

@@ -1,0 +1,84 @@
+import COpenSSL
+
+/// Certificates and private keys from PEM or DER bytes, through OpenSSL's decoders. The encoding
+/// is recognised from the bytes: PEM is text with "-----BEGIN", anything else is tried as DER.
+enum Credentials {
+    private static func isPEM(_ bytes: [UInt8]) -> Bool {
+        let marker = Array("-----BEGIN".utf8)
+        return bytes.count >= marker.count && (0...(bytes.count - marker.count)).contains { bytes[$0..<($0 + marker.count)].elementsEqual(marker) }
+    }
+
+    /// The certificates in `bytes`, in order (a PEM chain, or one DER certificate). The caller frees them.
+    static func certificates(_ bytes: [UInt8], what: String) throws(TransportError) -> [OpaquePointer] {
+        var result: [OpaquePointer] = []
+        if isPEM(bytes) {
+            let bio = bytes.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
+            defer { BIO_free(bio) }
+            while let certificate = PEM_read_bio_X509(bio, nil, nil, nil) { result.append(certificate) }
+        } else if let certificate = decodeDER(bytes, { d2i_X509(nil, $0, $1) }) {
+            result.append(certificate)
+        }
+        ERR_clear_error()
+        guard !result.isEmpty else { throw .invalidCredentials("\(what): no PEM or DER certificate found") }
+        return result
+    }
+
+    /// The private key in `bytes` (PEM, or DER in PKCS#8 or the algorithm's own form). The caller frees it.
+    static func privateKey(_ bytes: [UInt8]) throws(TransportError) -> OpaquePointer {
+        let key: OpaquePointer?
+        if isPEM(bytes) {
+            let bio = bytes.withUnsafeBytes { BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }
+            defer { BIO_free(bio) }
+            key = PEM_read_bio_PrivateKey(bio, nil, nil, nil)
+        } else {
+            key = decodeDER(bytes) { d2i_AutoPrivateKey(nil, $0, $1) }
+        }
+        guard let key else { throw TLSContext.lastError(.invalidCredentials, "private key: no PEM or DER private key found") }
+        ERR_clear_error()
+        return key
+    }
+
+    private static func decodeDER(_ bytes: [UInt8], _ decode: (UnsafeMutablePointer<UnsafePointer<UInt8>?>, Int) -> OpaquePointer?) -> OpaquePointer? {
+        bytes.withUnsafeBufferPointer { buffer -> OpaquePointer? in
+            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
+            return decode(&cursor, buffer.count)
+        }
+    }
+
+    /// DER encoding of a certificate.
+    static func der(_ certificate: OpaquePointer) -> [UInt8] {
+        let length = i2d_X509(certificate, nil)
+        guard length > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: Int(length))
+        bytes.withUnsafeMutableBufferPointer { buffer in
+            var cursor: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
+            _ = i2d_X509(certificate, &cursor)
+        }
+        return bytes
+    }
+
+    /// SHA-256 over the DER SubjectPublicKeyInfo of the first certificate in `bytes`.
+    static func publicKeySHA256(ofCertificate bytes: [UInt8]) throws(TransportError) -> [UInt8] {
+        let certificates = try certificates(bytes, what: "certificate")
+        defer { certificates.forEach { X509_free($0) } }
+        return try publicKeySHA256(certificates[0])
+    }
+
+    static func publicKeySHA256(ofDERCertificate der: [UInt8]) throws(TransportError) -> [UInt8] {
+        try publicKeySHA256(ofCertificate: der)
+    }
+
+    static func publicKeySHA256(_ certificate: OpaquePointer) throws(TransportError) -> [UInt8] {
+        guard let key = X509_get0_pubkey(certificate) else { throw TLSContext.lastError(.invalidCredentials, "certificate public key") }
+        let length = i2d_PUBKEY(key, nil)
+        guard length > 0 else { throw TLSContext.lastError(.invalidCredentials, "SubjectPublicKeyInfo") }
+        var info = [UInt8](repeating: 0, count: Int(length))
+        info.withUnsafeMutableBufferPointer { buffer in
+            var cursor: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
+            _ = i2d_PUBKEY(key, &cursor)
+        }
+        var digest = [UInt8](repeating: 0, count: 32)
+        SHA256(info, info.count, &digest)
+        return digest
+    }
+}

@@ -1,0 +1,104 @@
+import COpenSSL
+import Foundation
+import Synchronization
+
+/// CM: a client's TLS session cache (TLS 1.3 tickets, TLS 1.2 session ids or tickets), keyed by the
+/// server's name and port. Each Preconnection has one unless `SecurityParameters.sessionCache`
+/// shares one across Preconnections. Holds at most `maxSessions` (the least recently stored goes
+/// first) and offers a session for at most `lifetimeSeconds` (or the server's ticket lifetime,
+/// whichever is shorter).
+public final class TLSSessionCache: Sendable, Hashable {
+    public let maxSessions: Int
+    public let lifetimeSeconds: Int
+    private let entries = Mutex<[String: Entry]>([:])
+    private let stores = Atomic<UInt64>(0)
+
+    /// An SSL_SESSION reference. @unchecked Sendable: OpenSSL counts references atomically and a
+    /// cached session is not modified.
+    private struct Entry: @unchecked Sendable {
+        let session: OpaquePointer
+        let order: UInt64
+    }
+
+    public init(maxSessions: Int = 100, lifetimeSeconds: Int = 7200) {
+        self.maxSessions = max(0, maxSessions)
+        self.lifetimeSeconds = max(0, lifetimeSeconds)
+    }
+
+    deinit {
+        entries.withLock { $0.values.forEach { SSL_SESSION_free($0.session) } }
+    }
+
+    /// Sessions held now (expired ones included until they are looked up or evicted).
+    public var count: Int { entries.withLock { $0.count } }
+
+    /// Drops every session.
+    public func removeAll() {
+        entries.withLock { cache in
+            cache.values.forEach { SSL_SESSION_free($0.session) }
+            cache.removeAll()
+        }
+    }
+
+    func store(_ session: OpaquePointer, for key: String) {
+        guard maxSessions > 0 else { return }
+        SSL_SESSION_up_ref(session)
+        let order = stores.add(1, ordering: .relaxed).newValue
+        entries.withLock { cache in
+            if let old = cache.updateValue(Entry(session: session, order: order), forKey: key) {
+                SSL_SESSION_free(old.session)
+            }
+            while cache.count > maxSessions, let oldest = cache.min(by: { $0.value.order < $1.value.order }) {
+                SSL_SESSION_free(oldest.value.session)
+                cache[oldest.key] = nil
+            }
+        }
+    }
+
+    /// A resumable session for `key`, retained for the caller (who frees it after SSL_set_session).
+    func session(for key: String) -> OpaquePointer? {
+        entries.withLock { cache -> OpaquePointer? in
+            guard let entry = cache[key] else { return nil }
+            guard isUsable(entry.session) else {
+                SSL_SESSION_free(entry.session)
+                cache[key] = nil
+                return nil
+            }
+            SSL_SESSION_up_ref(entry.session)
+            return entry.session
+        }
+    }
+
+    /// Resumable and within both the server's lifetime and ours.
+    func isUsable(_ session: OpaquePointer) -> Bool {
+        guard SSL_SESSION_is_resumable(session) == 1 else { return false }
+        let age = time(nil) - Int(SSL_SESSION_get_time(session))
+        return age < min(Int(SSL_SESSION_get_timeout(session)), lifetimeSeconds)
+    }
+
+    public static func == (lhs: TLSSessionCache, rhs: TLSSessionCache) -> Bool { lhs === rhs }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+
+    // MARK: Sessions as bytes
+
+    /// The ASN.1 (DER) form of a session, which OpenSSL reads back with `decode`.
+    static func encode(_ session: OpaquePointer) -> [UInt8] {
+        let length = i2d_SSL_SESSION(session, nil)
+        guard length > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: Int(length))
+        bytes.withUnsafeMutableBufferPointer { buffer in
+            var cursor: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
+            _ = i2d_SSL_SESSION(session, &cursor)
+        }
+        return bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws(TransportError) -> OpaquePointer {
+        let session = bytes.withUnsafeBufferPointer { buffer -> OpaquePointer? in
+            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
+            return d2i_SSL_SESSION(nil, &cursor, buffer.count)
+        }
+        guard let session else { throw TLSContext.lastError(.invalidArgument, "resumptionSession: not a TLS session exported by exportSession()") }
+        return session
+    }
+}
