@@ -16,7 +16,14 @@ struct TapsDemo: AsyncParsableCommand {
     @Option(name: .long, help: "Megabytes to echo in the throughput step of stream stacks.")
     var megabytes: Int = 64
 
+    @Flag(name: .long, help: "Print the RFC 8922 capability table of the stack registry (Markdown, as in Docs/Security.md) and exit.")
+    var capabilityTable = false
+
     mutating func run() async throws {
+        if capabilityTable {
+            print(SecurityCapabilityTable.markdown(), terminator: "")
+            return
+        }
         let (identity, certificatePEM) = try SecurityParameters.Identity.selfSigned()
         var clientSecurity = SecurityParameters.clientDefault
         clientSecurity.trustedRoots = .pem(.bytes(certificatePEM))

@@ -72,6 +72,88 @@ final class DTLSTests: XCTestCase {
         echo.cancel()
     }
 
+    func testClientHelloFloodWithoutCookiesLeavesNoState() async throws {
+        let listener = try await listener()
+        // A genuine ClientHello, made by an OpenSSL DTLS client engine, replayed as a flood would be.
+        let context = try TLSContext(pki.clientSecurity, role: .client, datagram: true)
+        let engine = try TLSEngine(context: context, serverName: "localhost", peerAddress: nil, sessionKey: nil)
+        _ = engine.handshake()
+        var hello: [UInt8] = []
+        engine.drainOutbound { datagram, _ in hello = datagram }
+        XCTAssertEqual(hello.first, 22, "a handshake record")
+        let flooder = try await Preconnection(remote: .loopback(port: listener.localAddress.port),
+                                              transport: .unreliableDatagram, security: .disabled).initiate()
+        let floodSize = 200
+        for _ in 0..<floodSize { try await flooder.send(hello) }
+        var answered = 0
+        while answered < floodSize {
+            let reply = try await flooder.receive()
+            XCTAssertEqual(reply.content[13], 3, "HelloVerifyRequest (RFC 6347 section 4.2.1)")
+            answered += 1
+        }
+        let verifies = await listener.helloVerifyRequestsSent
+        let peers = await listener.peersWithState
+        let failures = await listener.failedEstablishments
+        XCTAssertEqual(verifies, floodSize)
+        XCTAssertEqual(peers, 0, "no per-client state before a cookie comes back")
+        XCTAssertEqual(failures, 0)
+        await flooder.abort()
+        await listener.stop()
+    }
+
+    func testSessionResumptionOverDTLS() async throws {
+        let listener = try await listener()
+        let echo = startEcho(listener)
+        var security = pki.clientSecurity
+        security.sessionCache = TLSSessionCache()
+        var resumed: [Bool] = []
+        for _ in 0..<2 {
+            let connection = try await client(listener.localAddress.port, security: security).initiate()
+            try await connection.send("resume me")
+            _ = try await connection.receive()
+            resumed.append(await connection.securityDetails?.resumed ?? false)
+            await connection.abort()
+        }
+        XCTAssertEqual(resumed, [false, true])
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testCloseSendsCloseNotify() async throws {
+        let listener = try await listener()
+        let connection = try await client(listener.localAddress.port).initiate()
+        try await connection.send("hello")
+        var incoming = listener.connections.makeAsyncIterator()
+        let next = await incoming.next()
+        let accepted = try XCTUnwrap(next)
+        _ = try await accepted.receive()
+        let closing = Task { await connection.close() }
+        let end = try await accepted.receive()
+        XCTAssertTrue(end.isFinal, "close_notify ends the peer's connection cleanly")
+        await accepted.close()
+        await closing.value
+        await listener.stop()
+    }
+
+    func testPinningOverDTLS() async throws {
+        let listener = try await listener()
+        let echo = startEcho(listener)
+        var pinned = pki.clientSecurity
+        pinned.trustVerifier = .pinning(publicKeySHA256: [try TrustVerifier.publicKeySHA256(ofCertificate: .file(pki.serverCert))])
+        let connection = try await client(listener.localAddress.port, security: pinned).initiate()
+        try await connection.send("pinned datagram")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "pinned datagram")
+        await connection.abort()
+        var wrong = pki.clientSecurity
+        wrong.trustVerifier = .pinning(publicKeySHA256: [try TrustVerifier.publicKeySHA256(ofCertificate: .file(pki.path("rsa.pem")))])
+        await XCTAssertThrowsTransportError(.certificateRejected) {
+            try await self.client(listener.localAddress.port, security: wrong).initiate(timeout: .seconds(5))
+        }
+        await listener.stop()
+        echo.cancel()
+    }
+
     func testNoServerIsATimeoutNotAHang() async throws {
         // A UDP port with nothing behind it: the handshake retransmits, then gives up.
         let port = try await freePort(udp: true)

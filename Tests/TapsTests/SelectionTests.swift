@@ -53,10 +53,10 @@ final class SelectionTests: XCTestCase {
         security.require(.connectionTermination)
         var preconnection = Preconnection(remote: .loopback(port: 1), security: security)
         XCTAssertTrue(preconnection.candidateStacks().first { $0.stack.name == "tls-tcp" }!.qualifies)
-        preconnection.security.require(.preSharedKeyImport)
+        preconnection.security.require(.mobilityEvents)
         let tls = preconnection.candidateStacks().first { $0.stack.name == "tls-tcp" }!
         XCTAssertFalse(tls.qualifies)
-        XCTAssertTrue(tls.reasons.contains { $0.contains("PSKI required") }, "\(tls.reasons)")
+        XCTAssertTrue(tls.reasons.contains { $0.contains("ME required") }, "\(tls.reasons)")
         // KU rules DTLS 1.2 out and keeps TLS.
         var keyUpdate = SecurityParameters.clientDefault
         keyUpdate.require(.keyUpdate)

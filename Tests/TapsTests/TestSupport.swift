@@ -27,8 +27,10 @@ final class TestPKI: @unchecked Sendable {
                       "-keyout", path("ca.key"), "-out", caPEM, "-days", "30", "-subj", "/CN=taps test CA"])
         try Self.run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                       "-keyout", path("other-ca.key"), "-out", otherCA, "-days", "30", "-subj", "/CN=other CA"])
-        for (name, days) in [("server", "30"), ("expired", "-1")] {
-            try Self.run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        let ecKey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        for (name, days, key) in [("server", "30", ecKey), ("expired", "-1", ecKey), ("rsa", "30", ["-newkey", "rsa:2048"]),
+                                  ("ed25519", "30", ["-newkey", "ed25519"])] {
+            try Self.run(["req"] + key + ["-nodes",
                           "-keyout", path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=localhost"])
             try "\(extensions)\n".write(toFile: path("ext.cnf"), atomically: true, encoding: .utf8)
             let arguments = ["x509", "-req", "-in", path("\(name).csr"), "-CA", caPEM, "-CAkey", path("ca.key"),
@@ -36,6 +38,14 @@ final class TestPKI: @unchecked Sendable {
                              "-days", days]  // -1: not after yesterday, i.e. expired
             try Self.run(arguments)
         }
+        // The server identity once more in DER (certificate, and the key as PKCS#8).
+        try Self.run(["x509", "-in", serverCert, "-outform", "DER", "-out", path("server.der")])
+        try Self.run(["pkcs8", "-topk8", "-nocrypt", "-in", serverKey, "-outform", "DER", "-out", path("server.key.der")])
+    }
+
+    /// The server identity with another key type: "rsa" (RSA 2048) or "ed25519", signed by the test CA.
+    func identity(_ keyType: String) -> SecurityParameters.Identity {
+        .files(certificate: path("\(keyType).pem"), key: path("\(keyType).key"))
     }
 
     @discardableResult

@@ -25,6 +25,9 @@ public actor Listener {
     public private(set) var lastEstablishmentError: TransportError?
     /// DTLS: HelloVerifyRequests sent to peers whose ClientHello had no valid cookie yet.
     public private(set) var helloVerifyRequestsSent = 0
+    /// Datagram listeners: peers the listener keeps state for (on DTLS, only those that proved
+    /// their address with a cookie).
+    public var peersWithState: Int { udpPeers.count }
     /// DTLS: a server engine that only runs the stateless cookie check for new peers; the one that
     /// accepts a valid cookie becomes that peer's connection.
     private var cookieGate: TLSEngine?

@@ -5,31 +5,37 @@ public struct SecurityInterface: OptionSet, Sendable, Hashable, CustomStringConv
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 
-    /// IPK: identities and private keys (certificates, raw keys) are configured by the application.
+    /// IPK: the application provides its identity, credentials (e.g., certificates) and private keys,
+    /// or mechanisms to access them, for the handshake (RFC 8922 section 5.1).
     public static let identitiesAndPrivateKeys = SecurityInterface(rawValue: 1 << 0)
-    /// ALG: algorithms (versions, cipher suites, groups, signature schemes) are configured.
+    /// ALG: the application chooses the algorithms supported for key exchange, signatures and
+    /// cipher suites.
     public static let algorithms = SecurityInterface(rawValue: 1 << 1)
-    /// EXT: protocol extensions (ALPN, SNI) are configured and read.
+    /// EXT: the application enables or configures extensions to be negotiated, such as ALPN.
     public static let extensions = SecurityInterface(rawValue: 1 << 2)
-    /// CM: sessions are cached and resumed (session tickets, ids).
+    /// CM: the application can save and retrieve session state (tickets, keying material, server
+    /// parameters) used to resume a session.
     public static let sessionCache = SecurityInterface(rawValue: 1 << 3)
-    /// AD: authentication delegation (the application validates the peer's identity itself).
+    /// AD: the application delegates authentication to a third party (e.g., an AAA server).
     public static let authenticationDelegation = SecurityInterface(rawValue: 1 << 4)
-    /// PSKI: external pre-shared keys are imported.
+    /// PSKI: the application imports pre-shared keys established out of band.
     public static let preSharedKeyImport = SecurityInterface(rawValue: 1 << 5)
-    /// IV: identity validation is customised by a callback (trust decisions, pinning).
+    /// IV: the peer's identity is validated during the handshake, and the application can take
+    /// part in or take over that validation (RFC 8922 section 5.2).
     public static let identityValidation = SecurityInterface(rawValue: 1 << 6)
-    /// SAV: source-address validation (cookies / retry) before committing state.
+    /// SAV: the handshake validates the peer's address (a cookie exchange) to avoid DoS attacks.
     public static let sourceAddressValidation = SecurityInterface(rawValue: 1 << 7)
-    /// CT: connection termination is signalled securely (close_notify) and truncation detected.
+    /// CT: the application can tear the connection and session down, which prevents truncation
+    /// attacks (RFC 8922 section 5.3).
     public static let connectionTermination = SecurityInterface(rawValue: 1 << 8)
-    /// KU: traffic keys are updated on request.
+    /// KU: the handshake protocol updates its keying material on request.
     public static let keyUpdate = SecurityInterface(rawValue: 1 << 9)
-    /// SSKE: shared secret keying material is exported (RFC 5705 / RFC 8446 section 7.5).
+    /// SSKE: the handshake protocol produces shared secrets for application-specific uses.
     public static let sharedSecretKeyExport = SecurityInterface(rawValue: 1 << 10)
-    /// KE: key-exchange state is exposed to the application.
-    public static let keyExchange = SecurityInterface(rawValue: 1 << 11)
-    /// ME: mobility events (address changes without a new handshake).
+    /// KE: the record protocol signals that its keys expire (a time or usage deadline).
+    public static let keyExpiration = SecurityInterface(rawValue: 1 << 11)
+    /// ME: the record protocol is told that the connection moved to another transport or
+    /// interface (mobility), which may reset address validation.
     public static let mobilityEvents = SecurityInterface(rawValue: 1 << 12)
 
     /// RFC 8922's short names, in its order.
@@ -37,7 +43,7 @@ public struct SecurityInterface: OptionSet, Sendable, Hashable, CustomStringConv
         (.identitiesAndPrivateKeys, "IPK"), (.algorithms, "ALG"), (.extensions, "EXT"), (.sessionCache, "CM"),
         (.authenticationDelegation, "AD"), (.preSharedKeyImport, "PSKI"), (.identityValidation, "IV"),
         (.sourceAddressValidation, "SAV"), (.connectionTermination, "CT"), (.keyUpdate, "KU"),
-        (.sharedSecretKeyExport, "SSKE"), (.keyExchange, "KE"), (.mobilityEvents, "ME"),
+        (.sharedSecretKeyExport, "SSKE"), (.keyExpiration, "KE"), (.mobilityEvents, "ME"),
     ]
 
     /// Parses a short name ("pski", "SSKE").

@@ -104,6 +104,8 @@ final class TLSContext: @unchecked Sendable {
             let store = SSL_CTX_get_cert_store(context)
             for certificate in certificates {
                 X509_STORE_add_cert(store, certificate)
+                // A server names its roots in the certificate request (RFC 8446 section 4.2.4).
+                if role == .server { SSL_CTX_add_client_CA(context, certificate) }
                 X509_free(certificate)
             }
         }

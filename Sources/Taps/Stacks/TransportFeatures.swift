@@ -38,12 +38,12 @@ public struct SecurityProtocol: Sendable, Hashable {
     /// TLS 1.3 / 1.2 through OpenSSL. Interfaces here are those with an API call and a test.
     public static let tls = SecurityProtocol(
         name: "TLS", versions: [.tls12, .tls13],
-        interfaces: [.identitiesAndPrivateKeys, .algorithms, .extensions, .preSharedKeyImport, .connectionTermination, .keyUpdate,
-                     .sharedSecretKeyExport])
+        interfaces: [.identitiesAndPrivateKeys, .algorithms, .extensions, .sessionCache, .preSharedKeyImport, .identityValidation,
+                     .connectionTermination, .keyUpdate, .sharedSecretKeyExport])
 
     /// DTLS 1.2 through OpenSSL, with the cookie exchange.
     public static let dtls = SecurityProtocol(
         name: "DTLS", versions: [.dtls12],
-        interfaces: [.identitiesAndPrivateKeys, .algorithms, .extensions, .preSharedKeyImport, .sourceAddressValidation,
-                     .sharedSecretKeyExport])
+        interfaces: [.identitiesAndPrivateKeys, .algorithms, .extensions, .sessionCache, .preSharedKeyImport, .identityValidation,
+                     .sourceAddressValidation, .connectionTermination, .sharedSecretKeyExport])
 }
