@@ -95,4 +95,52 @@ final class InteropTests: XCTestCase {
         XCTAssertEqual(ours, ours.lowercased())
         XCTAssertEqual(exported(server.text), ours)
     }
+
+    private func printed(_ key: String, _ text: String) -> String? {
+        text.split(separator: "\n").first { $0.hasPrefix(key + ": ") }.map { String($0.dropFirst(key.count + 2)) }
+    }
+
+    func testEchoWithPSKALPNRequiredInterfacesAndExport() async throws {
+        let psk = ["--psk-identity", "echo-psk", "--psk-hex", PSKTests.keyHex]
+        let (server, port) = try await ChildProcess.echoServer(["--stack", "tls-tcp", "--alpn", "demo/2,demo/1", "--count", "1",
+                                                                "--export", "EXPORTER-echo:16"] + psk)
+        defer { server.terminate() }
+        let client = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["connect", "127.0.0.1", port, "--alpn", "demo/1,demo/2", "--require", "pski,sske",
+                                       "--export", "EXPORTER-echo:16", "--message", "psk echo"] + psk)
+        let status = await client.finish()
+        XCTAssertEqual(status, 0, client.text)
+        XCTAssertEqual(printed("stack", client.text), "tls-tcp")
+        XCTAssertEqual(printed("tls-version", client.text), "TLSv1.3")
+        XCTAssertEqual(printed("alpn", client.text), "demo/2", "the server's preference wins")
+        XCTAssertEqual(printed("resumed", client.text), "no")
+        XCTAssertTrue(client.text.hasSuffix("psk echo\n"), client.text)
+        let serverPrinted = await server.waitFor("export: ")
+        XCTAssertTrue(serverPrinted, server.text)
+        XCTAssertEqual(printed("alpn", server.text), "demo/2")
+        XCTAssertEqual(printed("export", server.text), printed("export", client.text))
+    }
+
+    func testEchoClientCertificates() async throws {
+        let (server, port) = try await ChildProcess.echoServer(["--stack", "tls-tcp", "--cert", pki.serverCert, "--key", pki.serverKey,
+                                                                "--ca", pki.caPEM])
+        defer { server.terminate() }
+        let base = ["connect", "127.0.0.1", port, "--stack", "tls-tcp", "--ca", pki.caPEM, "--message", "with a client certificate"]
+        let withCertificate = try ChildProcess(ChildProcess.product("taps-echo"),
+                                               base + ["--client-cert", pki.path("rsa.pem"), "--client-key", pki.path("rsa.key")])
+        let status = await withCertificate.finish()
+        XCTAssertEqual(status, 0, withCertificate.text)
+        XCTAssertTrue(withCertificate.text.hasSuffix("with a client certificate\n"), withCertificate.text)
+        let without = try ChildProcess(ChildProcess.product("taps-echo"), base + ["--timeout", "3"])
+        let refused = await without.finish()
+        XCTAssertNotEqual(refused, 0, without.text)
+    }
+
+    func testEchoRequiringAnInterfaceNoStackHasFailsBeforeConnecting() async throws {
+        let client = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["connect", "127.0.0.1", "9", "--stack", "dtls-udp", "--require", "ku", "--message", "x"])
+        let status = await client.finish()
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(client.text.contains("KU required"), client.text)
+    }
 }

@@ -37,6 +37,7 @@ final class PSKTests: XCTestCase {
         XCTAssertTrue(details.cipherSuite.hasSuffix("_SHA256"), "a suite with the PSK's hash: \(details.cipherSuite)")
         XCTAssertNil(details.peerCertificateSubject, "a PSK handshake authenticates without certificates")
         XCTAssertNotNil(details.group, "psk_dhe_ke by default: an (EC)DHE group is negotiated")
+        XCTAssertFalse(details.resumed, "an external PSK is not a resumption")
         try await client.send("over a PSK")
         let received = try await server.receive()
         XCTAssertEqual(received.text, "over a PSK")
@@ -198,5 +199,34 @@ final class PSKTests: XCTestCase {
             let printed = await server.waitFor("cipher: ")
             XCTAssertTrue(printed, server.text)
         }
+    }
+}
+
+extension PSKTests {
+    /// psk_ke: with groups that cannot meet, only a PSK without (EC)DHE can complete the handshake,
+    /// and only when both ends allow it.
+    func testKeyExchangeWithoutDHEOnlyWhenAllowed() async throws {
+        var server = security()
+        server.algorithms.groups = ["P-384"]
+        var client = security()
+        client.algorithms.groups = ["X25519"]
+        let listener = try await Preconnection(local: .loopback(), transport: .reliableMessage, security: server,
+                                               framer: LengthPrefixFramer()).listen()
+        await XCTAssertThrowsTransportError(.handshakeFailed) {
+            try await Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: .reliableMessage,
+                                    security: client, framer: LengthPrefixFramer()).initiate(timeout: .seconds(5))
+        }
+        await listener.stop()
+        var allowing = Self.psk
+        allowing.allowsKeyExchangeWithoutDHE = true
+        server.preSharedKey = allowing
+        client.preSharedKey = allowing
+        let (second, connection, accepted) = try await pair(server: server, client: client)
+        let details = await connection.securityDetails
+        XCTAssertEqual(details?.protocolVersion, "TLSv1.3")
+        XCTAssertNil(details?.group, "psk_ke: no key-exchange group")
+        await connection.abort()
+        await accepted.abort()
+        await second.stop()
     }
 }

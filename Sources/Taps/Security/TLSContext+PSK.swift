@@ -26,16 +26,27 @@ final class ExternalPSK {
     private var cipherSuiteID: [UInt8] { parameters.hash == .sha384 ? [0x13, 0x02] : [0x13, 0x01] }
 
     /// A TLS 1.3 session carrying the key, as the PSK callbacks hand it to OpenSSL (which frees it).
+    /// It is marked, so a handshake on it is not reported as a resumption.
     func session(for ssl: OpaquePointer) -> OpaquePointer? {
         guard let cipher = SSL_CIPHER_find(ssl, cipherSuiteID), let session = SSL_SESSION_new() else { return nil }
         guard SSL_SESSION_set1_master_key(session, parameters.key, parameters.key.count) == 1,
               SSL_SESSION_set_cipher(session, cipher) == 1,
-              SSL_SESSION_set_protocol_version(session, TLS1_3_VERSION) == 1 else {
+              SSL_SESSION_set_protocol_version(session, TLS1_3_VERSION) == 1,
+              SSL_SESSION_set_ex_data(session, Self.markIndex, Self.mark) == 1 else {
             SSL_SESSION_free(session)
             return nil
         }
         return session
     }
+
+    /// Whether `session` is (a copy of) one made from the external PSK.
+    static func isExternal(_ session: OpaquePointer) -> Bool {
+        SSL_SESSION_get_ex_data(session, markIndex) == mark
+    }
+
+    nonisolated(unsafe) private static let mark = UnsafeMutableRawPointer(bitPattern: 0x7a95)!
+    // Allocated once; OpenSSL's ex-data registry is thread-safe.
+    private static let markIndex: Int32 = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_SESSION, 0, nil, nil, nil, nil)
 
     func handshakeDigestMatches(_ ssl: OpaquePointer, _ digest: OpaquePointer?) -> Bool {
         guard let digest else { return true }

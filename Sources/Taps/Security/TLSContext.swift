@@ -260,10 +260,15 @@ final class TLSContext: @unchecked Sendable {
 
     /// The oldest queued OpenSSL error as a TransportError (and clears the queue).
     static func lastError(_ code: TransportError.Code, _ context: String) -> TransportError {
+        let (error, message) = drainError()
+        return TransportError(code, "\(context): \(error == 0 ? "unknown error" : message)")
+    }
+
+    /// The oldest queued OpenSSL error code and its text; clears the queue.
+    static func drainError() -> (code: UInt, text: String) {
         var buffer = [CChar](repeating: 0, count: 256)
-        let error = taps_ERR_drain(&buffer, buffer.count)
-        let text = error == 0 ? "unknown error" : String(cString: buffer)
-        return TransportError(code, "\(context): \(text)")
+        let code = taps_ERR_drain(&buffer, buffer.count)
+        return (code, String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
 }
 

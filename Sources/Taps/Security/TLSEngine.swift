@@ -21,6 +21,8 @@ final class TLSEngine {
     let sessionKey: String?
     private(set) var handshakeComplete = false
     private(set) var receivedCloseNotify = false
+    /// Whether the handshake resumed a session (CM).
+    private(set) var resumed = false
 
     // Handshake callbacks (TLSEngine+Callbacks): the loop their answers return to, what to call then,
     // and ciphertext that arrived while the handshake waited.
@@ -107,6 +109,9 @@ final class TLSEngine {
         if status == 1 {
             if let verdict = serverTrustVerdict() { return verdict }
             handshakeComplete = true
+            // Read now: a TLS 1.3 ticket arriving later replaces the session. A handshake on an
+            // external PSK counts as reused in OpenSSL, but nothing was resumed.
+            resumed = SSL_session_reused(ssl) == 1 && !(SSL_get_session(ssl).map(ExternalPSK.isExternal) ?? false)
             return .complete
         }
         let error = SSL_get_error(ssl, status)
@@ -346,7 +351,7 @@ final class TLSEngine {
             applicationProtocol: alpn,
             serverName: SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) },
             peerCertificateSubject: subject,
-            resumed: SSL_session_reused(ssl) == 1)
+            resumed: resumed)
     }
 
     // MARK: Errors
@@ -369,9 +374,8 @@ final class TLSEngine {
                 return .certificateRejected("the peer's certificate was rejected: \(reason)")
             }
         }
-        var buffer = [CChar](repeating: 0, count: 256)
-        let code = taps_ERR_drain(&buffer, buffer.count)
-        let text = code == 0 ? "connection failed" : String(cString: buffer)
+        let (code, message) = TLSContext.drainError()
+        let text = code == 0 ? "connection failed" : message
         switch taps_ERR_reason(code) {
         case SSL_R_WRONG_VERSION_NUMBER, SSL_R_PACKET_LENGTH_TOO_LONG,
              SSL_R_HTTP_REQUEST, SSL_R_UNEXPECTED_MESSAGE, SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC,
