@@ -72,6 +72,33 @@ final class SecurityInterfaceTests: XCTestCase {
         await client.abort()
     }
 
+    func testServerExportMatchesOpenSSLClient() async throws {
+        let (server, port) = try await ChildProcess.echoServer(["--stack", "tls-tcp", "--cert", pki.serverCert, "--key", pki.serverKey,
+                                                                "--count", "1", "--export", "EXPORTER-taps-test:32"])
+        defer { server.terminate() }
+        let client = try ChildProcess("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(port)", "-CAfile", pki.caPEM,
+                                                           "-keymatexport", "EXPORTER-taps-test", "-keymatexportlen", "32"])
+        defer { client.terminate() }
+        let clientPrinted = await client.waitFor("Keying material: ")
+        let serverPrinted = await server.waitFor("export: ")
+        XCTAssertTrue(clientPrinted && serverPrinted, client.text + server.text)
+        let theirs = client.text.split(separator: "\n").first { $0.contains("Keying material: ") }?.split(separator: " ").last?.lowercased()
+        let ours = server.text.split(separator: "\n").first { $0.hasPrefix("export: ") }.map { String($0.dropFirst(8)) }
+        XCTAssertNotNil(ours)
+        XCTAssertEqual(ours, theirs)
+    }
+
+    func testExportOnAStackWithoutSecurityIsNotSupported() async throws {
+        let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
+        let client = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()
+        XCTAssertEqual(client.stack.name, "tcp")
+        await XCTAssertThrowsTransportError(.notSupported) { try await client.exportKeyingMaterial(label: "EXPORTER-x", length: 16) }
+        await XCTAssertThrowsTransportError(.notSupported) { try await client.updateKeys() }
+        await XCTAssertThrowsTransportError(.notSupported) { try await client.exportSession() }
+        await client.abort()
+        await listener.stop()
+    }
+
     func testKeyUpdateBothWaysWhileTrafficContinues() async throws {
         let listener = try await Preconnection(local: .loopback(), transport: .reliableMessage, security: pki.serverSecurity,
                                                framer: LengthPrefixFramer()).listen()
