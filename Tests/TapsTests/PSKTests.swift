@@ -95,9 +95,13 @@ final class PSKTests: XCTestCase {
         let details = try XCTUnwrap(maybeDetails)
         XCTAssertEqual(details.protocolVersion, "TLSv1.2")
         XCTAssertEqual(details.cipherSuite, "ECDHE-PSK-CHACHA20-POLY1305")
-        try await client.send("over TLS 1.2 PSK")
+        try await exchangeAndEnd("over TLS 1.2 PSK", client, server, listener)
+    }
+
+    private func exchangeAndEnd(_ text: String, _ client: Connection, _ server: Connection, _ listener: Listener) async throws {
+        try await client.send(text)
         let received = try await server.receive()
-        XCTAssertEqual(received.text, "over TLS 1.2 PSK")
+        XCTAssertEqual(received.text, text)
         await client.abort()
         await server.abort()
         await listener.stop()
@@ -131,12 +135,7 @@ final class PSKTests: XCTestCase {
         XCTAssertEqual(client.stack.name, "dtls-udp")
         let suite = await client.securityDetails?.cipherSuite
         XCTAssertEqual(suite, "ECDHE-PSK-CHACHA20-POLY1305")
-        try await client.send("datagram under a PSK")
-        let received = try await server.receive()
-        XCTAssertEqual(received.text, "datagram under a PSK")
-        await client.abort()
-        await server.abort()
-        await listener.stop()
+        try await exchangeAndEnd("datagram under a PSK", client, server, listener)
     }
 
     func testShortKeyAndBadIdentityAreRefusedBeforeAnyPacket() async throws {

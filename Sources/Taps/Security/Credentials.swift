@@ -47,12 +47,17 @@ enum Credentials {
 
     /// DER encoding of a certificate.
     static func der(_ certificate: OpaquePointer) -> [UInt8] {
-        let length = i2d_X509(certificate, nil)
+        encodeDER { i2d_X509(certificate, $0) }
+    }
+
+    /// Runs one of OpenSSL's i2d functions twice: for the length, then to fill the bytes.
+    static func encodeDER(_ encode: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32) -> [UInt8] {
+        let length = encode(nil)
         guard length > 0 else { return [] }
         var bytes = [UInt8](repeating: 0, count: Int(length))
         bytes.withUnsafeMutableBufferPointer { buffer in
             var cursor: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
-            _ = i2d_X509(certificate, &cursor)
+            _ = encode(&cursor)
         }
         return bytes
     }
@@ -70,13 +75,8 @@ enum Credentials {
 
     static func publicKeySHA256(_ certificate: OpaquePointer) throws(TransportError) -> [UInt8] {
         guard let key = X509_get0_pubkey(certificate) else { throw TLSContext.lastError(.invalidCredentials, "certificate public key") }
-        let length = i2d_PUBKEY(key, nil)
-        guard length > 0 else { throw TLSContext.lastError(.invalidCredentials, "SubjectPublicKeyInfo") }
-        var info = [UInt8](repeating: 0, count: Int(length))
-        info.withUnsafeMutableBufferPointer { buffer in
-            var cursor: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
-            _ = i2d_PUBKEY(key, &cursor)
-        }
+        let info = encodeDER { i2d_PUBKEY(key, $0) }
+        guard !info.isEmpty else { throw TLSContext.lastError(.invalidCredentials, "SubjectPublicKeyInfo") }
         var digest = [UInt8](repeating: 0, count: 32)
         SHA256(info, info.count, &digest)
         return digest

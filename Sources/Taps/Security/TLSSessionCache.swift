@@ -83,14 +83,7 @@ public final class TLSSessionCache: Sendable, Hashable {
 
     /// The ASN.1 (DER) form of a session, which OpenSSL reads back with `decode`.
     static func encode(_ session: OpaquePointer) -> [UInt8] {
-        let length = i2d_SSL_SESSION(session, nil)
-        guard length > 0 else { return [] }
-        var bytes = [UInt8](repeating: 0, count: Int(length))
-        bytes.withUnsafeMutableBufferPointer { buffer in
-            var cursor: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
-            _ = i2d_SSL_SESSION(session, &cursor)
-        }
-        return bytes
+        Credentials.encodeDER { i2d_SSL_SESSION(session, $0) }
     }
 
     static func decode(_ bytes: [UInt8]) throws(TransportError) -> OpaquePointer {
