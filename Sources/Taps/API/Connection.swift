@@ -11,7 +11,7 @@ public actor Connection {
     /// The connection group (RFC 9622 section 7.4) this connection belongs to.
     public nonisolated let group: ConnectionGroup
 
-    private let layer: Layer
+    let layer: Layer
     private let bridge: LayerBridge
     private let framer: (any MessageFramer)?
     private var framerBuffer = FramerBuffer()
@@ -168,7 +168,7 @@ public actor Connection {
         resumeReadingIfDrained()
     }
 
-    private func emit(_ event: ConnectionEvent) {
+    fileprivate func emit(_ event: ConnectionEvent) {
         eventHandler?(event)
         for continuation in subscribers.values { continuation.yield(event) }
         if case .closed = event {
@@ -250,7 +250,7 @@ public actor Connection {
     private func write(_ bytes: [UInt8], context: MessageContext) {
         let count = bytes.count
         inflightBytes += count
-        layer.write(bytes) { [weak self] error in
+        layer.write(bytes, properties: context.properties) { [weak self] error in
             guard let self else { return }
             self.assumeIsolated { $0.writeCompleted(count, context: context, error: error) }
         }
@@ -325,6 +325,15 @@ public actor Connection {
             return
         }
         enqueue(Message(bytes, context: receiveContext, isComplete: layer.isDatagram))
+        deliverReceived()
+    }
+
+    /// A whole message from a message layer, with the properties it arrived with (SCTP).
+    fileprivate func layerRead(message: [UInt8], properties: MessageProperties) {
+        guard state != .closed else { return }
+        var context = receiveContext
+        context.properties = properties
+        enqueue(Message(message, context: context, isComplete: true))
         deliverReceived()
     }
 
@@ -544,4 +553,8 @@ private final class LayerBridge: LayerDelegate {
     func layerDidFail(_ error: TransportError) { connection?.assumeIsolated { $0.layerFailed(error) } }
     func layerDidReportSoftError(_ error: TransportError) { connection?.assumeIsolated { $0.layerSoftError(error) } }
     func layerDidUpdateKeys(byPeer: Bool) { connection?.assumeIsolated { $0.layerKeysUpdated(byPeer: byPeer) } }
+    func layerDidRead(message: [UInt8], properties: MessageProperties) {
+        connection?.assumeIsolated { $0.layerRead(message: message, properties: properties) }
+    }
+    func layerDidChangePath() { connection?.assumeIsolated { $0.emit(.pathChange) } }
 }

@@ -31,16 +31,28 @@ public final class ConnectionGroup: Sendable {
     }
 
     func clone(from original: Connection) async throws -> Connection {
-        guard let remote else { throw TransportError.notSupported("connections accepted by a listener cannot be cloned") }
         if let limit = recipe.properties.groupConnLimit, count >= limit {
             throw TransportError.invalidArgument("the group already has \(count) connections (groupConnLimit \(limit))")
         }
+        let remote = self.remote
         let connection = try await loop.submit { [self] in
-            let layer = try recipe.makeClientLayer(loop: loop, remote: remote)
-            let connection = Connection(loop: loop, stack: recipe.stack, layer: layer, properties: recipe.properties,
-                                        framer: framer, group: self)
-            add(connection)
-            return connection
+            try original.assumeIsolated { original in
+                // A stack with streams opens the next one in the same association; others connect anew.
+                let layer: Layer
+                if let sibling = try original.layer.openSibling() {
+                    layer = sibling
+                } else if let remote {
+                    layer = try recipe.makeClientLayer(loop: loop, remote: remote)
+                } else {
+                    throw TransportError.notSupported("connections accepted by a listener cannot be cloned on this stack")
+                }
+                // Made on this loop and kept on it: the connection is isolated to the same loop.
+                nonisolated(unsafe) let made = layer
+                let connection = Connection(loop: loop, stack: recipe.stack, layer: made, properties: recipe.properties,
+                                            framer: framer, group: self)
+                add(connection)
+                return connection
+            }
         }
         try await connection.establish()
         return connection

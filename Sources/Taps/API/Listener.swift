@@ -16,6 +16,8 @@ public actor Listener {
     private var tcpSocket: UVTCPSocket?
     private var udpSocket: UVUDPSocket?
     private var udpPeers: [SocketAddress: UDPLayer] = [:]
+    /// SCTP: the listening association endpoint behind the UDP socket.
+    private var sctpAcceptor: SCTPAcceptor?
     private var remainingConnections: Int?
     private var stopped = false
     /// Incoming attempts that failed establishment (bad handshake, reset) and were dropped.
@@ -66,13 +68,26 @@ public actor Listener {
             tcpSocket = socket
         case .udp:
             let socket = UVUDPSocket(loop: loop)
+            let sctp = recipe.stack.layers.contains(.sctp)
             do throws(TransportError) {
-                try socket.bind(address)
+                // SCTP: the UDP encapsulation port may differ from the SCTP port (RFC 6951).
+                try socket.bind(sctp ? address.withPort(recipe.properties.sctp.localUDPPort ?? address.port) : address)
                 guard let bound = socket.localAddress else { throw TransportError.io("listener has no local address") }
-                localAddress = bound
+                localAddress = sctp && address.port != 0 ? bound.withPort(address.port) : bound
+                if sctp {
+                    guard loop === SCTPRuntime.shared.loop else {
+                        throw TransportError.notSupported("SCTP runs on the process's SCTP loop; leave Preconnection.loop unset")
+                    }
+                    socket.setBufferSizes(send: 4 << 20, receive: 4 << 20)
+                    sctpAcceptor = try SCTPAcceptor(port: localAddress.port, options: recipe.properties.sctp, loop: loop)
+                }
             } catch {
                 socket.close()
                 throw error
+            }
+            sctpAcceptor?.onAssociation = { association in
+                nonisolated(unsafe) let association = association  // made on the loop, this actor's executor
+                relay.listener?.assumeIsolated { $0.acceptedAssociation(association) }
             }
             socket.onDatagram = { bytes, sender in
                 nonisolated(unsafe) let bytes = bytes  // borrowed for this call, on the loop thread
@@ -132,6 +147,10 @@ public actor Listener {
             dtlsDatagram(bytes, from: sender)
             return
         }
+        if let sctpAcceptor, let udpSocket, !stopped {
+            sctpAcceptor.deliver(bytes, from: sender) { addPeer($0, on: udpSocket) }
+            return
+        }
         guard let udpSocket, admit() else { return }
         let layer = addPeer(sender, on: udpSocket)
         establish(layer)
@@ -181,14 +200,30 @@ public actor Listener {
         return peer
     }
 
+    /// SCTP: an association came up; its stream 0 is a connection, and each stream the peer opens
+    /// later becomes another connection in the same group.
+    private func acceptedAssociation(_ association: SCTPAssociation) {
+        guard admit(), let first = association.firstStream else {
+            association.abort()
+            return
+        }
+        let group = ConnectionGroup(recipe: recipe, remote: nil, framer: framer, loop: loop)
+        association.onIncomingStream = { [weak self] stream in
+            nonisolated(unsafe) let stream = stream  // made on the loop, this actor's executor
+            self?.assumeIsolated { $0.establish(stream, in: group) }
+        }
+        establish(first, in: group)
+    }
+
     private func peerClosed(_ sender: SocketAddress) {
+        sctpAcceptor?.peerClosed(sender)
         udpPeers[sender] = nil
         if stopped && udpPeers.isEmpty { udpSocket?.close() }
     }
 
-    private func establish(_ layer: Layer) {
+    private func establish(_ layer: Layer, in existingGroup: ConnectionGroup? = nil) {
         nonisolated(unsafe) let layer = layer  // made on this loop; the connection runs on it too
-        let group = ConnectionGroup(recipe: recipe, remote: nil, framer: framer, loop: loop)
+        let group = existingGroup ?? ConnectionGroup(recipe: recipe, remote: nil, framer: framer, loop: loop)
         let connection = Connection(loop: loop, stack: stack, layer: layer, properties: recipe.properties,
                                     framer: framer, group: group)
         group.add(connection)
@@ -213,6 +248,7 @@ public actor Listener {
         stopped = true
         tcpSocket?.close()
         tcpSocket = nil
+        sctpAcceptor?.stop()
         udpSocket?.stopReceiving()
         if udpPeers.isEmpty { udpSocket?.close() }
         continuation.finish()

@@ -18,6 +18,9 @@ public struct MessageProperties: Sendable, Hashable {
     public var noFragmentation: Bool = false
     /// 9.1.3.10: must be sent in one transport segment.
     public var noSegmentation: Bool = false
+    /// SCTP: the payload protocol identifier sent with the message (RFC 9260 section 3.3.1); on
+    /// receive, the one it arrived with.
+    public var sctpPayloadProtocolIdentifier: UInt32? = nil
 
     public init() {}
 

@@ -65,6 +65,12 @@ public struct Preconnection: Sendable {
         }
     }
 
+    /// SCTP associations all live on the SCTP runtime's loop (usrsctp is one instance per process);
+    /// other stacks spread over the shared group.
+    private static func defaultLoop(for recipes: [StackRecipe]) -> EventLoop {
+        recipes.contains { $0.stack.layers.contains(.sctp) } ? SCTPRuntime.shared.loop : EventLoopGroup.shared.next()
+    }
+
     // MARK: Initiate (RFC 9622 section 7.1)
 
     /// Selects stacks, resolves the remote endpoint, races the candidates and returns the first
@@ -72,7 +78,7 @@ public struct Preconnection: Sendable {
     public func initiate(timeout: Duration? = nil) async throws -> Connection {
         guard let remote else { throw TransportError.invalidArgument("initiate needs a remote endpoint") }
         let recipes = try recipes(for: .initiate)
-        let loop = self.loop ?? EventLoopGroup.shared.next()
+        let loop = self.loop ?? Self.defaultLoop(for: recipes)
         let framer = self.framer
         let stagger = transport.racingStagger
         let remotes = [remote] + alternativeRemotes
@@ -124,7 +130,7 @@ public struct Preconnection: Sendable {
     public func listen(newConnectionLimit: Int? = nil) async throws -> Listener {
         guard local != nil else { throw TransportError.invalidArgument("listen needs a local endpoint") }
         let recipe = try recipes(for: .listen)[0]
-        let loop = self.loop ?? EventLoopGroup.shared.next()
+        let loop = self.loop ?? Self.defaultLoop(for: [recipe])
         let address = try Self.localAddress(local!)
         let framer = self.framer
         return try await loop.submit {

@@ -16,7 +16,12 @@ public struct TransportProperties: Sendable, Hashable {
     /// 6.2.5: 0-RTT establishment with safely replayable messages.
     public var zeroRttMsg: Preference = .noPreference
     /// 6.2.6: connections in a group share one transport association (streams).
-    public var multistreaming: Preference = .prefer
+    ///
+    /// RFC 9622's default is `prefer`; ours is `noPreference`: the only multistreaming stack here is
+    /// SCTP over UDP encapsulation (RFC 6951), which a peer picked at random does not speak, and
+    /// preferring it would delay every plain connection by a racing stagger. Prefer or require it to
+    /// opt in.
+    public var multistreaming: Preference = .noPreference
     /// 6.2.7 / 6.2.8: full checksum coverage on sending and receiving.
     public var fullChecksumSend: Preference = .require
     public var fullChecksumRecv: Preference = .require
@@ -64,6 +69,8 @@ public struct TransportProperties: Sendable, Hashable {
 
     /// Delay between starting successive racing attempts (Happy Eyeballs v2, RFC 8305 section 5).
     public var racingStagger: Duration = .milliseconds(250)
+    /// SCTP-specific settings (RFC 9622 allows protocol-specific properties).
+    public var sctp = SCTPOptions()
 
     public init() {}
 

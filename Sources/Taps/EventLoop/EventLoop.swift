@@ -80,6 +80,12 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// Work submitted after shutdown, which was dropped.
     public var discardedAfterShutdown: Int { discarded.load(ordering: .relaxed) }
 
+    /// The loop's clock in milliseconds, refreshed now. Loop thread only.
+    var nowMilliseconds: UInt64 {
+        uv_update_time(uvLoop)
+        return uv_now(uvLoop)
+    }
+
     /// True when the caller runs on this loop's thread.
     public var inEventLoop: Bool { pthread_equal(pthread_self(), loopThread) != 0 }
 

@@ -16,11 +16,17 @@ protocol LayerDelegate: AnyObject {
     func layerDidReportSoftError(_ error: TransportError)
     /// The security protocol's traffic keys changed (`byPeer`: the peer sent a KeyUpdate).
     func layerDidUpdateKeys(byPeer: Bool)
+    /// One whole message with the properties it arrived with (SCTP: ordered, PPID).
+    func layerDidRead(message: [UInt8], properties: MessageProperties)
+    /// The path under the connection changed (SCTP peer address change).
+    func layerDidChangePath()
 }
 
 extension LayerDelegate {
     func layerDidReportSoftError(_ error: TransportError) {}
     func layerDidUpdateKeys(byPeer: Bool) {}
+    func layerDidChangePath() {}
+    func layerDidRead(message: [UInt8], properties: MessageProperties) { layerDidRead(owned: message) }
 
     func layerDidRead(owned bytes: [UInt8]) {
         bytes.withUnsafeBytes { layerDidRead($0) }
@@ -60,6 +66,11 @@ protocol Layer: AnyObject {
     func updateKeys(requestPeerUpdate: Bool) throws(TransportError)
     /// The resumable session, encoded (CM).
     func exportSession() throws(TransportError) -> [UInt8]?
+    /// Sends one message with its properties (layers that map them, such as SCTP streams).
+    func write(_ array: [UInt8], properties: MessageProperties, completion: ((TransportError?) -> Void)?)
+    /// A new layer in the same transport association for a clone (the next SCTP stream); nil when
+    /// a clone needs a connection of its own.
+    func openSibling() throws(TransportError) -> Layer?
 }
 
 extension Layer {
@@ -81,6 +92,12 @@ extension Layer {
     func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {
         array.withUnsafeBytes { write($0, completion: completion) }
     }
+
+    func write(_ array: [UInt8], properties: MessageProperties, completion: ((TransportError?) -> Void)?) {
+        write(array, completion: completion)
+    }
+
+    func openSibling() throws(TransportError) -> Layer? { nil }
 }
 
 /// The outcome of a security handshake, readable on an established connection.

@@ -9,7 +9,7 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     public let roles: Set<Role>
 
     public enum LayerKind: String, Sendable, Hashable {
-        case tcp, udp, tls, dtls
+        case tcp, udp, tls, dtls, sctp
     }
 
     public enum Role: String, Sendable, Hashable { case initiate, listen, rendezvous }
@@ -34,6 +34,14 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
         name: "tls-tcp", layers: [.tcp, .tls],
         features: tcp.features, security: .tls, roles: [.initiate, .listen])
 
+    /// SCTP (usrsctp) over UDP (RFC 6951): reliable or partially reliable messages on several streams
+    /// of one association; each Connection is a stream and `clone()` opens the next.
+    public static let sctp = ProtocolStack(
+        name: "sctp", layers: [.udp, .sctp],
+        features: [.reliableTransfer, .messageBoundaries, .perMessageReliability, .orderedDelivery, .multistreaming,
+                   .fullChecksumSend, .fullChecksumReceive, .congestionControl, .activeReadBeforeSend],
+        security: nil, roles: [.initiate, .listen])
+
     public static let dtlsUDP = ProtocolStack(
         name: "dtls-udp", layers: [.udp, .dtls],
         features: [.messageBoundaries, .fullChecksumSend, .fullChecksumReceive, .activeReadBeforeSend],
@@ -46,7 +54,7 @@ public struct StackRegistry: Sendable {
 
     public init(stacks: [ProtocolStack]) { self.stacks = stacks }
 
-    public static let standard = StackRegistry(stacks: [.tlsTCP, .dtlsUDP, .tcp, .udp])
+    public static let standard = StackRegistry(stacks: [.tlsTCP, .dtlsUDP, .tcp, .udp, .sctp])
 
     public func stack(named name: String) -> ProtocolStack? {
         stacks.first { $0.name == name.lowercased() }

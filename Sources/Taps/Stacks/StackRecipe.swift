@@ -27,13 +27,33 @@ struct StackRecipe: Sendable {
         var layer: Layer
         switch stack.layers.first {
         case .tcp: layer = TCPLayer(loop: loop, connectingTo: remote, options: tcpOptions)
+        case .udp where stack.layers.contains(.sctp):
+            // RFC 6951: the UDP port may differ from the SCTP port (the endpoint's).
+            let sctp = properties.sctp
+            let localUDP = sctp.localUDPPort.map { port in
+                local?.withPort(port) ?? SocketAddress(ip: remote.family == .ipv6 ? "::" : "0.0.0.0", port: port)!
+            } ?? local
+            layer = try UDPLayer(loop: loop, local: localUDP, peer: remote.withPort(sctp.remoteUDPPort ?? remote.port))
         case .udp: layer = try UDPLayer(loop: loop, local: local, peer: remote)
         default: throw .notSupported("stack \(stack.name) has no transport layer")
         }
         for kind in stack.layers.dropFirst() {
-            layer = try addSecurity(kind, over: layer, remote: remote, loop: loop)
+            layer = kind == .sctp ? try addSCTP(over: layer, remote: remote, loop: loop)
+                                  : try addSecurity(kind, over: layer, remote: remote, loop: loop)
         }
         return layer
+    }
+
+    /// A client association over the datagram layer; the connection is its first stream.
+    private func addSCTP(over lower: Layer, remote: SocketAddress, loop: EventLoop) throws(TransportError) -> Layer {
+        guard loop === SCTPRuntime.shared.loop else {
+            throw .notSupported("SCTP runs on the process's SCTP loop (usrsctp is one instance per process); leave Preconnection.loop unset")
+        }
+        let path = SCTPPath(over: lower)
+        let localPort = lower.localAddress?.port ?? 0
+        let association = SCTPAssociation(path: path, role: .client(localPort: localPort, remotePort: remote.port),
+                                          options: properties.sctp, loop: loop)
+        return try association.openStream()
     }
 
     /// The server-side layers above a transport layer a listener accepted. A DTLS server's engine

@@ -1,0 +1,417 @@
+import CUsrSCTP
+import Glibc
+
+/// One SCTP association (RFC 9260) over a datagram path, on usrsctp. Each bidirectional stream is an
+/// `SCTPStreamLayer`, which is what a Connection sits on; a connection group is the association
+/// (RFC 9622 section 7.4, multistreaming). Messages keep their boundaries; large ones go to usrsctp in
+/// pieces with explicit end-of-record. Loop thread only.
+final class SCTPAssociation: SCTPPathOwner {
+    enum Role {
+        case client(localPort: UInt16, remotePort: UInt16)
+        case server
+    }
+
+    private enum State { case idle, connecting, established, shuttingDown, closed, failed }
+
+    let path: SCTPPath
+    let options: SCTPOptions
+    private let role: Role
+    private var socket: SCTPSocket?
+    private var state: State = .idle
+    private var streams: [UInt16: SCTPStreamLayer] = [:]
+    /// Streams whose connection is gone; their ids are not reused within the association.
+    private var retiredStreams: Set<UInt16> = []
+    /// Clients open even stream ids and servers odd ones, so both ends can open streams without
+    /// colliding; stream 0 is the client's first connection.
+    private var nextStreamID: UInt16
+    private(set) var outboundStreams: UInt16 = 0
+    private(set) var inboundStreams: UInt16 = 0
+    private var sending = SCTPSendQueue()
+    private var partialMessages: [UInt16: [UInt8]] = [:]
+    private var receiveBuffer = [UInt8](repeating: 0, count: 256 * 1024)
+    private var eventsScheduled = false
+    private var pausedStreams: Set<UInt16> = []
+    private var closeTimer: UVTimer?
+    private let loop: EventLoop
+
+    /// A stream the peer opened (its first message arrived); the listener makes it a Connection.
+    var onIncomingStream: ((SCTPStreamLayer) -> Void)?
+    /// The association ended (after SHUTDOWN, ABORT or failure) and released its socket.
+    var onClosed: (() -> Void)?
+
+    init(path: SCTPPath, role: Role, options: SCTPOptions, loop: EventLoop) {
+        self.path = path
+        self.role = role
+        self.options = options
+        self.loop = loop
+        if case .server = role { nextStreamID = 1 } else { nextStreamID = 0 }
+        path.owner = self
+    }
+
+    /// Server side: the socket usrsctp_accept returned, already established. Its stream 0 is the
+    /// client's first connection.
+    convenience init(accepted socket: SCTPSocket, path: SCTPPath, options: SCTPOptions, loop: EventLoop) {
+        self.init(path: path, role: .server, options: options, loop: loop)
+        self.socket = socket
+        installUpcall(on: socket)
+        readStreamCounts()
+        state = .established
+        applyPathMTU()
+        streams[0] = SCTPStreamLayer(association: self, streamID: 0)
+        // Data may already wait in the socket.
+        scheduleEvents()
+    }
+
+    /// Server: the stream the client's initiating connection uses.
+    var firstStream: SCTPStreamLayer? { streams[0] }
+
+    var isEstablished: Bool { state == .established }
+
+    // MARK: Streams
+
+    /// The stream a new connection of this association uses: the next unused outgoing stream id.
+    func openStream() throws(TransportError) -> SCTPStreamLayer {
+        guard state == .idle || state == .connecting || state == .established else {
+            throw .connectionClosed("the SCTP association has ended; no new stream can be opened")
+        }
+        while streams[nextStreamID] != nil || retiredStreams.contains(nextStreamID) { nextStreamID &+= 2 }
+        let limit = state == .established ? outboundStreams : options.streams
+        guard nextStreamID < limit else {
+            throw .notSupported("the SCTP association has no free outgoing stream (\(limit) negotiated); raise sctp.streams")
+        }
+        let stream = SCTPStreamLayer(association: self, streamID: nextStreamID)
+        streams[nextStreamID] = stream
+        nextStreamID &+= 2
+        return stream
+    }
+
+    /// A stream layer asks for the association to come up (its `start`).
+    func streamStarted(_ stream: SCTPStreamLayer) {
+        switch state {
+        case .idle:
+            state = .connecting
+            path.start()
+        case .established:
+            stream.associationDidBecomeReady()
+        case .connecting, .shuttingDown: break
+        case .closed, .failed:
+            stream.associationDidFail(.connectionClosed("the SCTP association has ended"))
+        }
+    }
+
+    // MARK: Path events
+
+    func pathDidBecomeReady() {
+        guard case .client(let localPort, let remotePort) = role, state == .connecting, let handle = path.handle else { return }
+        do throws(TransportError) {
+            let socket = try SCTPSocket(streams: options.streams)
+            self.socket = socket
+            installUpcall(on: socket)
+            try socket.bind(handle, port: localPort)
+            try socket.connect(handle, port: remotePort)
+        } catch {
+            fail(error)
+        }
+    }
+
+    func pathDidFail(_ error: TransportError) { fail(error) }
+
+    func pathDidReportSoftError(_ error: TransportError) {
+        // ICMP port unreachable while the INIT is unanswered: nobody listens there.
+        if state == .connecting && error.code == .connectionRefused {
+            fail(.connectionRefused("no SCTP-over-UDP endpoint answers at \(path.lower.remoteAddress.map { "\($0)" } ?? "the peer") (ICMP port unreachable)"))
+            return
+        }
+        streams.values.forEach { $0.delegate?.layerDidReportSoftError(error) }
+    }
+
+    // MARK: usrsctp events
+
+    private func installUpcall(on socket: SCTPSocket) {
+        socket.setUpcall({ _, argument, _ in
+            guard let argument else { return }
+            // usrsctp may hold its locks here: the work runs right after, on the loop.
+            Unmanaged<SCTPAssociation>.fromOpaque(argument).takeUnretainedValue().scheduleEvents()
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// Coalesces upcalls into one pass over the socket.
+    func scheduleEvents() {
+        guard !eventsScheduled else { return }
+        eventsScheduled = true
+        let me = LoopBound(self)
+        loop.execute { me.value?.processEvents() }
+    }
+
+    private func processEvents() {
+        eventsScheduled = false
+        guard socket != nil else { return }
+        if pausedStreams.isEmpty { readAvailable() }
+        flushSends()
+    }
+
+    private func readAvailable() {
+        while let socket, pausedStreams.isEmpty {
+            var info = sctp_rcvinfo()
+            var infoLength = socklen_t(MemoryLayout<sctp_rcvinfo>.size)
+            var infoType = UInt32(0)
+            var flags = Int32(0)
+            let count = receiveBuffer.withUnsafeMutableBytes { buffer in
+                usrsctp_recvv(socket.raw, buffer.baseAddress, buffer.count, nil, nil, &info, &infoLength, &infoType, &flags)
+            }
+            if count < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                fail(.connectionReset("SCTP receive failed: \(String(cString: strerror(errno)))"))
+                return
+            }
+            if count == 0 {
+                // The peer's SHUTDOWN: nothing more will arrive on any stream.
+                peerShutDown()
+                return
+            }
+            let isComplete = flags & Int32(MSG_EOR) != 0
+            if flags & Int32(MSG_NOTIFICATION) != 0 {
+                receiveBuffer.withUnsafeBytes { handleNotification(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+                continue
+            }
+            guard infoType == UInt32(SCTP_RECVV_RCVINFO) else { continue }
+            receive(count: count, on: info.rcv_sid, complete: isComplete, info: info)
+        }
+    }
+
+    private func receive(count: Int, on streamID: UInt16, complete: Bool, info: sctp_rcvinfo) {
+        var message = partialMessages.removeValue(forKey: streamID) ?? []
+        message.append(contentsOf: receiveBuffer[..<count])
+        guard complete else {
+            partialMessages[streamID] = message
+            return
+        }
+        var properties = MessageProperties()
+        properties.ordered = info.rcv_flags & UInt16(SCTP_UNORDERED) == 0
+        properties.sctpPayloadProtocolIdentifier = UInt32(bigEndian: info.rcv_ppid)
+        stream(for: streamID)?.deliver(message, properties: properties)
+    }
+
+    /// The stream for an incoming message; the peer's first message on a new stream opens it.
+    private func stream(for streamID: UInt16) -> SCTPStreamLayer? {
+        if let stream = streams[streamID] { return stream }
+        guard !retiredStreams.contains(streamID), let onIncomingStream else { return nil }
+        let stream = SCTPStreamLayer(association: self, streamID: streamID)
+        streams[streamID] = stream
+        onIncomingStream(stream)
+        return stream
+    }
+
+    private func handleNotification(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count >= MemoryLayout<sctp_tlv>.size else { return }
+        let header = bytes.loadUnaligned(as: sctp_tlv.self)
+        switch Int32(header.sn_type) {
+        case SCTP_ASSOC_CHANGE:
+            guard bytes.count >= MemoryLayout<sctp_assoc_change>.size else { return }
+            let change = bytes.loadUnaligned(as: sctp_assoc_change.self)
+            associationChanged(Int32(change.sac_state), error: change.sac_error)
+        case SCTP_PEER_ADDR_CHANGE:
+            streams.values.forEach { $0.delegate?.layerDidChangePath() }
+        case SCTP_SHUTDOWN_EVENT:
+            peerShutDown()
+        case SCTP_STREAM_RESET_EVENT:
+            streamsReset(bytes)
+        case SCTP_STREAM_CHANGE_EVENT:
+            readStreamCounts()
+        case SCTP_SEND_FAILED_EVENT:
+            // A PR-SCTP message abandoned by its lifetime or retransmission limit (RFC 3758).
+            abandonedMessages += 1
+        default:
+            break
+        }
+    }
+
+    /// Messages PR-SCTP gave up on (lifetime or retransmission limit reached).
+    private(set) var abandonedMessages = 0
+
+    private func associationChanged(_ change: Int32, error: UInt16) {
+        switch change {
+        case SCTP_COMM_UP:
+            guard state == .connecting else { return }
+            state = .established
+            readStreamCounts()
+            applyPathMTU()
+            streams.values.forEach { $0.associationDidBecomeReady() }
+        case SCTP_COMM_LOST:
+            fail(.connectionReset("the SCTP association was lost (peer ABORT or retransmission limit reached)"))
+        case SCTP_CANT_STR_ASSOC:
+            fail(.connectionRefused("the SCTP association could not be established (no answer to INIT)"))
+        case SCTP_RESTART:
+            streams.values.forEach { $0.delegate?.layerDidReportSoftError(.connectionReset("the peer restarted the SCTP association")) }
+        case SCTP_SHUTDOWN_COMP:
+            finishClose()
+        default:
+            break
+        }
+    }
+
+    private func streamsReset(_ bytes: UnsafeRawBufferPointer) {
+        let headerSize = MemoryLayout<sctp_stream_reset_event>.size
+        guard bytes.count >= headerSize else { return }
+        let event = bytes.loadUnaligned(as: sctp_stream_reset_event.self)
+        // Only the peer resetting its outgoing streams (our incoming ones) ends a stream here.
+        guard event.strreset_flags & UInt16(SCTP_STREAM_RESET_INCOMING_SSN) != 0,
+              event.strreset_flags & UInt16(SCTP_STREAM_RESET_DENIED | SCTP_STREAM_RESET_FAILED) == 0 else { return }
+        let count = (min(Int(event.strreset_length), bytes.count) - headerSize) / 2
+        let ids = count > 0 ? (0..<count).map { bytes.loadUnaligned(fromByteOffset: headerSize + 2 * $0, as: UInt16.self) } : Array(streams.keys)
+        for id in ids { streams[id]?.peerFinished() }
+    }
+
+    private func readStreamCounts() {
+        var status = sctp_status()
+        if socket?.get(SCTP_STATUS, &status) == true {
+            outboundStreams = status.sstat_outstrms
+            inboundStreams = status.sstat_instrms
+        }
+    }
+
+    /// Path MTU discovery off; the configured MTU less IPv6 and UDP headers is the SCTP packet size.
+    private func applyPathMTU() {
+        guard let socket else { return }
+        var parameters = sctp_paddrparams()
+        parameters.spp_assoc_id = sctp_assoc_t(SCTP_FUTURE_ASSOC)
+        parameters.spp_flags = UInt32(SPP_PMTUD_DISABLE)
+        parameters.spp_pathmtu = UInt32(max(SCTPOptions.minimumPathMTU, options.pathMTU) - SCTPOptions.headerOverhead)
+        var address = SCTPSocket.address(path.handle, port: 0)
+        withUnsafeBytes(of: &address) { source in
+            withUnsafeMutableBytes(of: &parameters.spp_address) { $0.copyMemory(from: source) }
+        }
+        try? socket.set(SCTP_PEER_ADDR_PARAMS, parameters)
+    }
+
+    // MARK: Sending
+
+    func send(_ bytes: [UInt8], on streamID: UInt16, properties: MessageProperties, completion: ((TransportError?) -> Void)?) {
+        guard state == .established || state == .connecting else {
+            completion?(.connectionClosed("the SCTP association has ended"))
+            return
+        }
+        sending.enqueue(.message(SCTPSendQueue.Message(streamID: streamID, bytes: bytes, properties: properties, completion: completion)))
+        if state == .established { flushSends() }
+    }
+
+    private func flushSends() {
+        guard let socket, state == .established || state == .shuttingDown else { return }
+        switch sending.flush(into: socket) {
+        case .blocked, .drained: break
+        case .failed(let error): fail(error)
+        }
+        if state == .shuttingDown, sending.isEmpty, !shutdownSent { sendShutdown() }
+    }
+
+    // MARK: Closing
+
+    /// The stream's send side ends: a stream reset after its queued messages, or, for the last
+    /// stream, the association's SHUTDOWN.
+    func finishStream(_ streamID: UInt16, completion: @escaping (TransportError?) -> Void) {
+        let others = streams.keys.filter { $0 != streamID && !retiredStreams.contains($0) }
+        if others.isEmpty {
+            shutDown()
+            completion(nil)
+            return
+        }
+        sending.enqueue(.reset(streamID))
+        flushSends()
+        completion(nil)
+    }
+
+    /// A stream's connection is gone. The last one takes the association with it.
+    func streamClosed(_ streamID: UInt16) {
+        guard streams.removeValue(forKey: streamID) != nil else { return }
+        retiredStreams.insert(streamID)
+        pausedStreams.remove(streamID)
+        if streams.isEmpty { shutDown() }
+    }
+
+    private var shutdownSent = false
+
+    /// Graceful close (RFC 9260 section 9.2): queued data first, then SHUTDOWN; the socket is released
+    /// on SHUTDOWN COMPLETE, or aborted if that does not come within a few seconds.
+    func shutDown() {
+        switch state {
+        case .established:
+            state = .shuttingDown
+            flushSends()
+            closeTimer = UVTimer.schedule(on: loop, after: 5_000) { [weak self] in self?.abort() }
+        case .idle, .connecting:
+            abort()
+        default:
+            break
+        }
+    }
+
+    private func sendShutdown() {
+        shutdownSent = true
+        if let socket, usrsctp_shutdown(socket.raw, Int32(SHUT_WR)) != 0 { finishClose() }
+    }
+
+    private func peerShutDown() {
+        streams.values.forEach { $0.peerFinished() }
+        if state == .established { shutDown() }
+    }
+
+    /// Ends the association at once with an ABORT chunk.
+    func abort() {
+        guard state != .closed && state != .failed else { return }
+        state = .closed
+        sending.failAll(.connectionClosed("the SCTP association was aborted"))
+        socket?.close(abort: true)
+        release(notify: true)
+    }
+
+    private func finishClose() {
+        guard state != .closed else { return }
+        state = .closed
+        sending.failAll(.connectionClosed("the SCTP association closed"))
+        socket?.close()
+        release(notify: true)
+    }
+
+    private func fail(_ error: TransportError) {
+        guard state != .closed && state != .failed else { return }
+        state = .failed
+        sending.failAll(error)
+        let affected = Array(streams.values)
+        socket?.close(abort: true)
+        affected.forEach { $0.associationDidFail(error) }
+        release(notify: false)
+    }
+
+    private var released = false
+
+    private func release(notify: Bool) {
+        guard !released else { return }
+        released = true
+        closeTimer?.close()
+        closeTimer = nil
+        socket = nil
+        path.close()
+        if notify { streams.values.forEach { $0.associationDidClose() } }
+        let onClosed = self.onClosed
+        self.onClosed = nil
+        onClosed?()
+    }
+
+    // MARK: Flow control
+
+    func setReading(_ enabled: Bool, on streamID: UInt16) {
+        if enabled {
+            pausedStreams.remove(streamID)
+            if pausedStreams.isEmpty { scheduleEvents() }
+        } else {
+            pausedStreams.insert(streamID)
+        }
+    }
+}
+
+/// A weak reference to a loop-confined object, carried through `EventLoop.execute`. @unchecked
+/// Sendable: made on the loop and dereferenced only there.
+struct LoopBound<Value: AnyObject>: @unchecked Sendable {
+    weak var value: Value?
+    init(_ value: Value) { self.value = value }
+}

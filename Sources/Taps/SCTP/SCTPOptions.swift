@@ -1,0 +1,21 @@
+/// Settings of the SCTP stacks (`TransportProperties.sctp`).
+public struct SCTPOptions: Sendable, Hashable {
+    /// Streams asked for in each direction (SCTP_INITMSG); the association uses the smaller of ours
+    /// and the peer's. Each Connection of a group is one stream.
+    public var streams: UInt16 = 32
+    /// The largest IP packet on the path, in bytes. 1280 (the IPv6 minimum) suits real networks;
+    /// loopback benchmarks use more. SCTP packets are this less IPv6 and UDP headers.
+    public var pathMTU: Int = 1280
+    /// UDP port of the peer's SCTP-over-UDP encapsulation (RFC 6951); nil: the remote endpoint's
+    /// port, which is also the SCTP port. 9899 is RFC 6951's registered port.
+    public var remoteUDPPort: UInt16? = nil
+    /// Local UDP port for the encapsulation; nil: the local endpoint's port (listeners) or an
+    /// ephemeral one (clients).
+    public var localUDPPort: UInt16? = nil
+
+    /// IPv6 (40) and UDP (8) headers.
+    static let headerOverhead = 48
+    static let minimumPathMTU = 576
+
+    public init() {}
+}

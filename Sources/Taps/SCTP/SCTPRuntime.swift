@@ -1,0 +1,101 @@
+import CUsrSCTP
+import Glibc
+import Synchronization
+
+/// usrsctp for the whole process. It is started once with `usrsctp_init_nothreads` (no receive or
+/// timer threads) on one event loop, whose libuv timer drives usrsctp's timers every 10 ms while an
+/// SCTP socket exists; every usrsctp call happens on that loop. Packets leave through the output
+/// callback towards the `SCTPPath` usrsctp names, and arrive through `SCTPPath`'s `usrsctp_conninput`.
+final class SCTPRuntime: @unchecked Sendable {
+    // @unchecked Sendable: everything but `livePaths` is touched on `loop` only; `livePaths` has a lock
+    // because usrsctp's iterator thread may, rarely, call the output callback.
+    static let shared = SCTPRuntime(loop: EventLoopGroup.shared.loops[0])
+
+    /// The loop every SCTP association of this process lives on.
+    let loop: EventLoop
+    private var timer: UVTimer?
+    private var lastTick: UInt64 = 0
+    /// Sockets open in usrsctp; the timer runs while there are any.
+    private var openSockets = 0
+    /// Paths usrsctp may send on, by their `sconn_addr` handle.
+    private let livePaths = Mutex<Set<UInt>>([])
+
+    /// usrsctp's tick (its own timer threads use 10 ms).
+    static let tickMilliseconds: UInt64 = 10
+
+    private init(loop: EventLoop) {
+        self.loop = loop
+        usrsctp_init_nothreads(0, { address, buffer, length, _, _ in
+            guard let address, let buffer else { return -1 }
+            return SCTPRuntime.shared.output(to: address, UnsafeRawBufferPointer(start: buffer, count: length))
+        }, nil)
+        // We compute and check CRC32c on the packet path (SCTPPacket).
+        usrsctp_enable_crc32c_offload()
+        // Room for a bandwidth-delay product on fast paths; raised before any socket exists.
+        usrsctp_sysctl_set_sctp_sendspace(4 * 1024 * 1024)
+        usrsctp_sysctl_set_sctp_recvspace(4 * 1024 * 1024)
+        // RFC 3758 partial reliability and RFC 6525 stream reconfiguration, offered on every association.
+        usrsctp_sysctl_set_sctp_pr_enable(1)
+        usrsctp_sysctl_set_sctp_reconfig_enable(1)
+        // No ECN: the UDP path cannot carry the IP ECN bits to usrsctp.
+        usrsctp_sysctl_set_sctp_ecn_enable(0)
+    }
+
+    // MARK: Sockets and the timer (loop thread)
+
+    func socketOpened() {
+        openSockets += 1
+        guard timer == nil else { return }
+        let timer = UVTimer(loop: loop)
+        self.timer = timer
+        lastTick = loop.nowMilliseconds
+        timer.start(after: Self.tickMilliseconds, repeat: Self.tickMilliseconds) { [unowned self] in
+            let now = loop.nowMilliseconds
+            usrsctp_handle_timers(UInt32(truncatingIfNeeded: now - lastTick))
+            lastTick = now
+        }
+    }
+
+    /// A socket was closed (after its association finished shutting down or was aborted).
+    func socketClosed() {
+        openSockets -= 1
+        guard openSockets == 0 else { return }
+        timer?.close()
+        timer = nil
+    }
+
+    // MARK: Paths
+
+    func register(_ path: SCTPPath) -> UnsafeMutableRawPointer {
+        let handle = Unmanaged.passUnretained(path).toOpaque()
+        livePaths.withLock { _ = $0.insert(UInt(bitPattern: handle)) }
+        usrsctp_register_address(handle)
+        return handle
+    }
+
+    func deregister(_ handle: UnsafeMutableRawPointer) {
+        usrsctp_deregister_address(handle)
+        livePaths.withLock { _ = $0.remove(UInt(bitPattern: handle)) }
+    }
+
+    /// usrsctp's output callback: one SCTP packet for the path `handle` names.
+    private func output(to handle: UnsafeMutableRawPointer, _ packet: UnsafeRawBufferPointer) -> Int32 {
+        var copy = [UInt8](packet)
+        SCTPPacket.fillChecksum(&copy)
+        let onLoop = loop.inEventLoop
+        let key = UInt(bitPattern: handle)
+        let alive = livePaths.withLock { $0.contains(key) }
+        guard alive else { return -1 }
+        if onLoop {
+            Unmanaged<SCTPPath>.fromOpaque(handle).takeUnretainedValue().send(copy)
+        } else {
+            // usrsctp's iterator thread: hand the packet to the loop, where the path lives.
+            let packet = copy
+            loop.execute { [self] in
+                guard livePaths.withLock({ $0.contains(key) }), let address = UnsafeMutableRawPointer(bitPattern: key) else { return }
+                Unmanaged<SCTPPath>.fromOpaque(address).takeUnretainedValue().send(packet)
+            }
+        }
+        return 0
+    }
+}

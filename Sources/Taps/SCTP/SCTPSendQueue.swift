@@ -1,0 +1,128 @@
+import CUsrSCTP
+import Glibc
+
+/// Messages waiting for room in usrsctp's send buffer, in order, with the stream resets queued
+/// behind them. A message goes in pieces (explicit end-of-record) when it is larger than the room
+/// left; its message properties map to SCTP (RFC 9622 section 9.1.3 on RFC 6458 section 5.3):
+/// unordered delivery, PR-SCTP lifetime or retransmission limit (RFC 3758), the PPID.
+struct SCTPSendQueue {
+    struct Message {
+        let streamID: UInt16
+        let bytes: [UInt8]
+        let properties: MessageProperties
+        let completion: ((TransportError?) -> Void)?
+        var offset = 0
+
+        init(streamID: UInt16, bytes: [UInt8], properties: MessageProperties, completion: ((TransportError?) -> Void)?) {
+            self.streamID = streamID
+            self.bytes = bytes
+            self.properties = properties
+            self.completion = completion
+        }
+    }
+
+    enum Entry {
+        case message(Message)
+        /// RFC 6525 outgoing stream reset, once the stream's messages before it are handed over.
+        case reset(UInt16)
+    }
+
+    enum Outcome { case drained, blocked, failed(TransportError) }
+
+    private var entries: [Entry] = []
+    private var head = 0
+
+    /// The most one usrsctp_sendv call hands over.
+    private static let pieceSize = 256 * 1024
+
+    var isEmpty: Bool { head == entries.count }
+
+    mutating func enqueue(_ entry: Entry) { entries.append(entry) }
+
+    /// Hands as much as usrsctp takes; stops when its buffer is full.
+    mutating func flush(into socket: SCTPSocket) -> Outcome {
+        while head < entries.count {
+            switch entries[head] {
+            case .reset(let streamID):
+                reset(streamID, on: socket)
+            case .message(var message):
+                let remaining = message.bytes.count - message.offset
+                let piece = min(remaining, Self.pieceSize)
+                let isLast = piece == remaining
+                var info = Self.sendInfo(message, endOfRecord: isLast)
+                let sent = message.bytes.withUnsafeBytes { bytes in
+                    usrsctp_sendv(socket.raw, bytes.baseAddress! + message.offset, piece, nil, 0, &info,
+                                  socklen_t(MemoryLayout<sctp_sendv_spa>.size), UInt32(SCTP_SENDV_SPA), 0)
+                }
+                if sent < 0 {
+                    if errno == EAGAIN || errno == EWOULDBLOCK { return .blocked }
+                    let error = TransportError.io("SCTP send failed: \(String(cString: strerror(errno)))")
+                    message.completion?(error)
+                    advance()
+                    if errno == ENOTCONN || errno == EPIPE || errno == ECONNRESET { return .failed(error) }
+                    continue
+                }
+                message.offset += sent
+                if message.offset < message.bytes.count {
+                    entries[head] = .message(message)
+                    if sent < piece { return .blocked }
+                    continue
+                }
+                message.completion?(nil)
+            }
+            advance()
+        }
+        return .drained
+    }
+
+    private mutating func advance() {
+        head += 1
+        if head == entries.count {
+            entries.removeAll(keepingCapacity: true)
+            head = 0
+        }
+    }
+
+    mutating func failAll(_ error: TransportError) {
+        let pending = entries[head...]
+        entries.removeAll()
+        head = 0
+        for case .message(let message) in pending { message.completion?(error) }
+    }
+
+    private static func sendInfo(_ message: Message, endOfRecord: Bool) -> sctp_sendv_spa {
+        var info = sctp_sendv_spa()
+        info.sendv_flags = UInt32(SCTP_SEND_SNDINFO_VALID)
+        info.sendv_sndinfo.snd_sid = message.streamID
+        var flags = endOfRecord ? UInt16(SCTP_EOR) : 0
+        if !message.properties.ordered { flags |= UInt16(SCTP_UNORDERED) }
+        info.sendv_sndinfo.snd_flags = flags
+        info.sendv_sndinfo.snd_ppid = (message.properties.sctpPayloadProtocolIdentifier ?? 0).bigEndian
+        if let lifetime = message.properties.lifetime {
+            info.sendv_flags |= UInt32(SCTP_SEND_PRINFO_VALID)
+            info.sendv_prinfo.pr_policy = UInt16(SCTP_PR_SCTP_TTL)
+            info.sendv_prinfo.pr_value = UInt32(clamping: max(1, lifetime.milliseconds))
+        } else if !message.properties.reliable {
+            // Unreliable: sent once, never retransmitted.
+            info.sendv_flags |= UInt32(SCTP_SEND_PRINFO_VALID)
+            info.sendv_prinfo.pr_policy = UInt16(SCTP_PR_SCTP_RTX)
+            info.sendv_prinfo.pr_value = 0
+        }
+        return info
+    }
+
+    private func reset(_ streamID: UInt16, on socket: SCTPSocket) {
+        // struct sctp_reset_streams with one stream id after its header.
+        let size = MemoryLayout<sctp_reset_streams>.size + MemoryLayout<UInt16>.size
+        var request = [UInt8](repeating: 0, count: size)
+        request.withUnsafeMutableBytes { bytes in
+            var header = sctp_reset_streams()
+            header.srs_assoc_id = 0  // ignored on one-to-one sockets
+            header.srs_flags = UInt16(SCTP_STREAM_RESET_OUTGOING)
+            header.srs_number_streams = 1
+            bytes.storeBytes(of: header, as: sctp_reset_streams.self)
+            bytes.storeBytes(of: streamID, toByteOffset: MemoryLayout<sctp_reset_streams>.size, as: UInt16.self)
+            _ = usrsctp_setsockopt(socket.raw, Int32(IPPROTO_SCTP), SCTP_RESET_STREAMS, bytes.baseAddress, socklen_t(size))
+        }
+    }
+}

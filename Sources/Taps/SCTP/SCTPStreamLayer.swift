@@ -1,0 +1,90 @@
+/// One bidirectional SCTP stream of an association, as the layer a Connection sits on. Writes are
+/// whole messages with their properties; reads are whole messages. Loop thread only.
+final class SCTPStreamLayer: Layer {
+    weak var delegate: LayerDelegate?
+    let association: SCTPAssociation
+    let streamID: UInt16
+    private var started = false
+    private var readyReported = false
+    private var ended = false
+    private var closed = false
+
+    init(association: SCTPAssociation, streamID: UInt16) {
+        self.association = association
+        self.streamID = streamID
+    }
+
+    var isDatagram: Bool { true }
+    var localAddress: SocketAddress? { association.path.lower.localAddress }
+    var remoteAddress: SocketAddress? { association.path.lower.remoteAddress }
+
+    func start() {
+        started = true
+        association.streamStarted(self)
+    }
+
+    // MARK: From the association
+
+    func associationDidBecomeReady() {
+        guard started, !readyReported else { return }
+        readyReported = true
+        delegate?.layerDidBecomeReady()
+    }
+
+    func deliver(_ message: [UInt8], properties: MessageProperties) {
+        guard !ended else { return }
+        delegate?.layerDidRead(message: message, properties: properties)
+    }
+
+    /// The peer reset this stream or shut the association down: no more messages arrive.
+    func peerFinished() {
+        guard !ended else { return }
+        ended = true
+        delegate?.layerDidReadEndOfStream()
+    }
+
+    func associationDidFail(_ error: TransportError) {
+        delegate?.layerDidFail(error)
+    }
+
+    func associationDidClose() {
+        peerFinished()
+    }
+
+    // MARK: From the connection
+
+    func write(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?) {
+        association.send(Array(bytes), on: streamID, properties: .default, completion: completion)
+    }
+
+    func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {
+        association.send(array, on: streamID, properties: .default, completion: completion)
+    }
+
+    func write(_ array: [UInt8], properties: MessageProperties, completion: ((TransportError?) -> Void)?) {
+        association.send(array, on: streamID, properties: properties, completion: completion)
+    }
+
+    func finishWriting(completion: @escaping (TransportError?) -> Void) {
+        association.finishStream(streamID, completion: completion)
+    }
+
+    func setReading(_ enabled: Bool) { association.setReading(enabled, on: streamID) }
+
+    /// Ends the whole association with ABORT: SCTP has no per-stream abort.
+    func abort() {
+        closed = true
+        association.abort()
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        association.streamClosed(streamID)
+    }
+
+    /// A clone is the next stream of the same association (RFC 9622 section 7.4).
+    func openSibling() throws(TransportError) -> Layer? {
+        try association.openStream()
+    }
+}
