@@ -13,6 +13,9 @@ public struct Preconnection: Sendable {
     public var registry: StackRegistry = .standard
     /// The loop to run on; nil picks the next loop of `EventLoopGroup.shared`.
     public var loop: EventLoop?
+    /// Testing: faults injected on the datagram path of UDP-based stacks (in both directions, on
+    /// this end's side). Nil in production.
+    public var lossyPath: LossyPath?
     /// Security contexts built for this preconnection (and its copies), by parameters and role:
     /// building an SSL_CTX and parsing trust roots costs more than a handshake, and sharing the
     /// context shares its session cache.
@@ -51,7 +54,7 @@ public struct Preconnection: Sendable {
                                                datagram: stack.layers.contains(.dtls))
             }
             return StackRecipe(stack: stack, properties: transport, tlsContext: context,
-                               serverName: security.serverName ?? remote?.hostName, local: localAddress)
+                               serverName: security.serverName ?? remote?.hostName, local: localAddress, lossyPath: lossyPath)
         }
     }
 

@@ -8,6 +8,8 @@ struct StackRecipe: Sendable {
     let tlsContext: TLSContext?
     let serverName: String?
     let local: SocketAddress?
+    /// Testing: faults on the datagram path (client side).
+    var lossyPath: LossyPath? = nil
 
     var tcpOptions: TCPLayer.TCPOptions {
         var options = TCPLayer.TCPOptions()
@@ -37,6 +39,7 @@ struct StackRecipe: Sendable {
         case .udp: layer = try UDPLayer(loop: loop, local: local, peer: remote)
         default: throw .notSupported("stack \(stack.name) has no transport layer")
         }
+        if let lossyPath, layer.isDatagram { layer = LossyLayer(over: layer, faults: lossyPath, loop: loop) }
         for kind in stack.layers.dropFirst() {
             layer = kind == .sctp ? try addSCTP(over: layer, remote: remote, loop: loop)
                                   : try addSecurity(kind, over: layer, remote: remote, loop: loop)

@@ -1,0 +1,130 @@
+/// Faults to inject on a datagram path, for testing a stack under loss (`Preconnection.lossyPath`).
+/// Rates are probabilities per datagram, drawn from a generator with a fixed seed, so a run repeats.
+public struct LossyPath: Sendable, Hashable {
+    public var lossRate = 0.0
+    public var reorderRate = 0.0
+    public var duplicateRate = 0.0
+    public var corruptionRate = 0.0
+    /// Each datagram is held up to this long (uniformly drawn); zero sends at once.
+    public var maximumDelay: Duration = .zero
+    public var seed: UInt64 = 1
+
+    public init(lossRate: Double = 0, reorderRate: Double = 0, duplicateRate: Double = 0, corruptionRate: Double = 0,
+                maximumDelay: Duration = .zero, seed: UInt64 = 1) {
+        self.lossRate = lossRate
+        self.reorderRate = reorderRate
+        self.duplicateRate = duplicateRate
+        self.corruptionRate = corruptionRate
+        self.maximumDelay = maximumDelay
+        self.seed = seed
+    }
+}
+
+/// A datagram layer decorator that drops, duplicates, reorders, delays and corrupts datagrams in both
+/// directions by the configured rates. Usable under any UDP-based stack. Loop thread only.
+final class LossyLayer: Layer, LayerDelegate {
+    weak var delegate: LayerDelegate?
+    private let lower: Layer
+    private let faults: LossyPath
+    private let loop: EventLoop
+    private var random: SplitMix64
+    /// A datagram held back to be sent after the next one (reordering), per direction.
+    private var heldOutgoing: [UInt8]?
+    private var heldIncoming: [UInt8]?
+    private(set) var counters = Counters()
+
+    struct Counters { var dropped = 0, duplicated = 0, reordered = 0, corrupted = 0, delayed = 0 }
+
+    init(over lower: Layer, faults: LossyPath, loop: EventLoop) {
+        self.lower = lower
+        self.faults = faults
+        self.loop = loop
+        random = SplitMix64(seed: faults.seed)
+        lower.delegate = self
+    }
+
+    var isDatagram: Bool { true }
+    var maximumMessageSize: Int? { lower.maximumMessageSize }
+    var localAddress: SocketAddress? { lower.localAddress }
+    var remoteAddress: SocketAddress? { lower.remoteAddress }
+
+    func start() { lower.start() }
+    func finishWriting(completion: @escaping (TransportError?) -> Void) { lower.finishWriting(completion: completion) }
+    func setReading(_ enabled: Bool) { lower.setReading(enabled) }
+    func abort() { lower.abort() }
+    func close() { lower.close() }
+
+    func write(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?) {
+        write(Array(bytes), completion: completion)
+    }
+
+    func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {
+        // The datagram counts as sent whatever happens to it on the way.
+        completion?(nil)
+        disturb(array, held: \.heldOutgoing) { [weak self] datagram in self?.lower.write(datagram, completion: nil) }
+    }
+
+    func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
+        disturb(Array(bytes), held: \.heldIncoming) { [weak self] datagram in
+            datagram.withUnsafeBytes { self?.delegate?.layerDidRead($0) }
+        }
+    }
+
+    /// Applies the faults to one datagram and passes what survives to `forward`.
+    private func disturb(_ datagram: [UInt8], held: ReferenceWritableKeyPath<LossyLayer, [UInt8]?>, forward: @escaping ([UInt8]) -> Void) {
+        if chance(faults.lossRate) {
+            counters.dropped += 1
+            return
+        }
+        var datagram = datagram
+        if chance(faults.corruptionRate), !datagram.isEmpty {
+            let index = Int(random.next() % UInt64(datagram.count))
+            datagram[index] ^= UInt8(truncatingIfNeeded: random.next() | 1)
+            counters.corrupted += 1
+        }
+        var batch = [datagram]
+        if chance(faults.duplicateRate) {
+            counters.duplicated += 1
+            batch.append(datagram)
+        }
+        if chance(faults.reorderRate), self[keyPath: held] == nil {
+            // Held until the next datagram has gone first.
+            counters.reordered += 1
+            self[keyPath: held] = datagram
+            return
+        }
+        if let previous = self[keyPath: held] {
+            self[keyPath: held] = nil
+            batch.append(previous)
+        }
+        let delay = faults.maximumDelay.milliseconds > 0 ? random.next() % UInt64(faults.maximumDelay.milliseconds + 1) : 0
+        if delay == 0 {
+            batch.forEach(forward)
+        } else {
+            counters.delayed += 1
+            UVTimer.schedule(on: loop, after: delay) { batch.forEach(forward) }
+        }
+    }
+
+    private func chance(_ rate: Double) -> Bool {
+        rate > 0 && Double(random.next() >> 11) / Double(1 << 53) < rate
+    }
+
+    func layerDidBecomeReady() { delegate?.layerDidBecomeReady() }
+    func layerDidReadEndOfStream() { delegate?.layerDidReadEndOfStream() }
+    func layerDidFail(_ error: TransportError) { delegate?.layerDidFail(error) }
+    func layerDidReportSoftError(_ error: TransportError) { delegate?.layerDidReportSoftError(error) }
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a small seeded generator, so fault runs repeat.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
