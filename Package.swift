@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "taps-demo", targets: ["TapsDemo"]),
         .executable(name: "taps-echo", targets: ["TapsEcho"]),
         .executable(name: "taps-bench", targets: ["TapsBench"]),
+        .executable(name: "taps-sctp-baseline", targets: ["TapsSCTPBaseline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -45,6 +46,12 @@ let package = Package(
             name: "TapsBaseline",
             path: "Benchmarks/Baseline",
             linkerSettings: [.linkedLibrary("uv"), .linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
+        // The SCTP baseline: usrsctp's own API and UDP encapsulation threads, in a process of its own.
+        .executableTarget(
+            name: "TapsSCTPBaseline",
+            path: "Benchmarks/SCTPBaseline",
+            linkerSettings: [.linkedLibrary("usrsctp"), .linkedLibrary("pthread")]
         ),
         .executableTarget(
             name: "TapsBench",

@@ -10,7 +10,7 @@ struct TapsDemo: AsyncParsableCommand {
         commandName: "taps-demo",
         abstract: "Show stack selection, security details, messaging and throughput on loopback.")
 
-    @Option(name: .long, help: "Run only the scenario whose chosen stack has this name (tls-tcp, dtls-udp, tcp, udp).")
+    @Option(name: .long, help: "Run only the scenario whose chosen stack has this name (tls-tcp, dtls-udp, tcp, udp, sctp).")
     var stack: String?
 
     @Option(name: .long, help: "Megabytes to echo in the throughput step of stream stacks.")
@@ -36,6 +36,11 @@ struct TapsDemo: AsyncParsableCommand {
                      server: .server(identity: identity), client: clientSecurity, framer: nil),
             Scenario(title: "Unreliable datagrams without security", transport: .unreliableDatagram,
                      server: .disabled, client: .disabled, framer: nil),
+            Scenario(title: "Messages on several streams of one association", transport: {
+                var transport = TransportProperties.reliableMessage
+                transport.multistreaming = .require
+                return transport
+            }(), server: .disabled, client: .disabled, framer: nil),
         ]
         for scenario in scenarios {
             let chosen = scenario.clientPreconnection(port: 1).candidateStacks().first { $0.rank == 0 }?.stack.name

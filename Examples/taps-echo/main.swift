@@ -13,8 +13,14 @@ struct TapsEcho: AsyncParsableCommand {
 }
 
 struct StackOptions: ParsableArguments {
-    @Option(name: .long, help: "Stack: tcp, udp, tls-tcp, dtls-udp (default: chosen by selection, tls-tcp with security).")
+    @Option(name: .long, help: "Stack: tcp, udp, tls-tcp, dtls-udp, sctp (default: chosen by selection, tls-tcp with security).")
     var stack: String?
+
+    @Option(name: .long, help: "sctp: the peer's UDP encapsulation port (RFC 6951; default: the SCTP port).")
+    var udpPort: UInt16?
+
+    @Option(name: .long, help: "sctp: the local UDP encapsulation port (default: the SCTP port when listening, any when connecting).")
+    var localUDPPort: UInt16?
 
     /// The registry limited to the named stack, and whether that stack is secured.
     func registry() throws -> (StackRegistry, secured: Bool) {
@@ -28,6 +34,13 @@ struct StackOptions: ParsableArguments {
 
     func properties() -> TransportProperties {
         guard let stack, let found = StackRegistry.standard.stack(named: stack) else { return .reliableInOrderStream }
+        if found.features.contains(.multistreaming) {
+            var properties = TransportProperties.reliableMessage
+            properties.multistreaming = .require
+            properties.sctp.remoteUDPPort = udpPort
+            properties.sctp.localUDPPort = localUDPPort
+            return properties
+        }
         return found.isByteStream ? .reliableInOrderStream : .unreliableDatagram
     }
 }

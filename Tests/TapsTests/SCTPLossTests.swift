@@ -7,6 +7,10 @@ final class SCTPLossTests: XCTestCase {
     private func preconnection(local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil) -> Preconnection {
         var transport = TransportProperties.reliableMessage
         transport.multistreaming = .require
+        // Loopback round trips are microseconds: recover from loss in tens of milliseconds, not seconds.
+        transport.sctp.retransmissionTimeoutMinimum = .milliseconds(20)
+        transport.sctp.retransmissionTimeoutInitial = .milliseconds(100)
+        transport.sctp.retransmissionTimeoutMaximum = .milliseconds(400)
         var preconnection = Preconnection(local: local, remote: remote, transport: transport, security: .disabled)
         preconnection.registry = StackRegistry(stacks: [.sctp])
         return preconnection
@@ -76,6 +80,113 @@ final class SCTPLossTests: XCTestCase {
         XCTAssertGreaterThan(SCTPPath.droppedBadChecksum.load(ordering: .relaxed), badChecksumsBefore,
                              "corrupted packets were caught by the CRC32c check")
         for connection in streams { await connection.abort() }
+        await listener.stop()
+    }
+}
+
+extension SCTPLossTests {
+    /// An INIT chunk (RFC 9260 section 3.3.2) from `sourcePort` to `destinationPort`, checksummed.
+    private static func initPacket(from sourcePort: UInt16, to destinationPort: UInt16, tag: UInt32) -> [UInt8] {
+        var packet: [UInt8] = []
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.bigEndian) { packet.append(contentsOf: $0) } }
+        append(sourcePort); append(destinationPort); append(UInt32(0)); append(UInt32(0))  // verification tag 0, checksum
+        packet += [1, 0]; append(UInt16(20))  // INIT, flags, length
+        append(tag); append(UInt32(65_536)); append(UInt16(10)); append(UInt16(10)); append(UInt32(1))
+        SCTPPacket.fillChecksum(&packet)
+        return packet
+    }
+
+    func testBadPacketsAreCountedAndDroppedAndAnINITFloodLeavesNoAssociation() async throws {
+        let listener = try await preconnection(local: .loopback()).listen()
+        let port = listener.localAddress.port
+        var raw = Preconnection(remote: .loopback(port: port), transport: .unreliableDatagram, security: .disabled)
+        raw.registry = StackRegistry(stacks: [.udp])
+        let sender = try await raw.initiate()
+        let shortBefore = SCTPPath.droppedTooShort.load(ordering: .relaxed)
+        let badBefore = SCTPPath.droppedBadChecksum.load(ordering: .relaxed)
+
+        try await sender.send([1, 2, 3])
+        var corrupted = Self.initPacket(from: 5000, to: port, tag: 7)
+        corrupted[corrupted.count - 1] ^= 0xff
+        try await sender.send(corrupted)
+        // A checksummed packet with an unknown chunk type and a wrong verification tag: usrsctp drops it.
+        var unknown = Self.initPacket(from: 5000, to: port, tag: 7)
+        unknown[12] = 0xbf
+        unknown[4] = 0x55
+        unknown.replaceSubrange(8..<12, with: [0, 0, 0, 0])
+        SCTPPacket.fillChecksum(&unknown)
+        try await sender.send(unknown)
+
+        // An INIT flood: usrsctp answers each with an INIT ACK carrying a state cookie and keeps no state.
+        let flood = 100
+        for index in 0..<flood { try await sender.send(Self.initPacket(from: 5000, to: port, tag: UInt32(index + 1))) }
+        var initAcks = 0
+        while initAcks < flood {
+            let reply = try await sender.receive()
+            if reply.content.count > 12 && reply.content[12] == 2 { initAcks += 1 }
+        }
+        XCTAssertEqual(initAcks, flood)
+        XCTAssertEqual(SCTPPath.droppedTooShort.load(ordering: .relaxed) - shortBefore, 1)
+        XCTAssertEqual(SCTPPath.droppedBadChecksum.load(ordering: .relaxed) - badBefore, 1)
+
+        // No association came of it, and a real client still gets through.
+        let echo = startEcho(listener)
+        let client = try await preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
+        try await client.send("after the flood")
+        let reply = try await client.receive()
+        XCTAssertEqual(reply.text, "after the flood")
+        await client.close()
+        await sender.abort()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testAbortReachesThePeer() async throws {
+        let listener = try await preconnection(local: .loopback()).listen()
+        let client = try await preconnection(remote: .loopback(port: listener.localAddress.port)).initiate(timeout: .seconds(5))
+        try await client.send("hello")
+        var incoming = listener.connections.makeAsyncIterator()
+        let next = await incoming.next()
+        let server = try XCTUnwrap(next)
+        _ = try await server.receive()
+        await client.abort()
+        await XCTAssertThrowsTransportError(.connectionReset) { try await server.receive() }
+        await listener.stop()
+    }
+}
+
+extension SCTPLossTests {
+    func testPartialReliabilityGivesUpOnLostMessagesAndUnorderedIsReported() async throws {
+        let listener = try await preconnection(local: .loopback()).listen()
+        var client = preconnection(remote: .loopback(port: listener.localAddress.port))
+        client.lossyPath = LossyPath(lossRate: 0.2, seed: 3)
+        // The handshake's own packets may be lost too, and are retransmitted.
+        let connection = try await client.initiate(timeout: .seconds(30))
+        try await connection.send("start")
+        var incoming = listener.connections.makeAsyncIterator()
+        let next = await incoming.next()
+        let server = try XCTUnwrap(next)
+        _ = try await server.receive()
+
+        let sent = 300
+        for index in 0..<sent {
+            var properties = MessageProperties()
+            properties.ordered = false
+            if index % 2 == 0 { properties.reliable = false } else { properties.lifetime = .milliseconds(1) }
+            try await connection.send([UInt8(truncatingIfNeeded: index)] + [UInt8](repeating: 1, count: 200),
+                                      context: MessageContext(properties: properties))
+        }
+        try await connection.send("end")  // reliable and ordered: arrives, after every ordered message
+        var partiallyReliable = 0
+        while true {
+            let message = try await server.receive()
+            if message.text == "end" { break }
+            XCTAssertFalse(message.context.properties.ordered, "arrived as sent: unordered")
+            partiallyReliable += 1
+        }
+        XCTAssertGreaterThan(partiallyReliable, 0)
+        XCTAssertLessThan(partiallyReliable, sent, "with 20% loss and no retransmission some messages are abandoned")
+        await connection.abort()
         await listener.stop()
     }
 }

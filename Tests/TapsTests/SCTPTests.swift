@@ -88,4 +88,80 @@ final class SCTPTests: XCTestCase {
         await first.abort()
         await listener.stop()
     }
+
+    func testEchoExampleOverSCTPWithASeparateUDPPort() async throws {
+        let sctpPort = try await freePort(udp: true)
+        let udpPort = try await freePort(udp: true)
+        let server = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["listen", "--stack", "sctp", "--port", "\(sctpPort)", "--local-udp-port", "\(udpPort)"])
+        defer { server.terminate() }
+        let listening = await server.waitFor("listening on")
+        XCTAssertTrue(listening, server.text)
+        let client = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["connect", "127.0.0.1", "\(sctpPort)", "--stack", "sctp", "--udp-port", "\(udpPort)",
+                                       "--message", "over sctp in udp"])
+        let status = await client.finish()
+        XCTAssertEqual(status, 0, client.text + server.text)
+        XCTAssertTrue(client.text.contains("stack: sctp"), client.text)
+        XCTAssertTrue(client.text.hasSuffix("over sctp in udp\n"), client.text)
+    }
+}
+
+extension SCTPTests {
+    func testSendingFromATaskOnTheSCTPLoop() async throws {
+        let listener = try await listen()
+        let echo = startEcho(listener)
+        let client = sctpPreconnection(remote: .loopback(port: listener.localAddress.port))
+        let received = try await Task(executorPreference: listener.loop) { () -> Int in
+            let connection = try await client.initiate(timeout: .seconds(5))
+            for index in 0..<200 { try await connection.send([UInt8](repeating: UInt8(index & 0xff), count: 16_384)) }
+            var count = 0
+            while count < 200 {
+                _ = try await connection.receive()
+                count += 1
+            }
+            await connection.close()
+            return count
+        }.value
+        XCTAssertEqual(received, 200)
+        await listener.stop()
+        echo.cancel()
+    }
+}
+
+extension SCTPTests {
+    /// Queued messages still go out after `close()`, even once the connection object is gone.
+    func testCloseDeliversEverythingQueuedBeforeTheShutdown() async throws {
+        let listener = try await listen()
+        let client = sctpPreconnection(remote: .loopback(port: listener.localAddress.port))
+        let count = 400
+        try await Task(executorPreference: listener.loop) {
+            let connection = try await client.initiate(timeout: .seconds(5))
+            for index in 0..<count {
+                try await connection.send([UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 16_384))
+            }
+            await connection.close()
+        }.value
+        var incoming = listener.connections.makeAsyncIterator()
+        let next = await incoming.next()
+        let server = try XCTUnwrap(next)
+        let counting = Task {
+            var received = 0
+            while let message = try? await server.receive(), !(message.isFinal && message.content.isEmpty) {
+                XCTAssertEqual(message.content.first, UInt8(truncatingIfNeeded: received))
+                received += 1
+            }
+            return received
+        }
+        // A lost SHUTDOWN would leave the server waiting: end the connection after a while instead.
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(20))
+            await server.abort()
+        }
+        let received = await counting.value
+        watchdog.cancel()
+        XCTAssertEqual(received, count)
+        await server.close()
+        await listener.stop()
+    }
 }

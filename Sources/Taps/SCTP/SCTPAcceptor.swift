@@ -17,7 +17,7 @@ final class SCTPAcceptor {
     init(port: UInt16, options: SCTPOptions, loop: EventLoop) throws(TransportError) {
         self.options = options
         self.loop = loop
-        socket = try SCTPSocket(streams: options.streams)
+        socket = try SCTPSocket(streams: options.streams, options: options)
         try socket.bind(nil, port: port)
         guard usrsctp_listen(socket.raw, 128) == 0 else { throw .io("SCTP listen: \(String(cString: strerror(errno)))") }
         socket.setUpcall({ _, argument, _ in

@@ -104,7 +104,7 @@ final class SCTPAssociation: SCTPPathOwner {
     func pathDidBecomeReady() {
         guard case .client(let localPort, let remotePort) = role, state == .connecting, let handle = path.handle else { return }
         do throws(TransportError) {
-            let socket = try SCTPSocket(streams: options.streams)
+            let socket = try SCTPSocket(streams: options.streams, options: options)
             self.socket = socket
             installUpcall(on: socket)
             try socket.bind(handle, port: localPort)
@@ -277,8 +277,9 @@ final class SCTPAssociation: SCTPPathOwner {
         parameters.spp_assoc_id = sctp_assoc_t(SCTP_FUTURE_ASSOC)
         parameters.spp_flags = UInt32(SPP_PMTUD_DISABLE)
         parameters.spp_pathmtu = UInt32(max(SCTPOptions.minimumPathMTU, options.pathMTU) - SCTPOptions.headerOverhead)
-        var address = SCTPSocket.address(path.handle, port: 0)
-        withUnsafeBytes(of: &address) { source in
+        // The AF_CONN wildcard address: the setting applies to the association and every path of it.
+        var wildcard = SCTPSocket.address(nil, port: 0)
+        withUnsafeBytes(of: &wildcard) { source in
             withUnsafeMutableBytes(of: &parameters.spp_address) { $0.copyMemory(from: source) }
         }
         try? socket.set(SCTP_PEER_ADDR_PARAMS, parameters)
@@ -329,6 +330,7 @@ final class SCTPAssociation: SCTPPathOwner {
     }
 
     private var shutdownSent = false
+    private var keepAliveWhileClosing: SCTPAssociation?
 
     /// Graceful close (RFC 9260 section 9.2): queued data first, then SHUTDOWN; the socket is released
     /// on SHUTDOWN COMPLETE, or aborted if that does not come within a few seconds.
@@ -336,6 +338,9 @@ final class SCTPAssociation: SCTPPathOwner {
         switch state {
         case .established:
             state = .shuttingDown
+            // The connections may be gone already; the association lives on until its queued
+            // messages are out and the SHUTDOWN exchange is done.
+            keepAliveWhileClosing = self
             flushSends()
             closeTimer = UVTimer.schedule(on: loop, after: 5_000) { [weak self] in self?.abort() }
         case .idle, .connecting:
@@ -390,6 +395,7 @@ final class SCTPAssociation: SCTPPathOwner {
         closeTimer?.close()
         closeTimer = nil
         socket = nil
+        defer { keepAliveWhileClosing = nil }
         path.close()
         if notify { streams.values.forEach { $0.associationDidClose() } }
         let onClosed = self.onClosed

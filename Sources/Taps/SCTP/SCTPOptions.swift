@@ -13,6 +13,13 @@ public struct SCTPOptions: Sendable, Hashable {
     /// ephemeral one (clients).
     public var localUDPPort: UInt16? = nil
 
+    /// Retransmission timeout bounds and start value (RFC 9260 section 6.3.1; defaults 1 s, 60 s,
+    /// 3 s). Paths with known short round trips (a data centre, loopback tests under loss) recover
+    /// faster with smaller values. Nil keeps usrsctp's.
+    public var retransmissionTimeoutMinimum: Duration? = nil
+    public var retransmissionTimeoutMaximum: Duration? = nil
+    public var retransmissionTimeoutInitial: Duration? = nil
+
     /// IPv6 (40) and UDP (8) headers.
     static let headerOverhead = 48
     static let minimumPathMTU = 576

@@ -11,14 +11,15 @@ final class SCTPSocket {
     /// A new socket configured for the association layer: no Nagle, explicit end-of-record (large
     /// messages go in pieces), receive info on every read, the notifications the layer handles,
     /// stream reset allowed, the priority stream scheduler, and `streams` in each direction.
-    init(runtime: SCTPRuntime = .shared, streams: UInt16) throws(TransportError) {
-        guard let raw = usrsctp_socket(AF_CONN, Int32(SOCK_STREAM.rawValue), Int32(IPPROTO_SCTP), nil, nil, 0, nil) else {
+    init(runtime: SCTPRuntime = .shared, streams: UInt16, options: SCTPOptions = SCTPOptions()) throws(TransportError) {
+        guard let raw = usrsctp_socket(AF_CONN, Self.streamSocketType, Int32(IPPROTO_SCTP), nil, nil, 0, nil) else {
             throw .io("usrsctp_socket failed: \(String(cString: strerror(errno)))")
         }
         self.raw = raw
         self.runtime = runtime
         runtime.socketOpened()
         try configure(streams: streams)
+        try configureRetransmission(options)
     }
 
     /// Wraps a socket usrsctp_accept returned.
@@ -30,6 +31,9 @@ final class SCTPSocket {
     }
 
     deinit { close() }
+
+    /// SOCK_STREAM (one-to-one style). Spelled out: Glibc's enum is not always visible beside usrsctp's headers.
+    private static let streamSocketType: Int32 = 1
 
     private func configure(streams: UInt16) throws(TransportError) {
         usrsctp_set_non_blocking(raw, 1)
@@ -46,6 +50,15 @@ final class SCTPSocket {
         let buffer = Int32(4 * 1024 * 1024)
         _ = withUnsafePointer(to: buffer) { usrsctp_setsockopt(raw, SOL_SOCKET, SO_SNDBUF, $0, socklen_t(MemoryLayout<Int32>.size)) }
         _ = withUnsafePointer(to: buffer) { usrsctp_setsockopt(raw, SOL_SOCKET, SO_RCVBUF, $0, socklen_t(MemoryLayout<Int32>.size)) }
+    }
+
+    /// SCTP_RTOINFO; zero fields keep usrsctp's values.
+    private func configureRetransmission(_ options: SCTPOptions) throws(TransportError) {
+        let bounds = [options.retransmissionTimeoutInitial, options.retransmissionTimeoutMaximum, options.retransmissionTimeoutMinimum]
+        guard bounds.contains(where: { $0 != nil }) else { return }
+        let milliseconds = bounds.map { $0.map { UInt32(clamping: max(1, $0.milliseconds)) } ?? 0 }
+        try set(SCTP_RTOINFO, sctp_rtoinfo(srto_assoc_id: sctp_assoc_t(SCTP_FUTURE_ASSOC), srto_initial: milliseconds[0],
+                                           srto_max: milliseconds[1], srto_min: milliseconds[2]))
     }
 
     func set<T>(_ option: Int32, _ value: T) throws(TransportError) {

@@ -12,7 +12,7 @@ struct TapsBench: AsyncParsableCommand {
         abstract: "Measure Taps throughput against a C baseline (libuv + OpenSSL) on loopback.",
         discussion: "Build in release mode: swift run -c release taps-bench --stack tls-tcp --seconds 3")
 
-    @Option(name: .long, help: "Stack to measure (tcp, tls-tcp); repeat for several.")
+    @Option(name: .long, help: "Stack to measure (tcp, tls-tcp, sctp); repeat for several.")
     var stack: [String] = []
 
     @Option(name: .long, help: "Seconds per measurement.")
@@ -30,10 +30,13 @@ struct TapsBench: AsyncParsableCommand {
     @Option(name: .long, help: "Run only one side (taps or baseline), e.g. for profiling.")
     var only: String?
 
+    @Option(name: .long, help: "sctp: path MTU in bytes (1280 for real networks; loopback allows more).")
+    var mtu: Int = 1280
+
     mutating func run() async throws {
         let stacks = stack.isEmpty ? ["tcp", "tls-tcp"] : stack.map { $0.lowercased() }
-        for name in stacks where !["tcp", "tls-tcp"].contains(name) {
-            throw ValidationError("taps-bench measures tcp and tls-tcp (no C baseline for \(name) yet)")
+        for name in stacks where !["tcp", "tls-tcp", "sctp"].contains(name) {
+            throw ValidationError("taps-bench measures tcp, tls-tcp and sctp (no C baseline for \(name) yet)")
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("taps-bench-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -49,6 +52,13 @@ struct TapsBench: AsyncParsableCommand {
             clientLoop.shutdown()
         }
         for name in stacks {
+            if name == "sctp" {
+                guard !handshakes else { throw ValidationError("--handshakes measures tcp and tls-tcp") }
+                let ours = only != "baseline" ? try await SCTPBench(mtu: mtu).throughput(seconds: seconds, messageSize: messageSize) : 0
+                let baseline = only != "taps" ? try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu) : 0
+                report("sctp", unit: "mbps", ours: ours, baseline: baseline, error: 0)
+                continue
+            }
             let tls = name == "tls-tcp"
             let bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
             let runTaps = only != "baseline", runBaseline = only != "taps"
@@ -62,13 +72,16 @@ struct TapsBench: AsyncParsableCommand {
                 report(name, unit: "mbps", ours: ours, baseline: baseline.megabytes_per_second, error: baseline.error)
             }
         }
+        // The shared loops (and usrsctp's iterator thread) keep running; the figures are out.
+        FileHandle.standardOutput.synchronizeFile()
+        Glibc.exit(0)
     }
 
     private func report(_ stack: String, unit: String, ours: Double, baseline: Double, error: Int32) {
         let ratio = baseline > 0 ? ours / baseline : 0
         if json {
             let baselineKey = unit == "mbps" ? "baseline_mbps" : "baseline_\(unit)"
-            print("{\"stack\": \"\(stack)\", \"\(unit)\": \(String(format: "%.1f", ours)), \"\(baselineKey)\": \(String(format: "%.1f", baseline)), \"ratio\": \(String(format: "%.3f", ratio)), \"message_size\": \(messageSize), \"seconds\": \(seconds)\(error != 0 ? ", \"baseline_error\": \(error)" : "")}")
+            print("{\"stack\": \"\(stack)\", \"\(unit)\": \(String(format: "%.1f", ours)), \"\(baselineKey)\": \(String(format: "%.1f", baseline)), \"ratio\": \(String(format: "%.3f", ratio)), \"message_size\": \(messageSize), \"seconds\": \(seconds)\(stack == "sctp" ? ", \"mtu\": \(mtu)" : "")\(error != 0 ? ", \"baseline_error\": \(error)" : "")}")
         } else {
             let label = unit == "mbps" ? "MB/s" : "handshakes/s"
             print("\(stack.padding(toLength: 8, withPad: " ", startingAt: 0)) taps \(String(format: "%9.1f", ours)) \(label)   C baseline \(String(format: "%9.1f", baseline)) \(label)   ratio \(String(format: "%.2f", ratio))")
