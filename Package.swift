@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "Taps", targets: ["Taps"]),
         .executable(name: "taps-demo", targets: ["TapsDemo"]),
         .executable(name: "taps-echo", targets: ["TapsEcho"]),
+        .executable(name: "taps-chat", targets: ["TapsChat"]),
         .executable(name: "taps-bench", targets: ["TapsBench"]),
         .executable(name: "taps-sctp-baseline", targets: ["TapsSCTPBaseline"]),
     ],
@@ -40,6 +41,11 @@ let package = Package(
             name: "TapsEcho",
             dependencies: ["Taps", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/taps-echo"
+        ),
+        .executableTarget(
+            name: "TapsChat",
+            dependencies: ["Taps", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/taps-chat"
         ),
         // The C baseline: the same transfers written directly on libuv + OpenSSL.
         .target(

@@ -165,3 +165,32 @@ extension SCTPTests {
         await listener.stop()
     }
 }
+
+extension SCTPTests {
+    func testChatExampleRunsTopicsOnStreamsOfOneAssociation() async throws {
+        let chat = try ChildProcess(ChildProcess.product("taps-chat"), ["--topics", "a,b,c,d", "--messages", "5"])
+        let status = await chat.finish(timeout: 30)
+        XCTAssertEqual(status, 0, chat.text)
+        XCTAssertTrue(chat.text.contains("client: 4 streams in one association (group of 4)"), chat.text)
+        XCTAssertTrue(chat.text.contains("delivered 20 of 20 messages"), chat.text)
+    }
+
+    func testRunningOutOfStreamsIsACloneError() async throws {
+        let listener = try await listen { $0.sctp.streams = 3 }
+        let first = try await connect(listener.localAddress.port) { $0.sctp.streams = 3 }
+        let events = await first.events()
+        // Streams 0 and 2 are the client's (even ids) within 3; a third does not fit.
+        let second = try await first.clone()
+        let error = await XCTAssertThrowsTransportError(.notSupported) { try await first.clone() }
+        XCTAssertTrue(error?.message.contains("sctp.streams") == true, "\(String(describing: error))")
+        await second.abort()
+        await first.abort()
+        var sawCloneError = false
+        for await event in events {
+            if case .cloneError = event { sawCloneError = true }
+            if case .closed = event { break }
+        }
+        XCTAssertTrue(sawCloneError)
+        await listener.stop()
+    }
+}
