@@ -35,19 +35,10 @@ struct SCTPBench {
         }
         let client = preconnection(remote: .loopback(port: listener.localAddress.port))
         // The sender runs on the SCTP loop, where its connection lives: no thread hop per message.
-        try await Task(executorPreference: listener.loop) {
-            let connection = try await client.initiate()
-            let message = [UInt8](repeating: 0x78, count: messageSize)
-            let deadline = ContinuousClock.now + .seconds(seconds)
-            while ContinuousClock.now < deadline {
-                try await connection.send(message)
-            }
-            await connection.close()
-        }.value
+        try await BulkSender.run(client, on: listener.loop, seconds: seconds, messageSize: messageSize)
         let (bytes, elapsed) = await server.value
         await listener.stop()
-        let secondsElapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return secondsElapsed > 0 ? Double(bytes) / secondsElapsed / 1e6 : 0
+        return BulkSender.megabytesPerSecond(bytes, elapsed)
     }
 
     /// Runs taps-sctp-baseline (built beside this binary) and reads its MB/s.

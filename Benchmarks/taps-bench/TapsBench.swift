@@ -142,20 +142,10 @@ struct Bench {
             return (bytes, first.map { last - $0 } ?? .zero)
         }
         let client = clientPreconnection(port: listener.localAddress.port)
-        let clientLoop = self.clientLoop
-        try await Task(executorPreference: clientLoop) {
-            let connection = try await client.initiate()
-            let message = [UInt8](repeating: 0x78, count: messageSize)
-            let deadline = ContinuousClock.now + .seconds(seconds)
-            while ContinuousClock.now < deadline {
-                try await connection.send(message)
-            }
-            await connection.close()
-        }.value
+        try await BulkSender.run(client, on: clientLoop, seconds: seconds, messageSize: messageSize)
         let (bytes, elapsed) = try await server.value
         await listener.stop()
-        let secondsElapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return secondsElapsed > 0 ? Double(bytes) / secondsElapsed / 1e6 : 0
+        return BulkSender.megabytesPerSecond(bytes, elapsed)
     }
 
     /// Sequential establishments (TCP connect, plus the TLS handshake) per second.
