@@ -18,7 +18,8 @@ struct SCTPBench {
     /// MB/s (10^6 bytes) as the server received them, between its first and last message.
     func throughput(seconds: Double, messageSize: Int) async throws -> Double {
         let listener = try await preconnection(local: .loopback()).listen()
-        let server = Task { () -> (Int, Duration) in
+        // The receiving side runs on the SCTP loop too: both connections live there.
+        let server = Task(executorPreference: listener.loop) { () -> (Int, Duration) in
             var iterator = listener.connections.makeAsyncIterator()
             guard let connection = await iterator.next() else { return (0, .zero) }
             var bytes = 0

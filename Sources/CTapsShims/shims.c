@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <string.h>
 #include "CTapsShims.h"
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -53,3 +54,26 @@ long taps_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long size) { return SSL_CTX_
 void taps_SSL_CTX_allow_no_dhe_kex(SSL_CTX *ctx) { SSL_CTX_set_options(ctx, SSL_OP_ALLOW_NO_DHE_KEX); }
 int taps_SSL_add1_chain_cert(SSL *ssl, X509 *cert) { return (int)SSL_add1_chain_cert(ssl, cert); }
 int taps_SSL_set_retry_verify(SSL *ssl) { return SSL_set_retry_verify(ssl); }
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+int taps_crc32c_hardware(void) { return __builtin_cpu_supports("sse4.2"); }
+
+__attribute__((target("sse4.2"))) uint32_t taps_crc32c(const void *data, size_t length) {
+    const uint8_t *bytes = data;
+    uint64_t crc = 0xffffffffu;
+    while (length >= 8) {
+        uint64_t word;
+        memcpy(&word, bytes, 8);
+        crc = _mm_crc32_u64(crc, word);
+        bytes += 8;
+        length -= 8;
+    }
+    uint32_t crc32 = (uint32_t)crc;
+    while (length-- > 0) crc32 = _mm_crc32_u8(crc32, *bytes++);
+    return ~crc32;
+}
+#else
+int taps_crc32c_hardware(void) { return 0; }
+uint32_t taps_crc32c(const void *data, size_t length) { (void)data; (void)length; return 0; }
+#endif

@@ -7,4 +7,12 @@ final class CRC32cTests: XCTestCase {
         let value = Array("123456789".utf8).withUnsafeBytes { CRC32c.checksum($0) }
         XCTAssertEqual(value, 0xE306_9283)
     }
+
+    func testHardwareAndSoftwareAgree() {
+        var generator = SplitMix64(seed: 9)
+        for length in [0, 1, 7, 8, 9, 63, 1232, 16_336] {
+            let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            bytes.withUnsafeBytes { XCTAssertEqual(CRC32c.checksum($0), CRC32c.software($0), "\(length) bytes") }
+        }
+    }
 }

@@ -50,4 +50,11 @@ void taps_SSL_CTX_allow_no_dhe_kex(SSL_CTX *ctx);
 int taps_SSL_add1_chain_cert(SSL *ssl, X509 *cert);
 int taps_SSL_set_retry_verify(SSL *ssl);
 
+/* CRC32c (Castagnoli) with the SSE4.2 crc32 instruction; taps_crc32c_hardware() says whether this CPU
+ * has it. Same result as usrsctp_crc32c. */
+#include <stddef.h>
+#include <stdint.h>
+int taps_crc32c_hardware(void);
+uint32_t taps_crc32c(const void *data, size_t length);
+
 #endif

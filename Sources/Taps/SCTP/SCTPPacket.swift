@@ -1,10 +1,17 @@
+import CTapsShims
 import CUsrSCTP
 
-/// CRC32c as SCTP uses it (RFC 9260 appendix A), computed by usrsctp's implementation. The SCTP stack
-/// turns usrsctp's own checksumming off (its CRC offload) and fills / verifies the field here, on the
-/// packet path between usrsctp and the datagram layer.
+/// CRC32c as SCTP uses it (RFC 9260 appendix A): the CPU's crc32 instruction where it has one (SSE4.2),
+/// else usrsctp's table-driven implementation. The SCTP stack turns usrsctp's own checksumming off (its
+/// CRC offload) and fills / verifies the field here, on the packet path between usrsctp and the datagram layer.
 enum CRC32c {
+    static let usesHardware = taps_crc32c_hardware() != 0
+
     static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        usesHardware ? taps_crc32c(bytes.baseAddress, bytes.count) : software(bytes)
+    }
+
+    static func software(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         usrsctp_crc32c(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
     }
 }
