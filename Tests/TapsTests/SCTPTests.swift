@@ -194,3 +194,20 @@ extension SCTPTests {
         await listener.stop()
     }
 }
+
+extension SCTPTests {
+    func testAMessageOverTheReceiveLimitEndsTheAssociationWithAnError() async throws {
+        let listener = try await listen { $0.sctp.maximumReceiveMessageSize = 100_000 }
+        let client = try await connect(listener.localAddress.port)
+        try await client.send([UInt8](repeating: 1, count: 1000))
+        var incoming = listener.connections.makeAsyncIterator()
+        let next = await incoming.next()
+        let server = try XCTUnwrap(next)
+        let small = try await server.receive()
+        XCTAssertEqual(small.content.count, 1000)
+        try await client.send([UInt8](repeating: 2, count: 300_000))
+        await XCTAssertThrowsTransportError(.protocolViolation) { try await server.receive() }
+        await client.abort()
+        await listener.stop()
+    }
+}

@@ -181,6 +181,10 @@ final class SCTPAssociation: SCTPPathOwner {
 
     private func receive(count: Int, on streamID: UInt16, complete: Bool, info: sctp_rcvinfo) {
         var message = partialMessages.removeValue(forKey: streamID) ?? []
+        guard message.count + count <= options.maximumReceiveMessageSize else {
+            fail(.protocolViolation("the peer sent a message larger than \(options.maximumReceiveMessageSize) bytes on stream \(streamID) (sctp.maximumReceiveMessageSize)"))
+            return
+        }
         message.append(contentsOf: receiveBuffer[..<count])
         guard complete else {
             partialMessages[streamID] = message

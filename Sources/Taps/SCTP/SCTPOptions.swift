@@ -13,6 +13,10 @@ public struct SCTPOptions: Sendable, Hashable {
     /// ephemeral one (clients).
     public var localUDPPort: UInt16? = nil
 
+    /// The largest message accepted from the peer; a larger one ends the association (a peer cannot
+    /// make us buffer without bound).
+    public var maximumReceiveMessageSize: Int = 64 * 1024 * 1024
+
     /// Retransmission timeout bounds and start value (RFC 9260 section 6.3.1; defaults 1 s, 60 s,
     /// 3 s). Paths with known short round trips (a data centre, loopback tests under loss) recover
     /// faster with smaller values. Nil keeps usrsctp's.
