@@ -190,3 +190,32 @@ extension SCTPLossTests {
         await listener.stop()
     }
 }
+
+extension SCTPLossTests {
+    func testAPeerThatVanishesEndsTheAssociationWithAnError() async throws {
+        let port = try await freePort(udp: true)
+        let server = try ChildProcess(ChildProcess.product("taps-echo"), ["listen", "--stack", "sctp", "--port", "\(port)"])
+        defer { server.terminate() }
+        let listening = await server.waitFor("listening on")
+        XCTAssertTrue(listening, server.text)
+        let connection = try await preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
+        try await connection.send("are you there?")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "are you there?")
+        // SIGKILL: no ABORT, no SHUTDOWN; the association must notice by itself.
+        server.terminate()
+        _ = await server.finish()
+        do {
+            // Retransmissions with the short timeouts of these tests give up within a few seconds.
+            for _ in 0..<100 {
+                try await connection.send([UInt8](repeating: 0, count: 1000))
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            _ = try await connection.receive()
+            XCTFail("the association should have failed")
+        } catch let error as TransportError {
+            XCTAssertTrue([.connectionReset, .connectionClosed].contains(error.code), "\(error)")
+        }
+        await connection.abort()
+    }
+}
