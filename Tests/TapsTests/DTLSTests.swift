@@ -177,7 +177,7 @@ final class DTLSTests: XCTestCase {
         XCTAssertEqual(reply.content, largest)
         // One byte more would be split into two records, i.e. two messages: it is refused instead.
         let events = await connection.events()
-        try await connection.send([UInt8](repeating: 1, count: limit + 1))
+        await XCTAssertThrowsTransportError(.messageTooLarge) { try await connection.send([UInt8](repeating: 1, count: limit + 1)) }
         await connection.close()
         var errors: [TransportError] = []
         for await event in events { if case .sendError(_, let error) = event { errors.append(error) } }

@@ -56,7 +56,8 @@ final class UDPTests: XCTestCase {
         let limit = await connection.sendMsgMaxLen
         XCTAssertEqual(limit, 65_507)
         let events = await connection.events()
-        try await connection.send([UInt8](repeating: 1, count: 70_000))
+        // Refused at once (thrown) and reported as a sendError event.
+        await XCTAssertThrowsTransportError(.messageTooLarge) { try await connection.send([UInt8](repeating: 1, count: 70_000)) }
         await connection.close()
         var sendErrors: [TransportError] = []
         for await event in events {

@@ -187,6 +187,12 @@ public actor Connection {
         context.messageID = nextMessageID
         nextMessageID += 1
         try checkCanSend()
+        // RFC 9622 section 8.1.11.5: larger than the stack carries as one message.
+        if let limit = sendMsgMaxLen, content.count > limit {
+            let error = TransportError.messageTooLarge("\(content.count) bytes exceed sendMsgMaxLen (\(limit)) on \(stack.name)")
+            emit(.sendError(context, error))
+            throw error
+        }
         let deadline = context.properties.lifetime.map { ContinuousClock.now + $0 }
         while inflightBytes > Self.sendHighWater {
             if let deadline, ContinuousClock.now >= deadline { break }
