@@ -41,7 +41,7 @@ public struct TrustChallenge: Sendable {
 
     /// SHA-256 of the leaf's SubjectPublicKeyInfo (the pin format of RFC 7469), or nil without a leaf.
     public var leafPublicKeySHA256: [UInt8]? {
-        peerChain.first.flatMap { try? Credentials.publicKeySHA256(ofDERCertificate: $0) }
+        peerChain.first.flatMap { try? Credentials.publicKeySHA256(ofCertificate: $0) }
     }
 }
 

@@ -45,6 +45,21 @@ enum Credentials {
         }
     }
 
+    /// Loads `identity` and hands it to OpenSSL through `certificate`, `chain` and `key` (the setters of
+    /// an SSL_CTX or of one SSL), then `check`s that the key matches the certificate.
+    static func install(_ identity: SecurityParameters.Identity, certificate: (OpaquePointer) -> Int32,
+                        chain: (OpaquePointer) -> Int32, key: (OpaquePointer) -> Int32, check: () -> Int32) throws(TransportError) {
+        let certificates = try certificates(identity.certificateChain.load(), what: "certificate chain")
+        defer { certificates.forEach { X509_free($0) } }
+        guard certificate(certificates[0]) == 1 else { throw TLSContext.lastError(.invalidCredentials, "certificate") }
+        for intermediate in certificates.dropFirst() { _ = chain(intermediate) }
+        let privateKey = try privateKey(identity.privateKey.load())
+        defer { EVP_PKEY_free(privateKey) }
+        guard key(privateKey) == 1, check() == 1 else {
+            throw TLSContext.lastError(.invalidCredentials, "the private key does not match the certificate")
+        }
+    }
+
     /// DER encoding of a certificate.
     static func der(_ certificate: OpaquePointer) -> [UInt8] {
         encodeDER { i2d_X509(certificate, $0) }
@@ -67,10 +82,6 @@ enum Credentials {
         let certificates = try certificates(bytes, what: "certificate")
         defer { certificates.forEach { X509_free($0) } }
         return try publicKeySHA256(certificates[0])
-    }
-
-    static func publicKeySHA256(ofDERCertificate der: [UInt8]) throws(TransportError) -> [UInt8] {
-        try publicKeySHA256(ofCertificate: der)
     }
 
     static func publicKeySHA256(_ certificate: OpaquePointer) throws(TransportError) -> [UInt8] {

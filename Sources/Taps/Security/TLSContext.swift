@@ -119,15 +119,9 @@ final class TLSContext: @unchecked Sendable {
             }
             return
         }
-        let chain = try Credentials.certificates(identity.certificateChain.load(), what: "certificate chain")
-        defer { chain.forEach { X509_free($0) } }
-        guard SSL_CTX_use_certificate(context, chain[0]) == 1 else { throw TLSContext.lastError(.invalidCredentials, "certificate") }
-        for intermediate in chain.dropFirst() { _ = taps_SSL_CTX_add1_chain_cert(context, intermediate) }
-        let key = try Credentials.privateKey(identity.privateKey.load())
-        defer { EVP_PKEY_free(key) }
-        guard SSL_CTX_use_PrivateKey(context, key) == 1, SSL_CTX_check_private_key(context) == 1 else {
-            throw TLSContext.lastError(.invalidCredentials, "the private key does not match the certificate")
-        }
+        try Credentials.install(identity, certificate: { SSL_CTX_use_certificate(context, $0) },
+                                chain: { taps_SSL_CTX_add1_chain_cert(context, $0) },
+                                key: { SSL_CTX_use_PrivateKey(context, $0) }, check: { SSL_CTX_check_private_key(context) })
     }
 
     /// EXT (SNI, RFC 6066 section 3): the server switches to the context whose identity matches the

@@ -34,15 +34,10 @@ enum CallbackState<Answer> {
     case used
 }
 
-/// Holds what a callback's task hands back to the loop. @unchecked Sendable: made on the loop
+/// Carries the callback's `apply` closure back to the loop. @unchecked Sendable: made on the loop
 /// thread and opened only there (in `EventLoop.execute`).
 private struct LoopConfined<Value>: @unchecked Sendable {
     let value: Value
-}
-
-private final class WeakEngine {
-    weak var engine: TLSEngine?
-    init(_ engine: TLSEngine) { self.engine = engine }
 }
 
 extension TLSEngine {
@@ -61,12 +56,13 @@ extension TLSEngine {
             return
         }
         awaitingCallback = true
-        let target = LoopConfined(value: (WeakEngine(self), apply))
+        let engine = LoopBound(self)
+        let applying = LoopConfined(value: apply)
         Task {
             let answer = await work()
             loop.execute {
-                guard let engine = target.value.0.engine else { return }
-                target.value.1(engine, answer)
+                guard let engine = engine.value else { return }
+                applying.value(engine, answer)
                 engine.callbackDidFinish()
             }
         }
@@ -129,15 +125,8 @@ extension TLSEngine {
     }
 
     private func use(_ identity: SecurityParameters.Identity) throws(TransportError) {
-        let chain = try Credentials.certificates(identity.certificateChain.load(), what: "certificate chain")
-        defer { chain.forEach { X509_free($0) } }
-        let key = try Credentials.privateKey(identity.privateKey.load())
-        defer { EVP_PKEY_free(key) }
-        guard SSL_use_certificate(ssl, chain[0]) == 1 else { throw TLSContext.lastError(.invalidCredentials, "certificate") }
-        for intermediate in chain.dropFirst() { _ = taps_SSL_add1_chain_cert(ssl, intermediate) }
-        guard SSL_use_PrivateKey(ssl, key) == 1, SSL_check_private_key(ssl) == 1 else {
-            throw TLSContext.lastError(.invalidCredentials, "the private key does not match the certificate")
-        }
+        try Credentials.install(identity, certificate: { SSL_use_certificate(ssl, $0) }, chain: { taps_SSL_add1_chain_cert(ssl, $0) },
+                                key: { SSL_use_PrivateKey(ssl, $0) }, check: { SSL_check_private_key(ssl) })
     }
 
     // MARK: Trust verification (IV)
