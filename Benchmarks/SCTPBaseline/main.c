@@ -1,8 +1,10 @@
 /* The SCTP baseline for taps-bench: the same bulk transfer written directly on usrsctp's own API with
  * its own UDP encapsulation (usrsctp_init with a UDP port, which starts usrsctp's receive and timer
- * threads). usrsctp can be initialised once per process, so taps-bench runs this as a separate
- * process. A client and a server association in this process talk over 127.0.0.1 through usrsctp's
- * UDP socket; the server counts the bytes between its first and last message.
+ * threads). As two real endpoints would be, client and server are two processes: this one forks the
+ * server before either initialises usrsctp (usrsctp can be initialised once per process). The server
+ * binds UDP_PORT+1, the client UDP_PORT; they talk over 127.0.0.1 and the server counts the bytes
+ * between its first and last message and hands its figure to the client process through a pipe.
+ * usrsctp runs with its defaults but for the buffer sizes and ECN, as the Taps stack sets them.
  *
  * usage: taps-sctp-baseline SECONDS MESSAGE_SIZE MTU UDP_PORT
  * prints: {"mbps": X, "messages": N}
@@ -10,11 +12,12 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #ifndef INET
@@ -61,12 +64,11 @@ struct server_result {
 };
 
 /* Accepts one association and reads until the peer shuts down. */
-static void *serve(void *argument) {
-    struct server_result *result = argument;
+static void serve(struct server_result *result) {
     struct socket *connection = usrsctp_accept(result->listener, NULL, NULL);
     if (connection == NULL) {
         fprintf(stderr, "accept: %s\n", strerror(errno));
-        return NULL;
+        return;
     }
     set_path_mtu(connection, result->mtu);
     size_t capacity = 1 << 20;
@@ -86,50 +88,61 @@ static void *serve(void *argument) {
     }
     free(buffer);
     usrsctp_close(connection);
-    return NULL;
 }
 
-int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s SECONDS MESSAGE_SIZE MTU UDP_PORT\n", argv[0]);
-        return 2;
-    }
-    double seconds = atof(argv[1]);
-    size_t message_size = (size_t)atol(argv[2]);
-    int mtu = atoi(argv[3]);
-    uint16_t udp_port = (uint16_t)atoi(argv[4]);
-
+static void configure_usrsctp(uint16_t udp_port) {
     usrsctp_init(udp_port, NULL, NULL);
     usrsctp_sysctl_set_sctp_sendspace(4 * 1024 * 1024);
     usrsctp_sysctl_set_sctp_recvspace(4 * 1024 * 1024);
     usrsctp_sysctl_set_sctp_ecn_enable(0);
+}
 
-    struct socket *listener = usrsctp_socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP, NULL, NULL, 0, NULL);
+static struct sockaddr_in server_address(void) {
     struct sockaddr_in address;
     memset(&address, 0, sizeof address);
     address.sin_family = AF_INET;
     address.sin_port = htons(SCTP_PORT);
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return address;
+}
+
+/* The server process: listens, tells the client it is ready (one byte on `ready`), receives one
+ * association's data and writes its figure to `report`. */
+static int run_server(uint16_t udp_port, int mtu, int ready, int report) {
+    configure_usrsctp(udp_port);
+    struct socket *listener = usrsctp_socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP, NULL, NULL, 0, NULL);
+    struct sockaddr_in address = server_address();
     set_int(listener, IPPROTO_SCTP, SCTP_NODELAY, 1);
     if (usrsctp_bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || usrsctp_listen(listener, 1) != 0) {
         fprintf(stderr, "bind/listen: %s\n", strerror(errno));
         return 1;
     }
+    if (write(ready, "r", 1) != 1) return 1;
     struct server_result result = {.listener = listener, .mtu = mtu};
-    pthread_t server;
-    pthread_create(&server, NULL, serve, &result);
+    serve(&result);
+    double elapsed = result.last - result.first;
+    char line[128];
+    int length = snprintf(line, sizeof line, "{\"mbps\": %.1f, \"messages\": %lld}\n",
+                          elapsed > 0 ? result.bytes / elapsed / 1e6 : 0.0, result.messages);
+    if (write(report, line, (size_t)length) != length) return 1;
+    return 0;
+}
 
+/* The client process: connects to the server's UDP port and sends for `seconds`. */
+static int run_client(uint16_t udp_port, uint16_t server_udp_port, double seconds, size_t message_size, int mtu) {
+    configure_usrsctp(udp_port);
     struct socket *client = usrsctp_socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP, NULL, NULL, 0, NULL);
     set_int(client, IPPROTO_SCTP, SCTP_NODELAY, 1);
     set_int(client, SOL_SOCKET, SO_SNDBUF, 4 * 1024 * 1024);
     struct sctp_udpencaps encapsulation;
     memset(&encapsulation, 0, sizeof encapsulation);
     encapsulation.sue_address.ss_family = AF_INET;
-    encapsulation.sue_port = htons(udp_port);
+    encapsulation.sue_port = htons(server_udp_port);
     if (usrsctp_setsockopt(client, IPPROTO_SCTP, SCTP_REMOTE_UDP_ENCAPS_PORT, &encapsulation, sizeof encapsulation) != 0) {
         fprintf(stderr, "SCTP_REMOTE_UDP_ENCAPS_PORT: %s\n", strerror(errno));
         return 1;
     }
+    struct sockaddr_in address = server_address();
     if (usrsctp_connect(client, (struct sockaddr *)&address, sizeof address) != 0) {
         fprintf(stderr, "connect: %s\n", strerror(errno));
         return 1;
@@ -148,12 +161,50 @@ int main(int argc, char **argv) {
         }
     }
     usrsctp_shutdown(client, SHUT_WR);
-    pthread_join(server, NULL);
-    usrsctp_close(client);
-    usrsctp_close(listener);
-    double elapsed = result.last - result.first;
-    printf("{\"mbps\": %.1f, \"messages\": %lld}\n", elapsed > 0 ? result.bytes / elapsed / 1e6 : 0.0, result.messages);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s SECONDS MESSAGE_SIZE MTU UDP_PORT\n", argv[0]);
+        return 2;
+    }
+    double seconds = atof(argv[1]);
+    size_t message_size = (size_t)atol(argv[2]);
+    int mtu = atoi(argv[3]);
+    uint16_t udp_port = (uint16_t)atoi(argv[4]);
+
+    int ready[2], report[2];
+    if (pipe(ready) != 0 || pipe(report) != 0) return 1;
+    pid_t server = fork();
+    if (server < 0) return 1;
+    if (server == 0) {
+        close(ready[0]);
+        close(report[0]);
+        int status = run_server((uint16_t)(udp_port + 1), mtu, ready[1], report[1]);
+        /* usrsctp_finish waits for associations to go away; the figure is out, so just leave. */
+        _exit(status);
+    }
+    close(ready[1]);
+    close(report[1]);
+    char byte;
+    if (read(ready[0], &byte, 1) != 1) {
+        fprintf(stderr, "the server process did not start\n");
+        return 1;
+    }
+    if (run_client(udp_port, (uint16_t)(udp_port + 1), seconds, message_size, mtu) != 0) {
+        kill(server, SIGKILL);
+        return 1;
+    }
+    char line[128];
+    ssize_t length = read(report[0], line, sizeof line - 1);
+    waitpid(server, NULL, 0);
+    if (length <= 0) {
+        fprintf(stderr, "the server process reported nothing\n");
+        return 1;
+    }
+    line[length] = 0;
+    fputs(line, stdout);
     fflush(stdout);
-    /* usrsctp_finish waits for associations to go away; the numbers are out, so just leave. */
     _exit(0);
 }

@@ -2,11 +2,11 @@ import Taps
 
 /// The sending side of a bulk measurement, shared by every stack.
 enum BulkSender {
-    /// Connects and sends `messageSize`-byte messages for `seconds`, on `loop` (where the
-    /// connection lives, so no thread hop per message), then closes gracefully.
-    static func run(_ client: Preconnection, on loop: EventLoop, seconds: Double, messageSize: Int) async throws {
-        try await Task(executorPreference: loop) {
-            let connection = try await client.initiate()
+    /// Connects and sends `messageSize`-byte messages for `seconds` from a task on the connection's
+    /// loop (so no thread hop per message), then closes gracefully.
+    static func run(_ client: Preconnection, seconds: Double, messageSize: Int) async throws {
+        let connection = try await client.initiate()
+        try await Task(executorPreference: connection.loop) {
             let message = [UInt8](repeating: 0x78, count: messageSize)
             let deadline = ContinuousClock.now + .seconds(seconds)
             while ContinuousClock.now < deadline {

@@ -1,12 +1,15 @@
 import Foundation
 import Taps
 
-/// The sctp stack's bulk throughput through the public API (both ends in this process, on the SCTP
-/// loop), and the baseline: usrsctp's own UDP encapsulation in a separate process (taps-sctp-baseline).
+/// The sctp stack's bulk throughput through the public API, and the baseline: usrsctp's own UDP
+/// encapsulation (taps-sctp-baseline). As two real endpoints would be, each side runs in its own
+/// process, for both: the Taps server is this program started again with `--sctp-server`, the
+/// baseline forks its server. (A process runs all its SCTP on one loop, so both ends in one process
+/// would share one core.)
 struct SCTPBench {
     let mtu: Int
 
-    private func preconnection(local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil) -> Preconnection {
+    static func preconnection(mtu: Int, local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil) -> Preconnection {
         var transport = TransportProperties.reliableMessage
         transport.multistreaming = .require
         transport.sctp.pathMTU = mtu
@@ -15,11 +18,35 @@ struct SCTPBench {
         return preconnection
     }
 
-    /// MB/s (10^6 bytes) as the server received them, between its first and last message.
+    /// MB/s (10^6 bytes) as the server process received them, between its first and last message.
     func throughput(seconds: Double, messageSize: Int) async throws -> Double {
-        let listener = try await preconnection(local: .loopback()).listen()
-        // The receiving side runs on the SCTP loop too: both connections live there.
-        let server = Task(executorPreference: listener.loop) { () -> (Int, Duration) in
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+        server.arguments = ["--sctp-server", "--mtu", "\(mtu)"]
+        let output = Pipe()
+        server.standardOutput = output
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        var lines = LineReader(output.fileHandleForReading)
+        guard let portLine = lines.next(), let port = UInt16(portLine) else {
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process did not report its port"])
+        }
+        let client = Self.preconnection(mtu: mtu, remote: .loopback(port: port))
+        try await BulkSender.run(client, seconds: seconds, messageSize: messageSize)
+        guard let resultLine = lines.next(), let megabytesPerSecond = Double(resultLine) else {
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process reported no figure"])
+        }
+        server.waitUntilExit()
+        return megabytesPerSecond
+    }
+
+    /// The server process: prints its port, receives one connection until the peer's final message,
+    /// prints the MB/s it measured.
+    static func serve(mtu: Int) async throws {
+        let listener = try await preconnection(mtu: mtu, local: .loopback()).listen()
+        FileHandle.standardOutput.write(Data("\(listener.localAddress.port)\n".utf8))
+        // The receiving side runs on the SCTP loop, where the connection lives.
+        let (bytes, elapsed) = await Task(executorPreference: listener.loop) { () -> (Int, Duration) in
             var iterator = listener.connections.makeAsyncIterator()
             guard let connection = await iterator.next() else { return (0, .zero) }
             var bytes = 0
@@ -33,13 +60,8 @@ struct SCTPBench {
             }
             await connection.close()
             return (bytes, first.map { last - $0 } ?? .zero)
-        }
-        let client = preconnection(remote: .loopback(port: listener.localAddress.port))
-        // The sender runs on the SCTP loop, where its connection lives: no thread hop per message.
-        try await BulkSender.run(client, on: listener.loop, seconds: seconds, messageSize: messageSize)
-        let (bytes, elapsed) = await server.value
-        await listener.stop()
-        return BulkSender.megabytesPerSecond(bytes, elapsed)
+        }.value
+        FileHandle.standardOutput.write(Data("\(BulkSender.megabytesPerSecond(bytes, elapsed))\n".utf8))
     }
 
     /// Runs taps-sctp-baseline (built beside this binary) and reads its MB/s.
@@ -59,5 +81,26 @@ struct SCTPBench {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "taps-sctp-baseline printed: \(text)"])
         }
         return mbps
+    }
+}
+
+/// Lines from a child's output, read as they arrive.
+private struct LineReader {
+    let handle: FileHandle
+    var buffer = Data()
+
+    init(_ handle: FileHandle) { self.handle = handle }
+
+    mutating func next() -> String? {
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
+                buffer = Data(buffer[(newline + 1)...])
+                return line
+            }
+            let chunk = handle.availableData
+            if chunk.isEmpty { return nil }
+            buffer.append(chunk)
+        }
     }
 }

@@ -33,7 +33,14 @@ struct TapsBench: AsyncParsableCommand {
     @Option(name: .long, help: "sctp: path MTU in bytes (1280 for real networks; loopback allows more).")
     var mtu: Int = 1280
 
+    @Flag(name: .long, help: .hidden)
+    var sctpServer = false
+
     mutating func run() async throws {
+        if sctpServer {  // the receiving process of an sctp measurement (SCTPBench)
+            try await SCTPBench.serve(mtu: mtu)
+            Glibc.exit(0)
+        }
         let stacks = stack.isEmpty ? ["tcp", "tls-tcp"] : stack.map { $0.lowercased() }
         for name in stacks where !["tcp", "tls-tcp", "sctp"].contains(name) {
             throw ValidationError("taps-bench measures tcp, tls-tcp and sctp (no C baseline for \(name) yet)")
@@ -142,8 +149,8 @@ struct Bench {
             return (bytes, first.map { last - $0 } ?? .zero)
         }
         let client = clientPreconnection(port: listener.localAddress.port)
-        try await BulkSender.run(client, on: clientLoop, seconds: seconds, messageSize: messageSize)
-        let (bytes, elapsed) = try await server.value
+        try await BulkSender.run(client, seconds: seconds, messageSize: messageSize)
+        let (bytes, elapsed) = await server.value
         await listener.stop()
         return BulkSender.megabytesPerSecond(bytes, elapsed)
     }

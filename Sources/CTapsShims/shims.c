@@ -59,21 +59,34 @@ int taps_SSL_set_retry_verify(SSL *ssl) { return SSL_set_retry_verify(ssl); }
 #include <nmmintrin.h>
 int taps_crc32c_hardware(void) { return __builtin_cpu_supports("sse4.2"); }
 
-__attribute__((target("sse4.2"))) uint32_t taps_crc32c(const void *data, size_t length) {
-    const uint8_t *bytes = data;
-    uint64_t crc = 0xffffffffu;
+/* The running CRC (not inverted) over `length` more bytes. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_update(uint32_t crc, const uint8_t *bytes, size_t length) {
+    uint64_t wide = crc;
     while (length >= 8) {
         uint64_t word;
         memcpy(&word, bytes, 8);
-        crc = _mm_crc32_u64(crc, word);
+        wide = _mm_crc32_u64(wide, word);
         bytes += 8;
         length -= 8;
     }
-    uint32_t crc32 = (uint32_t)crc;
-    while (length-- > 0) crc32 = _mm_crc32_u8(crc32, *bytes++);
-    return ~crc32;
+    crc = (uint32_t)wide;
+    while (length-- > 0) crc = _mm_crc32_u8(crc, *bytes++);
+    return crc;
+}
+
+__attribute__((target("sse4.2"))) uint32_t taps_crc32c(const void *data, size_t length) {
+    return ~crc32c_update(0xffffffffu, data, length);
+}
+
+__attribute__((target("sse4.2"))) uint32_t taps_crc32c_sctp(const void *packet, size_t length) {
+    if (length < 12) return 0;
+    const uint8_t *bytes = packet;
+    uint32_t crc = crc32c_update(0xffffffffu, bytes, 8);
+    crc = _mm_crc32_u32(crc, 0); /* the checksum field, as zero */
+    return ~crc32c_update(crc, bytes + 12, length - 12);
 }
 #else
 int taps_crc32c_hardware(void) { return 0; }
 uint32_t taps_crc32c(const void *data, size_t length) { (void)data; (void)length; return 0; }
+uint32_t taps_crc32c_sctp(const void *packet, size_t length) { (void)packet; (void)length; return 0; }
 #endif

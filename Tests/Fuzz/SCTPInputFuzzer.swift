@@ -7,7 +7,6 @@ import CUsrSCTP
 import Glibc
 
 nonisolated(unsafe) private var started = false
-nonisolated(unsafe) private var scratch: [UInt8] = []
 nonisolated(unsafe) private var handle = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 1)
 
 private func start() {
@@ -35,7 +34,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         SCTPPacket.fillChecksum(&packet)
     }
     packet.withUnsafeBytes { bytes in
-        if SCTPPacket.verify(bytes, scratch: &scratch) == .valid {
+        if SCTPPacket.verify(bytes) == .valid {
             usrsctp_conninput(handle, bytes.baseAddress, bytes.count, 0)
         }
     }

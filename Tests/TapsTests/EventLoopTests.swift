@@ -56,4 +56,28 @@ final class EventLoopTests: XCTestCase {
         _ = listener
         XCTAssertEqual(loop.shutdown(), 1)
     }
+
+    /// End-of-turn work runs after the jobs queued in the turn (including ones those jobs queue), in
+    /// the order it was asked for, before the loop waits; the loop still shuts down clean.
+    func testEndOfTurnWorkRunsAfterTheTurnsJobs() async throws {
+        let loop = EventLoop(name: "test-end-of-turn")
+        final class Log: @unchecked Sendable { var entries: [String] = [] }  // touched on the loop only
+        let log = Log()
+        let entries = await withCheckedContinuation { (continuation: CheckedContinuation<[String], Never>) in
+            loop.execute {
+                for index in 0..<3 {
+                    loop.execute {
+                        log.entries.append("job \(index)")
+                        loop.execute { log.entries.append("follow-up \(index)") }
+                        loop.executeAtEndOfTurn {
+                            log.entries.append("end \(index)")
+                            if index == 2 { continuation.resume(returning: log.entries) }
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(entries, ["job 0", "job 1", "job 2", "follow-up 0", "follow-up 1", "follow-up 2", "end 0", "end 1", "end 2"])
+        XCTAssertEqual(loop.shutdown(), 0)
+    }
 }

@@ -56,5 +56,8 @@ int taps_SSL_set_retry_verify(SSL *ssl);
 #include <stdint.h>
 int taps_crc32c_hardware(void);
 uint32_t taps_crc32c(const void *data, size_t length);
+/* The CRC32c of an SCTP packet (at least 12 bytes) with its checksum field (bytes 8-11) taken as zero
+ * (RFC 9260 section 6.8), without copying the packet. */
+uint32_t taps_crc32c_sctp(const void *packet, size_t length);
 
 #endif

@@ -25,6 +25,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private var localWork: [Work] = []
     private let localRunner: UnsafeMutablePointer<uv_idle_t>
     private var localRunnerActive = false
+    /// Work to run once the current turn's jobs have run, before the loop polls for I/O: a prepare
+    /// handle, started only while something waits.
+    private var endOfTurnWork: [() -> Void] = []
+    private let endOfTurnRunner: UnsafeMutablePointer<uv_prepare_t>
     private let incoming = Mutex<(work: [Work], wakePending: Bool)>(([], false))
     private let threadReady = DispatchSemaphore(value: 0)
     private let threadExited = DispatchSemaphore(value: 0)
@@ -51,9 +55,13 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         localRunner = .allocate(capacity: 1)
         uv_idle_init(uvLoop, localRunner)
         internalHandles.insert(UnsafeMutableRawPointer(localRunner))
+        endOfTurnRunner = .allocate(capacity: 1)
+        uv_prepare_init(uvLoop, endOfTurnRunner)
+        internalHandles.insert(UnsafeMutableRawPointer(endOfTurnRunner))
         // The loop retains itself through the wake-up handle until `shutdown` closes it.
         wakeup.pointee.data = Unmanaged.passRetained(self).toOpaque()
         localRunner.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        endOfTurnRunner.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         let thread = Thread { [unowned self] in self.run() }
         thread.name = name
         thread.start()
@@ -100,6 +108,27 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         return try await withCheckedThrowingContinuation { continuation in
             execute { continuation.resume(with: Result { try body() }) }
         }
+    }
+
+    /// Runs `body` on the loop thread after the jobs and callbacks of this turn of the loop, before it
+    /// waits for I/O. Work that many jobs of one turn add to (a send queue, say) is handed on once per
+    /// turn. Loop thread only.
+    func executeAtEndOfTurn(_ body: @escaping () -> Void) {
+        checkIsolated()
+        if endOfTurnWork.isEmpty {
+            uv_prepare_start(endOfTurnRunner) { handle in
+                guard let handle, let data = handle.pointee.data else { return }
+                Unmanaged<EventLoop>.fromOpaque(data).takeUnretainedValue().runEndOfTurnWork()
+            }
+        }
+        endOfTurnWork.append(body)
+    }
+
+    private func runEndOfTurnWork() {
+        let work = endOfTurnWork
+        endOfTurnWork.removeAll(keepingCapacity: true)
+        work.forEach { $0() }
+        if endOfTurnWork.isEmpty { uv_prepare_stop(endOfTurnRunner) }
     }
 
     // MARK: SerialExecutor / TaskExecutor
@@ -222,7 +251,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
             let wakeup = UnsafeMutableRawPointer(self.wakeup)
             uv_walk(uvLoop, { handle, wakeup in
                 guard let handle, uv_is_closing(handle) == 0, let data = handle.pointee.data else { return }
-                if handle.pointee.type == UV_IDLE {
+                if handle.pointee.type == UV_IDLE || handle.pointee.type == UV_PREPARE {
                     uv_close(handle) { UnsafeMutableRawPointer($0)?.deallocate() }
                 } else if UnsafeMutableRawPointer(handle) == wakeup {
                     uv_close(handle) { handle in

@@ -33,7 +33,7 @@ final class LossyLayer: Layer, LayerDelegate {
     private var heldIncoming: [UInt8]?
     private(set) var counters = Counters()
 
-    struct Counters { var dropped = 0, duplicated = 0, reordered = 0, corrupted = 0, delayed = 0 }
+    struct Counters { var written = 0, read = 0, dropped = 0, duplicated = 0, reordered = 0, corrupted = 0, delayed = 0 }
 
     init(over lower: Layer, faults: LossyPath, loop: EventLoop) {
         self.lower = lower
@@ -60,11 +60,13 @@ final class LossyLayer: Layer, LayerDelegate {
 
     func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {
         // The datagram counts as sent whatever happens to it on the way.
+        counters.written += 1
         completion?(nil)
         disturb(array, held: \.heldOutgoing) { [weak self] datagram in self?.lower.write(datagram, completion: nil) }
     }
 
     func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
+        counters.read += 1
         disturb(Array(bytes), held: \.heldIncoming) { [weak self] datagram in
             datagram.withUnsafeBytes { self?.delegate?.layerDidRead($0) }
         }

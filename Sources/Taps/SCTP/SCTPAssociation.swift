@@ -147,7 +147,9 @@ final class SCTPAssociation: SCTPPathOwner {
         eventsScheduled = false
         guard socket != nil else { return }
         if pausedStreams.isEmpty { readAvailable() }
-        flushSends()
+        // Room in usrsctp's send buffer may have opened; what the application queues in this turn
+        // goes along in the same flush.
+        if !sending.isEmpty { scheduleFlush() }
     }
 
     private func readAvailable() {
@@ -274,19 +276,9 @@ final class SCTPAssociation: SCTPPathOwner {
         }
     }
 
-    /// Path MTU discovery off; the configured MTU less IPv6 and UDP headers is the SCTP packet size.
+    /// Again on the association itself: the socket's setting covers associations created after it.
     private func applyPathMTU() {
-        guard let socket else { return }
-        var parameters = sctp_paddrparams()
-        parameters.spp_assoc_id = sctp_assoc_t(SCTP_FUTURE_ASSOC)
-        parameters.spp_flags = UInt32(SPP_PMTUD_DISABLE)
-        parameters.spp_pathmtu = UInt32(max(SCTPOptions.minimumPathMTU, options.pathMTU) - SCTPOptions.headerOverhead)
-        // The AF_CONN wildcard address: the setting applies to the association and every path of it.
-        var wildcard = SCTPSocket.address(nil, port: 0)
-        withUnsafeBytes(of: &wildcard) { source in
-            withUnsafeMutableBytes(of: &parameters.spp_address) { $0.copyMemory(from: source) }
-        }
-        try? socket.set(SCTP_PEER_ADDR_PARAMS, parameters)
+        socket?.setPathMTU(options.pathMTU)
     }
 
     // MARK: Sending
@@ -296,13 +288,28 @@ final class SCTPAssociation: SCTPPathOwner {
             completion?(.connectionClosed("the SCTP association has ended"))
             return
         }
+        // Completes when usrsctp takes the message (the Connection paces its sender on completions).
         sending.enqueue(.message(SCTPSendQueue.Message(streamID: streamID, bytes: bytes, properties: properties, completion: completion)))
-        if state == .established { flushSends() }
+        if state == .established { scheduleFlush() }
+    }
+
+    private var flushScheduled = false
+
+    /// Hands the queue to usrsctp once per turn of the loop, so messages sent in one turn share packets.
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let me = LoopBound(self)
+        loop.executeAtEndOfTurn {
+            guard let association = me.value else { return }
+            association.flushScheduled = false
+            association.flushSends()
+        }
     }
 
     private func flushSends() {
         guard let socket, state == .established || state == .shuttingDown else { return }
-        switch sending.flush(into: socket) {
+        switch sending.flush(into: socket, packetCapacity: options.packetCapacity) {
         case .blocked, .drained: break
         case .failed(let error): fail(error)
         }

@@ -26,6 +26,10 @@ public struct SCTPOptions: Sendable, Hashable {
 
     /// IPv6 (40) and UDP (8) headers.
     static let headerOverhead = 48
+
+    /// Bytes of chunks that fit one packet: the SCTP packet less its common header (12), less a margin
+    /// that keeps our bundling (SCTPSendQueue) below usrsctp's own Nagle threshold.
+    var packetCapacity: Int { max(Self.minimumPathMTU, pathMTU) - Self.headerOverhead - 12 - 64 }
     static let minimumPathMTU = 576
 
     public init() {}

@@ -14,6 +14,16 @@ enum CRC32c {
     static func software(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         usrsctp_crc32c(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
     }
+
+    /// The checksum of an SCTP packet (at least the common header) with its checksum field taken as
+    /// zero (RFC 9260 section 6.8). The hardware path reads the packet in place; the software one
+    /// works on a copy with the field zeroed.
+    static func packetChecksum(_ packet: UnsafeRawBufferPointer) -> UInt32 {
+        if usesHardware { return taps_crc32c_sctp(packet.baseAddress, packet.count) }
+        var copy = [UInt8](packet)
+        copy.withUnsafeMutableBytes { $0.storeBytes(of: 0, toByteOffset: SCTPPacket.checksumOffset, as: UInt32.self) }
+        return copy.withUnsafeBytes { software($0) }
+    }
 }
 
 /// The SCTP common header (RFC 9260 section 3.1) as the packet path checks it: nothing is parsed
@@ -23,29 +33,26 @@ enum SCTPPacket {
     static let commonHeaderLength = 12
     /// The header plus one chunk header: the shortest packet worth handing to usrsctp.
     static let minimumLength = commonHeaderLength + 4
-    private static let checksumOffset = 8
+    static let checksumOffset = 8
 
     enum Verdict: Equatable { case valid, tooShort, badChecksum }
 
     /// Checks length and checksum. The checksum is computed with its own field as zero (RFC 9260
     /// section 6.8); it is stored little-endian, as usrsctp writes it.
-    static func verify(_ packet: UnsafeRawBufferPointer, scratch: inout [UInt8]) -> Verdict {
+    static func verify(_ packet: UnsafeRawBufferPointer) -> Verdict {
         guard packet.count >= minimumLength else { return .tooShort }
         let received = packet.loadUnaligned(fromByteOffset: checksumOffset, as: UInt32.self)
-        scratch.removeAll(keepingCapacity: true)
-        scratch.append(contentsOf: packet)
-        scratch.withUnsafeMutableBytes { $0.storeBytes(of: 0, toByteOffset: checksumOffset, as: UInt32.self) }
-        let computed = scratch.withUnsafeBytes { CRC32c.checksum($0) }
-        return computed == received ? .valid : .badChecksum
+        return CRC32c.packetChecksum(packet) == received ? .valid : .badChecksum
     }
 
-    /// Writes the checksum into an outgoing packet whose checksum field is zero.
-    static func fillChecksum(_ packet: inout [UInt8]) {
+    /// Writes the checksum into an outgoing packet, in place.
+    static func fillChecksum(_ packet: UnsafeMutableRawBufferPointer) {
         guard packet.count >= commonHeaderLength else { return }
-        packet.withUnsafeMutableBytes { bytes in
-            bytes.storeBytes(of: 0, toByteOffset: checksumOffset, as: UInt32.self)
-            let crc = CRC32c.checksum(UnsafeRawBufferPointer(bytes))
-            bytes.storeBytes(of: crc, toByteOffset: checksumOffset, as: UInt32.self)
-        }
+        let crc = CRC32c.packetChecksum(UnsafeRawBufferPointer(packet))
+        packet.storeBytes(of: crc, toByteOffset: checksumOffset, as: UInt32.self)
+    }
+
+    static func fillChecksum(_ packet: inout [UInt8]) {
+        packet.withUnsafeMutableBytes { fillChecksum($0) }
     }
 }

@@ -17,7 +17,6 @@ final class SCTPPath: LayerDelegate {
     let lower: Layer
     private let runtime: SCTPRuntime
     private(set) var handle: UnsafeMutableRawPointer?
-    private var scratch: [UInt8] = []
     weak var owner: SCTPPathOwner?
 
     /// Packets dropped before usrsctp saw them, process-wide (tests and diagnostics read these).
@@ -37,6 +36,11 @@ final class SCTPPath: LayerDelegate {
 
     func start() { lower.start() }
 
+    func send(_ packet: UnsafeRawBufferPointer) {
+        guard handle != nil else { return }
+        lower.write(packet, completion: nil)
+    }
+
     func send(_ packet: [UInt8]) {
         guard handle != nil else { return }
         lower.write(packet, completion: nil)
@@ -51,7 +55,7 @@ final class SCTPPath: LayerDelegate {
 
     func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
         guard let handle else { return }
-        switch SCTPPacket.verify(bytes, scratch: &scratch) {
+        switch SCTPPacket.verify(bytes) {
         case .valid:
             usrsctp_conninput(handle, bytes.baseAddress, bytes.count, 0)
         case .tooShort:

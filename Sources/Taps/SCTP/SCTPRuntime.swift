@@ -27,7 +27,7 @@ final class SCTPRuntime: @unchecked Sendable {
         self.loop = loop
         usrsctp_init_nothreads(0, { address, buffer, length, _, _ in
             guard let address, let buffer else { return -1 }
-            return SCTPRuntime.shared.output(to: address, UnsafeRawBufferPointer(start: buffer, count: length))
+            return SCTPRuntime.shared.output(to: address, UnsafeMutableRawBufferPointer(start: buffer, count: length))
         }, nil)
         // We compute and check CRC32c on the packet path (SCTPPacket).
         usrsctp_enable_crc32c_offload()
@@ -79,21 +79,20 @@ final class SCTPRuntime: @unchecked Sendable {
     }
 
     /// usrsctp's output callback: one SCTP packet for the path `handle` names.
-    private func output(to handle: UnsafeMutableRawPointer, _ packet: UnsafeRawBufferPointer) -> Int32 {
-        var copy = [UInt8](packet)
-        SCTPPacket.fillChecksum(&copy)
-        let onLoop = loop.inEventLoop
+    /// usrsctp's packet: a buffer of its own for this call, so the checksum is written in place; on
+    /// the loop the datagram layer sends it before this returns (or copies it if it must queue).
+    private func output(to handle: UnsafeMutableRawPointer, _ packet: UnsafeMutableRawBufferPointer) -> Int32 {
+        SCTPPacket.fillChecksum(packet)
         let key = UInt(bitPattern: handle)
-        let alive = livePaths.withLock { $0.contains(key) }
-        guard alive else { return -1 }
-        if onLoop {
-            Unmanaged<SCTPPath>.fromOpaque(handle).takeUnretainedValue().send(copy)
+        guard livePaths.withLock({ $0.contains(key) }) else { return -1 }
+        if loop.inEventLoop {
+            Unmanaged<SCTPPath>.fromOpaque(handle).takeUnretainedValue().send(UnsafeRawBufferPointer(packet))
         } else {
-            // usrsctp's iterator thread: hand the packet to the loop, where the path lives.
-            let packet = copy
+            // usrsctp's iterator thread: hand a copy to the loop, where the path lives.
+            let copy = [UInt8](packet)
             loop.execute { [self] in
                 guard livePaths.withLock({ $0.contains(key) }), let address = UnsafeMutableRawPointer(bitPattern: key) else { return }
-                Unmanaged<SCTPPath>.fromOpaque(address).takeUnretainedValue().send(packet)
+                Unmanaged<SCTPPath>.fromOpaque(address).takeUnretainedValue().send(copy)
             }
         }
         return 0

@@ -40,15 +40,41 @@ struct SCTPSendQueue {
     mutating func enqueue(_ entry: Entry) { entries.append(entry) }
 
     /// Hands as much as usrsctp takes; stops when its buffer is full.
-    mutating func flush(into socket: SCTPSocket) -> Outcome {
+    ///
+    /// Small messages are bundled into full packets (RFC 9260 section 6.10). usrsctp sends at once
+    /// with SCTP_NODELAY; without it (Nagle) it holds data while some is in flight and sends all it
+    /// holds once that reaches a packet, which splits the last message off into a packet of its own.
+    /// So Nagle is on while a packet's worth is handed over and off for the message that fills it (or
+    /// the last one), whose send makes usrsctp send exactly that packet. Nagle never stalls: it holds
+    /// data only while some is in flight, whose SACK sends the rest.
+    mutating func flush(into socket: SCTPSocket, packetCapacity: Int) -> Outcome {
+        defer { socket.setNoDelay(true) }
+        var packetFill = 0
+        // With nothing in flight usrsctp sends the first message at once, Nagle or not.
+        var nextGoesAlone = !socket.hasDataInFlight
         while head < entries.count {
             switch entries[head] {
             case .reset(let streamID):
+                socket.setNoDelay(true)
                 reset(streamID, on: socket)
             case .message(var message):
                 let remaining = message.bytes.count - message.offset
                 let piece = min(remaining, Self.pieceSize)
                 let isLast = piece == remaining
+                let chunk = Self.chunkSize(remaining)
+                if message.offset == 0 && isLast && chunk <= packetCapacity {
+                    packetFill += chunk
+                    let next = nextWholeMessageChunkSize()
+                    let fillsPacket = nextGoesAlone || next.map { packetFill + $0 > packetCapacity } ?? true
+                    nextGoesAlone = false
+                    socket.setNoDelay(fillsPacket)
+                    if fillsPacket { packetFill = 0 }
+                } else {
+                    // Larger than a packet: usrsctp fragments it into full packets itself.
+                    socket.setNoDelay(true)
+                    packetFill = 0
+                    nextGoesAlone = false
+                }
                 var info = Self.sendInfo(message, endOfRecord: isLast)
                 let sent = message.bytes.withUnsafeBytes { bytes in
                     usrsctp_sendv(socket.raw, bytes.baseAddress! + message.offset, piece, nil, 0, &info,
@@ -73,6 +99,15 @@ struct SCTPSendQueue {
             advance()
         }
         return .drained
+    }
+
+    /// A DATA chunk's size on the wire: header and payload padded to 4 bytes (RFC 9260 section 3.3.1).
+    private static func chunkSize(_ payload: Int) -> Int { 16 + (payload + 3) & ~3 }
+
+    /// The chunk size of the message after the head, if it is one that goes whole.
+    private func nextWholeMessageChunkSize() -> Int? {
+        guard head + 1 < entries.count, case .message(let next) = entries[head + 1] else { return nil }
+        return Self.chunkSize(next.bytes.count)
     }
 
     private mutating func advance() {

@@ -20,6 +20,9 @@ final class SCTPSocket {
         runtime.socketOpened()
         try configure(streams: streams)
         try configureRetransmission(options)
+        // Before any association exists, so usrsctp starts it with this MTU: it only ever lowers the
+        // association's smallest MTU later, and its Nagle and bundling decisions use that one.
+        setPathMTU(options.pathMTU)
     }
 
     /// Wraps a socket usrsctp_accept returned.
@@ -65,6 +68,35 @@ final class SCTPSocket {
         let status = withUnsafePointer(to: value) { usrsctp_setsockopt(raw, Int32(IPPROTO_SCTP), option, $0, socklen_t(MemoryLayout<T>.size)) }
         guard status == 0 else { throw .io("SCTP socket option \(option): \(String(cString: strerror(errno)))") }
     }
+
+    /// Path MTU discovery off; the configured MTU less IPv6 and UDP headers is the SCTP packet size.
+    /// Applies to the association and to every path of it (the AF_CONN wildcard address).
+    func setPathMTU(_ mtu: Int) {
+        var parameters = sctp_paddrparams()
+        parameters.spp_assoc_id = sctp_assoc_t(SCTP_FUTURE_ASSOC)
+        parameters.spp_flags = UInt32(SPP_PMTUD_DISABLE)
+        parameters.spp_pathmtu = UInt32(max(SCTPOptions.minimumPathMTU, mtu) - SCTPOptions.headerOverhead)
+        var wildcard = Self.address(nil, port: 0)
+        withUnsafeBytes(of: &wildcard) { source in
+            withUnsafeMutableBytes(of: &parameters.spp_address) { $0.copyMemory(from: source) }
+        }
+        try? set(SCTP_PEER_ADDR_PARAMS, parameters)
+    }
+
+    /// SCTP_NODELAY: off lets usrsctp hold small messages to fill a packet while data is in flight.
+    /// Whether DATA the peer has not acknowledged is outstanding.
+    var hasDataInFlight: Bool {
+        var status = sctp_status()
+        return get(SCTP_STATUS, &status) && status.sstat_unackdata > 0
+    }
+
+    /// Only calls into usrsctp when the setting changes.
+    func setNoDelay(_ on: Bool) {
+        guard on != noDelay else { return }
+        noDelay = on
+        try? set(SCTP_NODELAY, Int32(on ? 1 : 0))
+    }
+    private var noDelay = true
 
     func get<T>(_ option: Int32, _ value: inout T) -> Bool {
         var length = socklen_t(MemoryLayout<T>.size)
