@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "taps-chat", targets: ["TapsChat"]),
         .executable(name: "taps-bench", targets: ["TapsBench"]),
         .executable(name: "taps-sctp-baseline", targets: ["TapsSCTPBaseline"]),
+        .executable(name: "taps-sctp-peer", targets: ["TapsSCTPPeer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -66,6 +67,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/taps-bench"
+        ),
+        // An independent SCTP-over-UDP peer for interop tests: usrsctp's own UDP encapsulation.
+        .executableTarget(
+            name: "TapsSCTPPeer",
+            path: "Tests/SCTPPeer",
+            linkerSettings: [.linkedLibrary("usrsctp"), .linkedLibrary("pthread")]
         ),
         .testTarget(name: "TapsTests", dependencies: ["Taps"]),
     ],
