@@ -65,10 +65,12 @@ public actor Connection {
         self.properties = properties
         self.framer = framer
         self.group = group
+        connPriority = properties.connPriority
         let bridge = LayerBridge()
         self.bridge = bridge
         bridge.connection = self
         layer.delegate = bridge
+        if properties.connPriority != TransportProperties().connPriority { layer.setPriority(properties.connPriority) }
     }
 
     /// Runs on the loop (an isolated deinit), where the layer must be released. A connection
@@ -110,6 +112,16 @@ public actor Connection {
     }
 
     // MARK: Introspection
+
+    /// RFC 9622 section 8.1.2: this connection's priority relative to the others of its group (lower
+    /// is more important); starts as the Preconnection's `connPriority`. On SCTP it is the stream's
+    /// priority in the association's scheduler. Changing it does not change the other connections'.
+    public private(set) var connPriority: Int
+
+    public func setConnPriority(_ priority: Int) {
+        connPriority = max(0, priority)
+        layer.setPriority(connPriority)
+    }
 
     /// What the security handshake negotiated (nil on stacks without security).
     public var securityDetails: SecurityDetails? { layer.securityDetails }

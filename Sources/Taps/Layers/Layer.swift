@@ -71,6 +71,9 @@ protocol Layer: AnyObject {
     /// A new layer in the same transport association for a clone (the next SCTP stream); nil when
     /// a clone needs a connection of its own.
     func openSibling() throws(TransportError) -> Layer?
+    /// The connection's priority among its group (connPriority; lower is more important), for layers
+    /// that schedule several connections over one association (SCTP streams).
+    func setPriority(_ priority: Int)
 }
 
 extension Layer {
@@ -98,6 +101,8 @@ extension Layer {
     }
 
     func openSibling() throws(TransportError) -> Layer? { nil }
+
+    func setPriority(_ priority: Int) {}
 }
 
 /// The outcome of a security handshake, readable on an established connection.

@@ -27,6 +27,8 @@ final class SCTPAssociation: SCTPPathOwner {
     private(set) var outboundStreams: UInt16 = 0
     private(set) var inboundStreams: UInt16 = 0
     private var sending = SCTPSendQueue()
+    /// connPriority of streams that set one (RFC 9622 section 8.1.2); the others have the default.
+    private var streamPriorities: [UInt16: Int] = [:]
     private var partialMessages: [UInt16: [UInt8]] = [:]
     private var receiveBuffer = [UInt8](repeating: 0, count: 256 * 1024)
     private var eventsScheduled = false
@@ -242,6 +244,7 @@ final class SCTPAssociation: SCTPPathOwner {
             state = .established
             readStreamCounts()
             applyPathMTU()
+            streamPriorities.keys.forEach(applyPriority(on:))
             streams.values.forEach { $0.associationDidBecomeReady() }
         case SCTP_COMM_LOST:
             fail(.connectionReset("the SCTP association was lost (peer ABORT or retransmission limit reached)"))
@@ -289,11 +292,29 @@ final class SCTPAssociation: SCTPPathOwner {
             return
         }
         // Completes when usrsctp takes the message (the Connection paces its sender on completions).
-        sending.enqueue(.message(SCTPSendQueue.Message(streamID: streamID, bytes: bytes, properties: properties, completion: completion)))
+        sending.enqueue(.message(SCTPSendQueue.Message(streamID: streamID, streamPriority: streamPriorities[streamID] ?? Self.defaultPriority,
+                                                       bytes: bytes, properties: properties, completion: completion)))
         if state == .established { scheduleFlush() }
     }
 
     private var flushScheduled = false
+
+    // MARK: Priorities
+
+    private static let defaultPriority = TransportProperties().connPriority
+
+    /// A stream's connPriority becomes its value in usrsctp's priority scheduler (SCTP_SS_PRIORITY:
+    /// the lowest value is served first, RFC 8260 section 3.2) and orders messages still waiting in
+    /// our queue.
+    func setPriority(_ priority: Int, on streamID: UInt16) {
+        streamPriorities[streamID] = priority
+        applyPriority(on: streamID)
+    }
+
+    private func applyPriority(on streamID: UInt16) {
+        guard let socket, state == .established, let priority = streamPriorities[streamID] else { return }
+        try? socket.set(SCTP_SS_VALUE, sctp_stream_value(assoc_id: 0, stream_id: streamID, stream_value: UInt16(clamping: priority)))
+    }
 
     /// Hands the queue to usrsctp once per turn of the loop, so messages sent in one turn share packets.
     private func scheduleFlush() {

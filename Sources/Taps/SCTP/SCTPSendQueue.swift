@@ -1,23 +1,33 @@
 import CUsrSCTP
 import Glibc
 
-/// Messages waiting for room in usrsctp's send buffer, in order, with the stream resets queued
-/// behind them. A message goes in pieces (explicit end-of-record) when it is larger than the room
+/// Messages waiting for room in usrsctp's send buffer, in priority order, with the stream resets
+/// queued behind them. A message goes in pieces (explicit end-of-record) when it is larger than the room
 /// left; its message properties map to SCTP (RFC 9622 section 9.1.3 on RFC 6458 section 5.3):
 /// unordered delivery, PR-SCTP lifetime or retransmission limit (RFC 3758), the PPID.
 struct SCTPSendQueue {
     struct Message {
         let streamID: UInt16
+        /// The stream's connPriority when the message was sent.
+        let streamPriority: Int
         let bytes: [UInt8]
         let properties: MessageProperties
         let completion: ((TransportError?) -> Void)?
         var offset = 0
 
-        init(streamID: UInt16, bytes: [UInt8], properties: MessageProperties, completion: ((TransportError?) -> Void)?) {
+        init(streamID: UInt16, streamPriority: Int, bytes: [UInt8], properties: MessageProperties,
+             completion: ((TransportError?) -> Void)?) {
             self.streamID = streamID
+            self.streamPriority = streamPriority
             self.bytes = bytes
             self.properties = properties
             self.completion = completion
+        }
+
+        /// Goes before `other`: a more important stream (connPriority), then a more important message
+        /// (msgPriority, RFC 9622 section 9.1.3.2); lower values first.
+        func outranks(_ other: Message) -> Bool {
+            (streamPriority, properties.priority) < (other.streamPriority, other.properties.priority)
         }
     }
 
@@ -37,7 +47,19 @@ struct SCTPSendQueue {
 
     var isEmpty: Bool { head == entries.count }
 
-    mutating func enqueue(_ entry: Entry) { entries.append(entry) }
+    /// Messages wait in priority order (`Message.outranks`), first come first among equals; one that
+    /// usrsctp has taken in part, and stream resets, are never overtaken.
+    mutating func enqueue(_ entry: Entry) {
+        guard case .message(let message) = entry else {
+            entries.append(entry)
+            return
+        }
+        var index = entries.count
+        while index > head, case .message(let queued) = entries[index - 1], queued.offset == 0, message.outranks(queued) {
+            index -= 1
+        }
+        entries.insert(entry, at: index)
+    }
 
     /// Hands as much as usrsctp takes; stops when its buffer is full.
     ///

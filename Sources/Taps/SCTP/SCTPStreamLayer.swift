@@ -83,6 +83,8 @@ final class SCTPStreamLayer: Layer {
         association.streamClosed(streamID)
     }
 
+    func setPriority(_ priority: Int) { association.setPriority(priority, on: streamID) }
+
     /// A clone is the next stream of the same association (RFC 9622 section 7.4).
     func openSibling() throws(TransportError) -> Layer? {
         try association.openStream()
