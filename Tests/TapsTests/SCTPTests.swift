@@ -211,3 +211,78 @@ extension SCTPTests {
         await listener.stop()
     }
 }
+
+extension SCTPTests {
+    /// With minIncompleteLength, an 8 MB message reaches a receiver whose limit for whole messages
+    /// is 1 MB: it comes in parts as it arrives, never buffered whole. A later receive without it
+    /// gets a whole message again.
+    func testALargeMessageArrivesInPartsWhenAskedFor() async throws {
+        let listener = try await listen { $0.sctp.maximumReceiveMessageSize = 1_000_000 }
+        let client = try await connect(listener.localAddress.port)
+        try await client.send("opens the stream")
+        var incoming = listener.connections.makeAsyncIterator()
+        let next = await incoming.next()
+        let server = try XCTUnwrap(next)
+        let first = try await server.receive()
+        XCTAssertEqual(first.text, "opens the stream")
+
+        await server.setReceiveMode(.pull, minIncompleteLength: 65_536)  // asks before the data comes
+        let parts = Task { () -> [Message] in
+            var parts: [Message] = []
+            repeat {
+                parts.append(try await server.receive(minIncompleteLength: 65_536))
+            } while !parts.last!.isComplete
+            return parts
+        }
+        let payload = (0..<8_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 12)) }
+        var properties = MessageProperties()
+        properties.sctpPayloadProtocolIdentifier = 53
+        try await client.send(payload, context: MessageContext(properties: properties))
+        try await client.send("after")
+        let received = try await parts.value
+        XCTAssertGreaterThan(received.count, 2)
+        XCTAssertTrue(received.allSatisfy(\.isPart))
+        XCTAssertTrue(received.dropLast().allSatisfy { !$0.isComplete && $0.content.count >= 65_536 })
+        XCTAssertTrue(received.allSatisfy { $0.context.properties.sctpPayloadProtocolIdentifier == 53 })
+        XCTAssertEqual(received.flatMap(\.content), payload)
+
+        let after = try await server.receive()
+        XCTAssertEqual(after.text, "after")
+        XCTAssertTrue(after.isComplete)
+        XCTAssertFalse(after.isPart)
+        await client.close()
+        await listener.stop()
+    }
+
+    /// In event mode the parts are receivedPartial events; the last one carries isComplete.
+    func testPartsAreReceivedPartialEventsInEventMode() async throws {
+        let listener = try await listen()
+        let client = try await connect(listener.localAddress.port)
+        try await client.send("opens the stream")
+        var incoming = listener.connections.makeAsyncIterator()
+        let next = await incoming.next()
+        let server = try XCTUnwrap(next)
+        let first = try await server.receive()
+        XCTAssertEqual(first.text, "opens the stream")
+
+        let events = await server.events()
+        await server.setReceiveMode(.events, minIncompleteLength: 100_000)
+        let payload = [UInt8](repeating: 0x42, count: 3_000_000)
+        try await client.send(payload)
+        var received = 0
+        var partials = 0
+        for await event in events {
+            guard case .receivedPartial(let part) = event else {
+                if case .received = event { XCTFail("a part arrived as a whole message") }
+                continue
+            }
+            partials += 1
+            received += part.content.count
+            if part.isComplete { break }
+        }
+        XCTAssertGreaterThan(partials, 2)
+        XCTAssertEqual(received, payload.count)
+        await client.close()
+        await listener.stop()
+    }
+}

@@ -171,11 +171,15 @@ public actor Connection {
 
     /// Switches between `receive()` and event delivery of received messages; messages already
     /// queued are delivered as events when switching to `.events`.
-    public func setReceiveMode(_ mode: ReceiveMode) {
+    /// `minIncompleteLength` asks a message stack to deliver large messages in parts as they arrive,
+    /// as for `receive`: `receivedPartial` events in event mode; in pull mode it asks before the next
+    /// `receive` does.
+    public func setReceiveMode(_ mode: ReceiveMode, minIncompleteLength: Int? = nil) {
         receiveMode = mode
+        askForPartialDelivery(minIncompleteLength)
         guard mode == .events else { return }
         while let message = inbound.take(minIncompleteLength: 1, maxLength: .max, atEnd: true) {
-            emit(message.isComplete ? .received(message) : .receivedPartial(message))
+            emit(message.isPart ? .receivedPartial(message) : .received(message))
         }
         resumeReadingIfDrained()
     }
@@ -294,11 +298,17 @@ public actor Connection {
 
     // MARK: Receiving (RFC 9622 section 9.3)
 
-    /// Receives the next message. On a byte stream without a framer, data arrives as partial
-    /// messages (`isComplete == false`) of at least `minIncompleteLength` bytes where available and at
-    /// most `maxLength`; the stream's end is an empty, complete, final message. Throws once the
-    /// connection has ended and everything was received.
-    public func receive(minIncompleteLength: Int = 1, maxLength: Int = .max) async throws -> Message {
+    /// Receives the next message (RFC 9622 section 9.3.1). On a byte stream without a framer, data
+    /// arrives as partial messages (`isComplete == false`) of at least `minIncompleteLength` bytes
+    /// (default 1) where available and at most `maxLength`; the stream's end is an empty, complete,
+    /// final message. On a message stack (SCTP) messages arrive whole unless `minIncompleteLength` is
+    /// given: then a large message is handed out in parts of at least that many bytes as it arrives
+    /// (the last part has `isComplete`), without being buffered whole first; that holds for later
+    /// messages too, until a `receive` asks otherwise. A part is at most `maxLength` in either case.
+    /// Throws once the connection has ended and everything was received.
+    public func receive(minIncompleteLength: Int? = nil, maxLength: Int = .max) async throws -> Message {
+        askForPartialDelivery(minIncompleteLength)
+        let minIncompleteLength = minIncompleteLength ?? 1
         if let message = inbound.take(minIncompleteLength: minIncompleteLength, maxLength: maxLength, atEnd: peerFinished || receiveFailure != nil) {
             resumeReadingIfDrained()
             return message
@@ -346,12 +356,15 @@ public actor Connection {
         deliverReceived()
     }
 
-    /// A whole message from a message layer, with the properties it arrived with (SCTP).
-    fileprivate func layerRead(message: [UInt8], properties: MessageProperties) {
+    /// A message, or a part of one, from a message layer, with the properties it arrived with (SCTP).
+    fileprivate func layerRead(message: [UInt8], properties: MessageProperties, isComplete: Bool) {
         guard state != .closed else { return }
         var context = receiveContext
         context.properties = properties
-        enqueue(Message(message, context: context, isComplete: true))
+        var received = Message(message, context: context, isComplete: isComplete)
+        if isComplete && receivingInParts { received.isPart = true }  // the last part
+        receivingInParts = !isComplete
+        enqueue(received)
         deliverReceived()
     }
 
@@ -359,7 +372,7 @@ public actor Connection {
     private func enqueue(_ message: Message) {
         switch receiveMode {
         case .pull: inbound.append(message)
-        case .events: emit(message.isComplete ? .received(message) : .receivedPartial(message))
+        case .events: emit(message.isPart ? .receivedPartial(message) : .received(message))
         }
     }
 
@@ -429,6 +442,17 @@ public actor Connection {
             }
         }
         resumeReadingIfDrained()
+    }
+
+    /// Message layers deliver parts only when the application asked (a minIncompleteLength given).
+    private var partialDeliveryMinimum: Int?
+    /// A message layer has handed up a part of a message and not yet its last.
+    private var receivingInParts = false
+
+    private func askForPartialDelivery(_ minIncompleteLength: Int?) {
+        guard layer.isDatagram, framer == nil, minIncompleteLength != partialDeliveryMinimum else { return }
+        partialDeliveryMinimum = minIncompleteLength.map { max(1, $0) }
+        layer.setPartialDelivery(minimumLength: partialDeliveryMinimum)
     }
 
     private func resumeReadingIfDrained() {
@@ -571,8 +595,8 @@ private final class LayerBridge: LayerDelegate {
     func layerDidFail(_ error: TransportError) { connection?.assumeIsolated { $0.layerFailed(error) } }
     func layerDidReportSoftError(_ error: TransportError) { connection?.assumeIsolated { $0.layerSoftError(error) } }
     func layerDidUpdateKeys(byPeer: Bool) { connection?.assumeIsolated { $0.layerKeysUpdated(byPeer: byPeer) } }
-    func layerDidRead(message: [UInt8], properties: MessageProperties) {
-        connection?.assumeIsolated { $0.layerRead(message: message, properties: properties) }
+    func layerDidRead(message: [UInt8], properties: MessageProperties, isComplete: Bool) {
+        connection?.assumeIsolated { $0.layerRead(message: message, properties: properties, isComplete: isComplete) }
     }
     func layerDidChangePath() { connection?.assumeIsolated { $0.emit(.pathChange) } }
 }

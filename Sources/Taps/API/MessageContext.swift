@@ -54,6 +54,9 @@ public struct Message: Sendable {
     public var context: MessageContext
     /// False for a `receivedPartial` part; true when this is (the last part of) a whole message.
     public var isComplete: Bool
+    /// True for a part of a message delivered in parts (a `receivedPartial` event), including the
+    /// last part, which also has `isComplete` (RFC 9622's endOfMessage).
+    public internal(set) var isPart: Bool
     /// True when this is the peer's final message (the stream ended after it).
     public var isFinal: Bool { context.properties.final }
 
@@ -61,6 +64,7 @@ public struct Message: Sendable {
         self.content = content
         self.context = context
         self.isComplete = isComplete
+        isPart = !isComplete
     }
 
     /// The content as UTF-8 text.

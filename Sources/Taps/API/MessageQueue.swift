@@ -30,8 +30,10 @@ struct MessageQueue {
             // Hand out the front; the rest stays queued as the next part.
             var rest = first
             rest.content = Array(first.content[maxLength...])
+            rest.isPart = true
             first.content = Array(first.content[..<maxLength])
             first.isComplete = false
+            first.isPart = true
             first.context.properties.final = false
             messages[head] = rest
         } else {

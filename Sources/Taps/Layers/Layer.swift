@@ -16,8 +16,9 @@ protocol LayerDelegate: AnyObject {
     func layerDidReportSoftError(_ error: TransportError)
     /// The security protocol's traffic keys changed (`byPeer`: the peer sent a KeyUpdate).
     func layerDidUpdateKeys(byPeer: Bool)
-    /// One whole message with the properties it arrived with (SCTP: ordered, PPID).
-    func layerDidRead(message: [UInt8], properties: MessageProperties)
+    /// A message with the properties it arrived with (SCTP: ordered, PPID): whole, or, when the
+    /// connection asked for partial delivery, one part of it (`isComplete` on its last part).
+    func layerDidRead(message: [UInt8], properties: MessageProperties, isComplete: Bool)
     /// The path under the connection changed (SCTP peer address change).
     func layerDidChangePath()
 }
@@ -26,7 +27,7 @@ extension LayerDelegate {
     func layerDidReportSoftError(_ error: TransportError) {}
     func layerDidUpdateKeys(byPeer: Bool) {}
     func layerDidChangePath() {}
-    func layerDidRead(message: [UInt8], properties: MessageProperties) { layerDidRead(owned: message) }
+    func layerDidRead(message: [UInt8], properties: MessageProperties, isComplete: Bool) { layerDidRead(owned: message) }
 
     func layerDidRead(owned bytes: [UInt8]) {
         bytes.withUnsafeBytes { layerDidRead($0) }
@@ -74,6 +75,9 @@ protocol Layer: AnyObject {
     /// The connection's priority among its group (connPriority; lower is more important), for layers
     /// that schedule several connections over one association (SCTP streams).
     func setPriority(_ priority: Int)
+    /// Message layers: hand a large message up in parts of at least `minimumLength` bytes as it
+    /// arrives (nil: whole messages only), for RFC 9622's minIncompleteLength.
+    func setPartialDelivery(minimumLength: Int?)
 }
 
 extension Layer {
@@ -103,6 +107,8 @@ extension Layer {
     func openSibling() throws(TransportError) -> Layer? { nil }
 
     func setPriority(_ priority: Int) {}
+
+    func setPartialDelivery(minimumLength: Int?) {}
 }
 
 /// The outcome of a security handshake, readable on an established connection.

@@ -183,24 +183,31 @@ final class SCTPAssociation: SCTPPathOwner {
         }
     }
 
+    /// usrsctp hands a large message over in pieces (at most the receive buffer each). They are
+    /// joined into the whole message, or, when the stream's connection asked for partial delivery,
+    /// handed up as parts of at least its minimum as they come.
     private func receive(count: Int, on streamID: UInt16, complete: Bool, info: sctp_rcvinfo) {
         var message = partialMessages.removeValue(forKey: streamID) ?? []
+        // A part buffered here stays under the limit too: in partial delivery it is at most the
+        // connection's minimum plus one piece.
         guard message.count + count <= options.maximumReceiveMessageSize else {
             fail(.protocolViolation("the peer sent a message larger than \(options.maximumReceiveMessageSize) bytes on stream \(streamID) (sctp.maximumReceiveMessageSize)"))
             return
         }
         message.append(contentsOf: receiveBuffer[..<count])
-        guard complete else {
+        let stream = stream(for: streamID)
+        let partMinimum = stream?.partialDeliveryMinimum
+        guard complete || partMinimum.map({ message.count >= $0 }) == true else {
             partialMessages[streamID] = message
             return
         }
         var properties = MessageProperties()
         properties.ordered = info.rcv_flags & UInt16(SCTP_UNORDERED) == 0
         properties.sctpPayloadProtocolIdentifier = UInt32(bigEndian: info.rcv_ppid)
-        stream(for: streamID)?.deliver(message, properties: properties)
+        stream?.deliver(message, properties: properties, isComplete: complete)
     }
 
-    /// The stream for an incoming message; the peer's first message on a new stream opens it.
+    /// The stream for an incoming message; the peer's first message (or part of one) on a new stream opens it.
     private func stream(for streamID: UInt16) -> SCTPStreamLayer? {
         if let stream = streams[streamID] { return stream }
         guard !retiredStreams.contains(streamID), let onIncomingStream else { return nil }

@@ -31,9 +31,17 @@ final class SCTPStreamLayer: Layer {
         delegate?.layerDidBecomeReady()
     }
 
-    func deliver(_ message: [UInt8], properties: MessageProperties) {
+    func deliver(_ message: [UInt8], properties: MessageProperties, isComplete: Bool) {
         guard !ended else { return }
-        delegate?.layerDidRead(message: message, properties: properties)
+        delegate?.layerDidRead(message: message, properties: properties, isComplete: isComplete)
+    }
+
+    /// Set by the connection (RFC 9622 minIncompleteLength): large messages go up in parts.
+    private(set) var partialDeliveryMinimum: Int?
+
+    /// Takes effect from the next piece usrsctp hands over.
+    func setPartialDelivery(minimumLength: Int?) {
+        partialDeliveryMinimum = minimumLength
     }
 
     /// The peer reset this stream or shut the association down: no more messages arrive.
