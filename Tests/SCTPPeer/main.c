@@ -9,6 +9,9 @@
  *   taps-sctp-peer send UDP_PORT REMOTE_UDP_PORT SCTP_PORT TEXT...
  *       connects to 127.0.0.1:SCTP_PORT through REMOTE_UDP_PORT, sends TEXT number i on stream i with
  *       PPID 50+i, prints each reply as "reply stream S ppid P TEXT", then shuts down.
+ *   taps-sctp-peer hold UDP_PORT REMOTE_UDP_PORT SCTP_PORT LOCAL_SCTP_PORT TEXT...
+ *       the same from SCTP port LOCAL_SCTP_PORT, then prints "holding" and keeps the association
+ *       until killed (a test kills it without ABORT and starts it again: an SCTP restart).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -94,11 +97,15 @@ static int echo(uint16_t sctp_port) {
     return 0;
 }
 
-static int send_texts(uint16_t remote_udp_port, uint16_t sctp_port, char **texts, int count) {
+static int send_texts(uint16_t remote_udp_port, uint16_t sctp_port, uint16_t local_sctp_port, int hold, char **texts, int count) {
     struct socket *s = usrsctp_socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP, NULL, NULL, 0, NULL);
     if (s == NULL) return fail("socket");
     enable(s, SCTP_RECVRCVINFO);
     enable(s, SCTP_NODELAY);
+    if (local_sctp_port != 0) {
+        struct sockaddr_in local = loopback(local_sctp_port);
+        if (usrsctp_bind(s, (struct sockaddr *)&local, sizeof local) != 0) return fail("bind");
+    }
     struct sctp_udpencaps encapsulation;
     memset(&encapsulation, 0, sizeof encapsulation);
     encapsulation.sue_address.ss_family = AF_INET;
@@ -117,6 +124,11 @@ static int send_texts(uint16_t remote_udp_port, uint16_t sctp_port, char **texts
         printf("reply stream %u ppid %u %s\n", info.rcv_sid, ntohl(info.rcv_ppid), buffer);
         fflush(stdout);
     }
+    if (hold) {
+        printf("holding\n");
+        fflush(stdout);
+        for (;;) pause();
+    }
     usrsctp_shutdown(s, SHUT_WR);
     struct sctp_rcvinfo info;
     while (receive(s, buffer, sizeof buffer, &info) > 0) {}
@@ -134,9 +146,15 @@ int main(int argc, char **argv) {
     }
     if (argc >= 6 && strcmp(argv[1], "send") == 0) {
         usrsctp_init((uint16_t)atoi(argv[2]), NULL, NULL);
-        int status = send_texts((uint16_t)atoi(argv[3]), (uint16_t)atoi(argv[4]), argv + 5, argc - 5);
+        int status = send_texts((uint16_t)atoi(argv[3]), (uint16_t)atoi(argv[4]), 0, 0, argv + 5, argc - 5);
         _exit(status);
     }
-    fprintf(stderr, "usage: %s echo UDP_PORT SCTP_PORT | send UDP_PORT REMOTE_UDP_PORT SCTP_PORT TEXT...\n", argv[0]);
+    if (argc >= 7 && strcmp(argv[1], "hold") == 0) {
+        usrsctp_init((uint16_t)atoi(argv[2]), NULL, NULL);
+        int status = send_texts((uint16_t)atoi(argv[3]), (uint16_t)atoi(argv[4]), (uint16_t)atoi(argv[5]), 1, argv + 6, argc - 6);
+        _exit(status);
+    }
+    fprintf(stderr, "usage: %s echo UDP_PORT SCTP_PORT | send UDP_PORT REMOTE_UDP_PORT SCTP_PORT TEXT...\n"
+                    "       | hold UDP_PORT REMOTE_UDP_PORT SCTP_PORT LOCAL_SCTP_PORT TEXT...\n", argv[0]);
     return 2;
 }

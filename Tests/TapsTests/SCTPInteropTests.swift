@@ -74,4 +74,42 @@ final class SCTPInteropTests: XCTestCase {
         let closed = await peer.waitFor("closed")
         XCTAssertTrue(closed, "the peer saw our SHUTDOWN: " + peer.text)
     }
+
+    /// The peer dies without ABORT and starts again from the same address and ports: its INIT
+    /// restarts the association (RFC 9260 section 5.2.4). The connection reports a softError and
+    /// carries on with the new incarnation's messages.
+    func testAPeerRestartIsASoftErrorAndTheConnectionGoesOn() async throws {
+        let listener = try await sctpPreconnection(local: .loopback()).listen()
+        let port = listener.localAddress.port
+        let peerUDPPort = try await freePort(udp: true)
+        let peerSCTPPort = try await freePort(udp: true)
+        let arguments = ["hold", "\(peerUDPPort)", "\(port)", "\(port)", "\(peerSCTPPort)"]
+        var incoming = listener.connections.makeAsyncIterator()
+
+        let firstPeer = try ChildProcess(ChildProcess.product("taps-sctp-peer"), arguments + ["before"])
+        defer { firstPeer.terminate() }
+        let accepted = await incoming.next()
+        let server = try XCTUnwrap(accepted)
+        let events = EventLog()
+        await server.setEventHandler { event in events.append(event) }
+        let before = try await server.receive()
+        XCTAssertEqual(before.text, "before")
+        try await server.send("before")
+        let holding = await firstPeer.waitFor("holding")
+        XCTAssertTrue(holding, firstPeer.text)
+        firstPeer.terminate()  // SIGKILL: no ABORT reaches us
+        await firstPeer.finish()
+
+        let secondPeer = try ChildProcess(ChildProcess.product("taps-sctp-peer"), arguments + ["after"])
+        defer { secondPeer.terminate() }
+        let after = try await server.receive()
+        XCTAssertEqual(after.text, "after")
+        try await server.send("after")
+        let replied = await secondPeer.waitFor("reply stream 0 ppid 0 after")
+        XCTAssertTrue(replied, secondPeer.text)
+        let restarts = events.names.filter { $0.hasPrefix("softError") && $0.contains("restarted") }
+        XCTAssertEqual(restarts.count, 1, "\(events.names)")
+        await server.abort()
+        await listener.stop()
+    }
 }

@@ -199,9 +199,12 @@ extension SCTPLossTests {
         let listening = await server.waitFor("listening on")
         XCTAssertTrue(listening, server.text)
         let connection = try await preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
+        let events = EventLog()
+        await connection.setEventHandler { event in events.append(event) }
         try await connection.send("are you there?")
         let reply = try await connection.receive()
         XCTAssertEqual(reply.text, "are you there?")
+        XCTAssertFalse(events.names.contains("pathChange"))
         // SIGKILL: no ABORT, no SHUTDOWN; the association must notice by itself.
         server.terminate()
         _ = await server.finish()
@@ -216,6 +219,11 @@ extension SCTPLossTests {
         } catch let error as TransportError {
             XCTAssertTrue([.connectionReset, .connectionClosed].contains(error.code), "\(error)")
         }
+        // The path failed its retransmission limit (SCTP_ADDR_UNREACHABLE) before the association did.
+        let names = events.names
+        let pathChange = try XCTUnwrap(names.firstIndex(of: "pathChange"), "\(names)")
+        let failure = try XCTUnwrap(names.firstIndex { $0.hasPrefix("connectionError") }, "\(names)")
+        XCTAssertLessThan(pathChange, failure)
         await connection.abort()
     }
 }
