@@ -227,3 +227,48 @@ extension SCTPLossTests {
         await connection.abort()
     }
 }
+
+extension SCTPLossTests {
+    /// INITs from many addresses that never send a COOKIE ECHO: the listener keeps a path for at
+    /// most `maximumUnestablishedPeers` of them and forgets each after `associationSetupTimeout`;
+    /// an association that does come up is kept.
+    func testPeersThatNeverCompleteAnAssociationAreBoundedAndForgotten() async throws {
+        var server = preconnection(local: .loopback())
+        server.transport.sctp.associationSetupTimeout = .milliseconds(300)
+        server.transport.sctp.maximumUnestablishedPeers = 5
+        let listener = try await server.listen()
+        let port = listener.localAddress.port
+        var senders: [Connection] = []
+        for index in 0..<8 {
+            var raw = Preconnection(remote: .loopback(port: port), transport: .unreliableDatagram, security: .disabled)
+            raw.registry = StackRegistry(stacks: [.udp])
+            let sender = try await raw.initiate()
+            try await sender.send(Self.initPacket(from: 5000, to: port, tag: UInt32(index + 1)))
+            senders.append(sender)
+        }
+        // The first five get an INIT ACK; the other three were dropped before any state was made.
+        for sender in senders.prefix(5) {
+            let reply = try await sender.receive()
+            XCTAssertEqual(reply.content[12], 2, "INIT ACK")
+        }
+        let waiting = await listener.peersWithState
+        XCTAssertEqual(waiting, 5)
+
+        for _ in 0..<300 where await listener.peersWithState > 0 { try await Task.sleep(for: .milliseconds(10)) }
+        let afterTimeout = await listener.peersWithState
+        XCTAssertEqual(afterTimeout, 0, "paths without an association are forgotten")
+
+        let echo = startEcho(listener)
+        let client = try await preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
+        try await Task.sleep(for: .milliseconds(700))  // past the setup timeout: an association is kept
+        try await client.send("still here")
+        let reply = try await client.receive()
+        XCTAssertEqual(reply.text, "still here")
+        let established = await listener.peersWithState
+        XCTAssertEqual(established, 1)
+        await client.close()
+        for sender in senders { await sender.abort() }
+        await listener.stop()
+        echo.cancel()
+    }
+}

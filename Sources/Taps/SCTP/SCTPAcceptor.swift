@@ -10,6 +10,13 @@ final class SCTPAcceptor {
     private let options: SCTPOptions
     private let loop: EventLoop
     private var paths: [SocketAddress: SCTPPath] = [:]
+    /// Paths no association has come from yet, with when they were made (loop milliseconds). They are
+    /// closed after `options.associationSetupTimeout`, and there are at most
+    /// `options.maximumUnestablishedPeers`, so INITs or garbage from many addresses cannot pile up state.
+    private var unestablished: [SocketAddress: UInt64] = [:]
+    private var reaper: UVTimer?
+    /// Datagrams from new addresses dropped because that many were already waiting.
+    private(set) var refusedDatagrams = 0
     private var acceptScheduled = false
     /// An association came up; its first stream is open.
     var onAssociation: ((SCTPAssociation) -> Void)?
@@ -26,7 +33,10 @@ final class SCTPAcceptor {
         }, Unmanaged.passUnretained(self).toOpaque())
     }
 
-    deinit { socket.close() }
+    deinit {
+        reaper?.close()
+        socket.close()
+    }
 
     /// A datagram from `sender`: its path carries it to usrsctp, made on first contact.
     func deliver(_ bytes: UnsafeRawBufferPointer, from sender: SocketAddress, makeLayer: (SocketAddress) -> UDPLayer) {
@@ -34,20 +44,53 @@ final class SCTPAcceptor {
         if let known = paths[sender] {
             path = known
         } else {
+            guard unestablished.count < options.maximumUnestablishedPeers else {
+                refusedDatagrams += 1
+                return
+            }
             path = SCTPPath(over: makeLayer(sender))
             paths[sender] = path
+            unestablished[sender] = loop.nowMilliseconds
+            startReaper()
             path.start()
         }
         path.layerDidRead(bytes)
     }
 
-    /// The peer's UDP layer closed (its association ended).
+    /// The peer's UDP layer closed (its association ended, or its path was reaped).
     func peerClosed(_ sender: SocketAddress) {
         paths[sender] = nil
+        unestablished[sender] = nil
     }
 
     func stop() {
+        reaper?.close()
+        reaper = nil
         socket.close()
+    }
+
+    private func startReaper() {
+        guard reaper == nil else { return }
+        let period = UInt64(max(10, min(1_000, options.associationSetupTimeout.milliseconds)))
+        let reaper = UVTimer(loop: loop)
+        self.reaper = reaper
+        reaper.start(after: period, repeat: period) { [weak self] in self?.reap() }
+    }
+
+    /// Closes the paths no association came from in time; closing one ends in `peerClosed`.
+    private func reap() {
+        let now = loop.nowMilliseconds
+        let timeout = UInt64(max(0, options.associationSetupTimeout.milliseconds))
+        let expired = unestablished.filter { now - $0.value >= timeout }.map(\.key)
+        for sender in expired {
+            unestablished[sender] = nil
+            paths[sender]?.close()
+            paths[sender] = nil
+        }
+        if unestablished.isEmpty {
+            reaper?.close()
+            reaper = nil
+        }
     }
 
     private func scheduleAccept() {
@@ -66,11 +109,12 @@ final class SCTPAcceptor {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { usrsctp_accept(socket.raw, $0, &length) }
             }
             guard let accepted else { return }
-            guard let path = paths.values.first(where: { $0.handle == address.sconn_addr }),
+            guard let (sender, path) = paths.first(where: { $0.value.handle == address.sconn_addr }),
                   let wrapped = try? SCTPSocket(accepted: accepted) else {
                 usrsctp_close(accepted)
                 continue
             }
+            unestablished[sender] = nil
             let association = SCTPAssociation(accepted: wrapped, path: path, options: options, loop: loop)
             onAssociation?(association)
         }

@@ -17,6 +17,14 @@ public struct SCTPOptions: Sendable, Hashable {
     /// make us buffer without bound).
     public var maximumReceiveMessageSize: Int = 64 * 1024 * 1024
 
+    /// Listeners: how long the UDP path of a peer is kept when no association comes from it (its
+    /// INIT made the path; its COOKIE ECHO would make the association). Bounds the state that
+    /// INITs or garbage from many addresses can leave behind.
+    public var associationSetupTimeout: Duration = .seconds(10)
+    /// Listeners: at most this many such peers at once; datagrams from further new addresses are
+    /// dropped until some complete or time out.
+    public var maximumUnestablishedPeers: Int = 1024
+
     /// Retransmission timeout bounds and start value (RFC 9260 section 6.3.1; defaults 1 s, 60 s,
     /// 3 s). Paths with known short round trips (a data centre, loopback tests under loss) recover
     /// faster with smaller values. Nil keeps usrsctp's.
