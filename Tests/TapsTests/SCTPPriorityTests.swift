@@ -13,44 +13,53 @@ final class SCTPPriorityTests: XCTestCase {
         return preconnection
     }
 
-    /// Stream A floods 400 x 16 KB (more than usrsctp's 4 MB send buffer); stream B (a clone, with
-    /// connPriority `bPriority`) sends 20 small messages right after it, or before it. Returns the
-    /// order in which the server received them ("A" or "B").
-    private func arrivalOrder(bPriority: Int, bFirst: Bool = false) async throws -> [Character] {
+    /// Connects to a new listener, runs `send` with the connection on its loop, and returns the first
+    /// byte of each of the `count` messages the server received, in the order usrsctp delivered them
+    /// (the receiving loops run on the SCTP loop too).
+    private func arrivals(count: Int, send: @escaping @Sendable (Connection) async throws -> Void) async throws -> [Character] {
         let listener = try await sctpPreconnection(local: .loopback()).listen()
         let arrivals = ArrivalLog()
-        let expected = 420
-        // Both receiving loops run on the SCTP loop, so the log keeps the order usrsctp delivered in.
         let server = Task(executorPreference: listener.loop) {
             for await connection in listener.connections {
                 Task(executorPreference: listener.loop) {
-                    while let message = try? await connection.receive() {
-                        arrivals.entries.withLock { $0.append(Character(UnicodeScalar(message.content[0]))) }
+                    // Until the stream's end (an empty final message) or the connection's.
+                    while let message = try? await connection.receive(), let first = message.content.first {
+                        arrivals.entries.withLock { $0.append(Character(UnicodeScalar(first))) }
                     }
                 }
             }
         }
-        let a = try await sctpPreconnection(remote: .loopback(port: listener.localAddress.port)).initiate(timeout: .seconds(5))
-        let b = try await a.clone()
-        await b.setConnPriority(bPriority)
-        try await Task(executorPreference: a.loop) {
-            if bFirst { for _ in 0..<20 { try await b.send([UInt8](repeating: UInt8(ascii: "B"), count: 100)) } }
-            for _ in 0..<400 { try await a.send([UInt8](repeating: UInt8(ascii: "A"), count: 16_384)) }
-            if !bFirst { for _ in 0..<20 { try await b.send([UInt8](repeating: UInt8(ascii: "B"), count: 100)) } }
-        }.value
-        for _ in 0..<1_000 where arrivals.entries.withLock({ $0.count }) < expected { try await Task.sleep(for: .milliseconds(10)) }
+        let connection = try await sctpPreconnection(remote: .loopback(port: listener.localAddress.port)).initiate(timeout: .seconds(5))
+        try await Task(executorPreference: connection.loop) { try await send(connection) }.value
+        for _ in 0..<1_000 where arrivals.entries.withLock({ $0.count }) < count { try await Task.sleep(for: .milliseconds(10)) }
         server.cancel()
-        await b.close()
-        await a.close()
+        await connection.close()
         await listener.stop()
         return arrivals.entries.withLock { $0 }
+    }
+
+    private static func flood(_ connection: Connection) async throws {
+        for _ in 0..<400 { try await connection.send([UInt8](repeating: UInt8(ascii: "A"), count: 16_384)) }
+    }
+
+    /// Stream A floods 400 x 16 KB (more than usrsctp's 4 MB send buffer); stream B (a clone, with
+    /// connPriority `bPriority`) sends 20 small messages right after it, or before it.
+    private func arrivalOrder(bPriority: Int, bFirst: Bool = false) async throws -> [Character] {
+        try await arrivals(count: 420) { a in
+            let b = try await a.clone()
+            await b.setConnPriority(bPriority)
+            if bFirst { for _ in 0..<20 { try await b.send([UInt8](repeating: UInt8(ascii: "B"), count: 100)) } }
+            try await Self.flood(a)
+            if !bFirst { for _ in 0..<20 { try await b.send([UInt8](repeating: UInt8(ascii: "B"), count: 100)) } }
+            await b.close()
+        }
     }
 
     /// B (priority 10) sends after A (the default, 100) queued 6.5 MB: B overtakes what A still has
     /// waiting. With equal priorities B arrives after all of A.
     func testAMoreImportantStreamOvertakesQueuedData() async throws {
         let order = try await arrivalOrder(bPriority: 10)
-        XCTAssertEqual(order.count, 420)
+        XCTAssertEqual(order.count, 420, "A \(order.filter { $0 == "A" }.count) B \(order.filter { $0 == "B" }.count)")
         let lastB = try XCTUnwrap(order.lastIndex(of: "B"))
         XCTAssertLessThan(lastB, 380, "B (priority 10) finished at \(lastB) of 420")
     }
@@ -66,29 +75,14 @@ final class SCTPPriorityTests: XCTestCase {
 
     /// One connection queues 400 x 16 KB, then 20 small messages with msgPriority `priority`.
     private func messageOrder(priority: Int) async throws -> [Character] {
-        let listener = try await sctpPreconnection(local: .loopback()).listen()
-        let arrivals = ArrivalLog()
-        let server = Task(executorPreference: listener.loop) {
-            for await connection in listener.connections {
-                while let message = try? await connection.receive() {
-                    arrivals.entries.withLock { $0.append(Character(UnicodeScalar(message.content[0]))) }
-                }
-            }
-        }
-        let connection = try await sctpPreconnection(remote: .loopback(port: listener.localAddress.port)).initiate(timeout: .seconds(5))
-        try await Task(executorPreference: connection.loop) {
-            for _ in 0..<400 { try await connection.send([UInt8](repeating: UInt8(ascii: "A"), count: 16_384)) }
+        try await arrivals(count: 420) { connection in
+            try await Self.flood(connection)
             var properties = MessageProperties()
             properties.priority = priority
             for _ in 0..<20 {
                 try await connection.send([UInt8](repeating: UInt8(ascii: "U"), count: 100), context: MessageContext(properties: properties))
             }
-        }.value
-        for _ in 0..<1_000 where arrivals.entries.withLock({ $0.count }) < 420 { try await Task.sleep(for: .milliseconds(10)) }
-        server.cancel()
-        await connection.close()
-        await listener.stop()
-        return arrivals.entries.withLock { $0 }
+        }
     }
 
     /// Messages with msgPriority 0 overtake the default-priority messages their connection still has

@@ -218,13 +218,7 @@ extension SCTPTests {
     /// gets a whole message again.
     func testALargeMessageArrivesInPartsWhenAskedFor() async throws {
         let listener = try await listen { $0.sctp.maximumReceiveMessageSize = 1_000_000 }
-        let client = try await connect(listener.localAddress.port)
-        try await client.send("opens the stream")
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let server = try XCTUnwrap(next)
-        let first = try await server.receive()
-        XCTAssertEqual(first.text, "opens the stream")
+        let (client, server) = try await openStream(on: listener)
 
         await server.setReceiveMode(.pull, minIncompleteLength: 65_536)  // asks before the data comes
         let parts = Task { () -> [Message] in
@@ -257,13 +251,7 @@ extension SCTPTests {
     /// In event mode the parts are receivedPartial events; the last one carries isComplete.
     func testPartsAreReceivedPartialEventsInEventMode() async throws {
         let listener = try await listen()
-        let client = try await connect(listener.localAddress.port)
-        try await client.send("opens the stream")
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let server = try XCTUnwrap(next)
-        let first = try await server.receive()
-        XCTAssertEqual(first.text, "opens the stream")
+        let (client, server) = try await openStream(on: listener)
 
         let events = await server.events()
         await server.setReceiveMode(.events, minIncompleteLength: 100_000)
@@ -283,6 +271,87 @@ extension SCTPTests {
         XCTAssertGreaterThan(partials, 2)
         XCTAssertEqual(received, payload.count)
         await client.close()
+        await listener.stop()
+    }
+
+    /// A client connection to `listener` and the server's side of it, after a first message.
+    private func openStream(on listener: Listener) async throws -> (client: Connection, server: Connection) {
+        let client = try await connect(listener.localAddress.port)
+        try await client.send("opens the stream")
+        var incoming = listener.connections.makeAsyncIterator()
+        let next = await incoming.next()
+        let server = try XCTUnwrap(next)
+        let first = try await server.receive()
+        XCTAssertEqual(first.text, "opens the stream")
+        return (client, server)
+    }
+}
+
+/// Abort and close of one connection, or of the whole group, on an association with two streams
+/// (RFC 9622 section 10, RFC 9623 section 5.3).
+extension SCTPTests {
+    /// The client's two connections (streams 0 and 2) and the server's sides of them.
+    private func twoStreams(on listener: Listener) async throws -> (a: Connection, b: Connection, serverA: Connection, serverB: Connection) {
+        let (a, serverA) = try await openStream(on: listener)
+        let b = try await a.clone()
+        try await b.send("on b")
+        var incoming = listener.connections.makeAsyncIterator()
+        let next = await incoming.next()
+        let serverB = try XCTUnwrap(next)
+        let first = try await serverB.receive()
+        XCTAssertEqual(first.text, "on b")
+        return (a, b, serverA, serverB)
+    }
+
+    func testAbortingOneOfSeveralStreamsEndsOnlyThatStream() async throws {
+        let listener = try await listen()
+        let (a, b, serverA, serverB) = try await twoStreams(on: listener)
+        await b.abort()
+        // The peer sees the stream end (a reset), not an ABORT.
+        let end = try await serverB.receive()
+        XCTAssertTrue(end.isFinal && end.content.isEmpty)
+        try await a.send("a goes on")
+        let onA = try await serverA.receive()
+        XCTAssertEqual(onA.text, "a goes on")
+        try await serverA.send("both ways")
+        let back = try await a.receive()
+        XCTAssertEqual(back.text, "both ways")
+        // Dropping a connection without closing it aborts it: again only its stream.
+        await serverB.abort()
+        try await a.send("still")
+        let still = try await serverA.receive()
+        XCTAssertEqual(still.text, "still")
+        await a.abort()  // the last stream: ABORT
+        await XCTAssertThrowsTransportError(.connectionReset) { try await serverA.receive() }
+        await listener.stop()
+    }
+
+    func testAbortGroupSendsOneAbortForTheAssociation() async throws {
+        let listener = try await listen()
+        let (a, b, serverA, serverB) = try await twoStreams(on: listener)
+        await a.abortGroup()
+        let bCanSend = await b.canSend
+        XCTAssertFalse(bCanSend, "the clone is aborted with its group")
+        XCTAssertEqual(a.group.count, 0)
+        await XCTAssertThrowsTransportError(.connectionReset) { try await serverA.receive() }
+        await XCTAssertThrowsTransportError(.connectionReset) { try await serverB.receive() }
+        await listener.stop()
+    }
+
+    func testCloseGroupClosesEveryStreamGracefully() async throws {
+        let listener = try await listen()
+        let (a, b, serverA, serverB) = try await twoStreams(on: listener)
+        try await b.send("last on b")
+        try await a.send("last on a")
+        await a.closeGroup()
+        let bCanSend = await b.canSend
+        XCTAssertFalse(bCanSend)
+        for (server, last) in [(serverA, "last on a"), (serverB, "last on b")] {
+            let message = try await server.receive()
+            XCTAssertEqual(message.text, last, "queued data arrives before the close")
+            let end = try await server.receive()
+            XCTAssertTrue(end.isFinal && end.content.isEmpty)
+        }
         await listener.stop()
     }
 }

@@ -516,6 +516,22 @@ public actor Connection {
         terminate(abortive: true)
     }
 
+    /// RFC 9622 section 10: closes this connection and every other connection of its group gracefully.
+    public func closeGroup() async {
+        let others = group.connections.filter { $0 !== self }
+        await close()
+        for connection in others { await connection.close() }
+    }
+
+    /// RFC 9622 section 10: aborts this connection and every other connection of its group at once
+    /// (on SCTP one ABORT for the association, RFC 9623 section 5.3).
+    public func abortGroup() async {
+        let others = group.connections.filter { $0 !== self }
+        if state != .closed { layer.abortGroup() }
+        terminate(abortive: true)
+        for connection in others { await connection.abort() }
+    }
+
     private func finishClose() {
         guard state != .closed else { return }
         terminate(abortive: false)

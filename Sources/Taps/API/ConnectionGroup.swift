@@ -7,8 +7,7 @@ public final class ConnectionGroup: Sendable {
     private let remote: SocketAddress?
     private let framer: (any MessageFramer)?
     private let loop: EventLoop
-    private let members = Mutex<[ObjectIdentifier: Int]>([:])
-    private let memberCount = Mutex(0)
+    private let members = Mutex<[ObjectIdentifier: WeakConnection]>([:])
 
     init(recipe: StackRecipe, remote: SocketAddress?, framer: (any MessageFramer)?, loop: EventLoop) {
         self.recipe = recipe
@@ -18,16 +17,22 @@ public final class ConnectionGroup: Sendable {
     }
 
     /// The number of open connections in the group.
-    public var count: Int { memberCount.withLock { $0 } }
+    public var count: Int { members.withLock { $0.count } }
+
+    /// The group's open connections (RFC 9622 section 7.4: GroupedConnections).
+    public var connections: [Connection] { members.withLock { $0.values.compactMap(\.connection) } }
 
     func add(_ connection: Connection) {
-        memberCount.withLock { $0 += 1 }
-        members.withLock { $0[ObjectIdentifier(connection)] = 1 }
+        members.withLock { $0[ObjectIdentifier(connection)] = WeakConnection(connection: connection) }
     }
 
     func remove(_ connection: Connection) {
-        let removed = members.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) != nil }
-        if removed { memberCount.withLock { $0 -= 1 } }
+        _ = members.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) }
+    }
+
+    /// The group does not keep its connections alive; the application does.
+    private struct WeakConnection: Sendable {
+        weak var connection: Connection?
     }
 
     func clone(from original: Connection) async throws -> Connection {

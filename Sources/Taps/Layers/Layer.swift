@@ -53,6 +53,8 @@ protocol Layer: AnyObject {
     func setReading(_ enabled: Bool)
     /// Tears down at once without a graceful close (TCP RST, no close_notify).
     func abort()
+    /// Tears down this layer and what it shares with its siblings (an SCTP association: ABORT).
+    func abortGroup()
     /// Releases the layer after a graceful close (or when never started).
     func close()
     var localAddress: SocketAddress? { get }
@@ -107,6 +109,8 @@ extension Layer {
     func openSibling() throws(TransportError) -> Layer? { nil }
 
     func setPriority(_ priority: Int) {}
+
+    func abortGroup() { abort() }
 
     func setPartialDelivery(minimumLength: Int?) {}
 }

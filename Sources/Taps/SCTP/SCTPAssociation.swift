@@ -360,6 +360,23 @@ final class SCTPAssociation: SCTPPathOwner {
         completion(nil)
     }
 
+    /// A connection aborted its stream (RFC 9623 section 5.3): with other streams open, its messages
+    /// still queued here are dropped and the stream is reset; the last stream's abort is the
+    /// association's ABORT.
+    func abortStream(_ streamID: UInt16) {
+        let others = streams.keys.filter { $0 != streamID && !retiredStreams.contains($0) }
+        guard !others.isEmpty, state == .established || state == .connecting else {
+            abort()
+            return
+        }
+        sending.discard(streamID, error: .connectionClosed("the connection was aborted"))
+        if state == .established {
+            sending.enqueue(.reset(streamID))
+            scheduleFlush()
+        }
+        streamClosed(streamID)
+    }
+
     /// A stream's connection is gone. The last one takes the association with it.
     func streamClosed(_ streamID: UInt16) {
         guard streams.removeValue(forKey: streamID) != nil else { return }

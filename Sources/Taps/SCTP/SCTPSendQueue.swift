@@ -140,6 +140,22 @@ struct SCTPSendQueue {
         }
     }
 
+    /// Drops the messages of `streamID` that usrsctp has not started to take.
+    mutating func discard(_ streamID: UInt16, error: TransportError) {
+        var kept: [Entry] = []
+        var dropped: [Message] = []
+        for entry in entries[head...] {
+            if case .message(let message) = entry, message.streamID == streamID, message.offset == 0 {
+                dropped.append(message)
+            } else {
+                kept.append(entry)
+            }
+        }
+        entries = kept
+        head = 0
+        for message in dropped { message.completion?(error) }
+    }
+
     mutating func failAll(_ error: TransportError) {
         let pending = entries[head...]
         entries.removeAll()

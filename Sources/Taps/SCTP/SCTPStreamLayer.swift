@@ -79,8 +79,16 @@ final class SCTPStreamLayer: Layer {
 
     func setReading(_ enabled: Bool) { association.setReading(enabled, on: streamID) }
 
-    /// Ends the whole association with ABORT: SCTP has no per-stream abort.
+    /// RFC 9623 section 5.3: the association's last connection sends ABORT; otherwise only this
+    /// stream ends (its queued messages dropped, then reset), and the others carry on.
     func abort() {
+        guard !closed else { return }
+        closed = true
+        association.abortStream(streamID)
+    }
+
+    /// AbortGroup: ABORT for the whole association.
+    func abortGroup() {
         closed = true
         association.abort()
     }
