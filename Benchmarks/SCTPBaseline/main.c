@@ -79,6 +79,7 @@ static void serve(struct server_result *result) {
         unsigned int info_type = 0;
         int flags = 0;
         ssize_t n = usrsctp_recvv(connection, buffer, capacity, NULL, NULL, &info, &info_length, &info_type, &flags);
+        if (n < 0) fprintf(stderr, "receive: %s\n", strerror(errno));
         if (n <= 0) break;
         if (flags & MSG_NOTIFICATION) continue;
         if (result->bytes == 0) result->first = now_seconds();

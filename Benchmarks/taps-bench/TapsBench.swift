@@ -33,6 +33,9 @@ struct TapsBench: AsyncParsableCommand {
     @Option(name: .long, help: "sctp: path MTU in bytes (1280 for real networks; loopback allows more).")
     var mtu: Int = 1280
 
+    @Option(name: .long, help: "Measure this many times, Taps and the baseline in turn; report the medians.")
+    var rounds = 1
+
     @Flag(name: .long, help: .hidden)
     var sctpServer = false
 
@@ -59,41 +62,68 @@ struct TapsBench: AsyncParsableCommand {
             clientLoop.shutdown()
         }
         for name in stacks {
-            if name == "sctp" {
-                guard !handshakes else { throw ValidationError("--handshakes measures tcp and tls-tcp") }
-                let ours = only != "baseline" ? try await SCTPBench(mtu: mtu).throughput(seconds: seconds, messageSize: messageSize) : 0
-                let baseline = only != "taps" ? try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu) : 0
-                report("sctp", unit: "mbps", ours: ours, baseline: baseline, error: 0)
-                continue
-            }
+            if name == "sctp" && handshakes { throw ValidationError("--handshakes measures tcp and tls-tcp") }
             let tls = name == "tls-tcp"
             let bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
             let runTaps = only != "baseline", runBaseline = only != "taps"
-            if handshakes {
-                let ours = runTaps ? try await bench.handshakeRate(seconds: seconds) : 0
-                let baseline = runBaseline ? taps_baseline_handshakes(tls ? 1 : 0, seconds, cert, key) : taps_baseline_result()
-                report(name, unit: "handshakes_per_second", ours: ours, baseline: baseline.handshakes_per_second, error: baseline.error)
-            } else {
-                let ours = runTaps ? try await bench.throughput(seconds: seconds, messageSize: messageSize) : 0
-                let baseline = runBaseline ? taps_baseline_bulk(tls ? 1 : 0, seconds, messageSize, cert, key) : taps_baseline_result()
-                report(name, unit: "mbps", ours: ours, baseline: baseline.megabytes_per_second, error: baseline.error)
+            let unit = handshakes ? "handshakes_per_second" : "mbps"
+            var pairs: [(ours: Double, baseline: Double)] = []
+            var baselineError: Int32 = 0
+            // Taps and the baseline take turns, so a change in the machine's load hits both alike.
+            for _ in 0..<max(1, rounds) {
+                var ours = 0.0, baseline = 0.0
+                switch (name, handshakes) {
+                case ("sctp", _):
+                    if runTaps { ours = try await SCTPBench(mtu: mtu).throughput(seconds: seconds, messageSize: messageSize) }
+                    if runBaseline { baseline = try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu) }
+                case (_, true):
+                    if runTaps { ours = try await bench.handshakeRate(seconds: seconds) }
+                    let result = runBaseline ? taps_baseline_handshakes(tls ? 1 : 0, seconds, cert, key) : taps_baseline_result()
+                    baseline = result.handshakes_per_second
+                    baselineError = result.error
+                case (_, false):
+                    if runTaps { ours = try await bench.throughput(seconds: seconds, messageSize: messageSize) }
+                    let result = runBaseline ? taps_baseline_bulk(tls ? 1 : 0, seconds, messageSize, cert, key) : taps_baseline_result()
+                    baseline = result.megabytes_per_second
+                    baselineError = result.error
+                }
+                pairs.append((ours, baseline))
             }
+            report(name, unit: unit, pairs: pairs, error: baselineError)
         }
         // The shared loops (and usrsctp's iterator thread) keep running; the figures are out.
         FileHandle.standardOutput.synchronizeFile()
         Glibc.exit(0)
     }
 
-    private func report(_ stack: String, unit: String, ours: Double, baseline: Double, error: Int32) {
+    private func report(_ stack: String, unit: String, pairs: [(ours: Double, baseline: Double)], error: Int32) {
+        let ours = Self.median(pairs.map(\.ours)), baseline = Self.median(pairs.map(\.baseline))
         let ratio = baseline > 0 ? ours / baseline : 0
         if json {
             let baselineKey = unit == "mbps" ? "baseline_mbps" : "baseline_\(unit)"
-            print("{\"stack\": \"\(stack)\", \"\(unit)\": \(String(format: "%.1f", ours)), \"\(baselineKey)\": \(String(format: "%.1f", baseline)), \"ratio\": \(String(format: "%.3f", ratio)), \"message_size\": \(messageSize), \"seconds\": \(seconds)\(stack == "sctp" ? ", \"mtu\": \(mtu)" : "")\(error != 0 ? ", \"baseline_error\": \(error)" : "")}")
+            var fields = ["\"stack\": \"\(stack)\"", "\"\(unit)\": \(Self.format(ours))", "\"\(baselineKey)\": \(Self.format(baseline))",
+                          "\"ratio\": \(String(format: "%.3f", ratio))", "\"message_size\": \(messageSize)", "\"seconds\": \(seconds)"]
+            if stack == "sctp" { fields.append("\"mtu\": \(mtu)") }
+            if pairs.count > 1 {
+                fields.append("\"rounds\": [\(pairs.map { "[\(Self.format($0.ours)), \(Self.format($0.baseline))]" }.joined(separator: ", "))]")
+            }
+            if error != 0 { fields.append("\"baseline_error\": \(error)") }
+            print("{\(fields.joined(separator: ", "))}")
         } else {
             let label = unit == "mbps" ? "MB/s" : "handshakes/s"
-            print("\(stack.padding(toLength: 8, withPad: " ", startingAt: 0)) taps \(String(format: "%9.1f", ours)) \(label)   C baseline \(String(format: "%9.1f", baseline)) \(label)   ratio \(String(format: "%.2f", ratio))")
+            let median = pairs.count > 1 ? " (median of \(pairs.count))" : ""
+            print("\(stack.padding(toLength: 8, withPad: " ", startingAt: 0)) taps \(String(format: "%9.1f", ours)) \(label)   C baseline \(String(format: "%9.1f", baseline)) \(label)   ratio \(String(format: "%.2f", ratio))\(median)")
         }
     }
+
+    private static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return 0 }
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+    }
+
+    private static func format(_ value: Double) -> String { String(format: "%.1f", value) }
 }
 
 /// The Taps side of one measurement: a listener on one loop, a client on another.
