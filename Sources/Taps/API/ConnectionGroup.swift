@@ -17,7 +17,7 @@ public final class ConnectionGroup: Sendable {
     }
 
     /// The number of open connections in the group.
-    public var count: Int { members.withLock { $0.count } }
+    public var count: Int { members.withLock { $0.values.filter { $0.connection != nil }.count } }
 
     /// The group's open connections (RFC 9622 section 7.4: GroupedConnections).
     public var connections: [Connection] { members.withLock { $0.values.compactMap(\.connection) } }
