@@ -187,14 +187,19 @@ final class SCTPAssociation: SCTPPathOwner {
     /// joined into the whole message, or, when the stream's connection asked for partial delivery,
     /// handed up as parts of at least its minimum as they come.
     private func receive(count: Int, on streamID: UInt16, complete: Bool, info: sctp_rcvinfo) {
-        var message = partialMessages.removeValue(forKey: streamID) ?? []
+        // The common case, a message in one piece with nothing buffered, is one copy.
+        var message = partialMessages.isEmpty ? [] : partialMessages.removeValue(forKey: streamID) ?? []
         // A part buffered here stays under the limit too: in partial delivery it is at most the
         // connection's minimum plus one piece.
         guard message.count + count <= options.maximumReceiveMessageSize else {
             fail(.protocolViolation("the peer sent a message larger than \(options.maximumReceiveMessageSize) bytes on stream \(streamID) (sctp.maximumReceiveMessageSize)"))
             return
         }
-        message.append(contentsOf: receiveBuffer[..<count])
+        if message.isEmpty {
+            message = Array(receiveBuffer[..<count])
+        } else {
+            message.append(contentsOf: receiveBuffer[..<count])
+        }
         let stream = stream(for: streamID)
         let partMinimum = stream?.partialDeliveryMinimum
         guard complete || partMinimum.map({ message.count >= $0 }) == true else {
