@@ -131,3 +131,12 @@ func XCTAssertThrowsTransportError<T>(_ code: TransportError.Code, _ body: () as
     }
     return nil
 }
+
+/// Aborts `connection` after `delay` unless cancelled first: a test waiting on it then fails with an
+/// error instead of hanging (a UDP datagram can be lost even on loopback).
+func abort(_ connection: Connection, after delay: Duration) -> Task<Void, Never> {
+    Task {
+        guard (try? await Task.sleep(for: delay)) != nil else { return }
+        await connection.abort()
+    }
+}
