@@ -118,6 +118,7 @@ func startEcho(_ listener: Listener) -> Task<Void, Never> {
     }
 }
 
+@discardableResult
 func XCTAssertThrowsTransportError<T>(_ code: TransportError.Code, _ body: () async throws -> T,
                                       file: StaticString = #filePath, line: UInt = #line) async -> TransportError? {
     do {
