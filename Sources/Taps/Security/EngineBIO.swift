@@ -33,7 +33,6 @@ enum EngineBIO {
             if buffers.datagram {
                 buffers.outboundDatagrams.append(Array(UnsafeRawBufferPointer(start: data, count: length)))
             } else {
-                if buffers.outbound.isEmpty { buffers.outbound.reserveCapacity(max(length, 64 * 1024)) }
                 buffers.outbound.append(contentsOf: UnsafeRawBufferPointer(start: data, count: length))
             }
             written?.pointee = length

@@ -213,11 +213,23 @@ final class TLSEngine {
     /// Encrypts `bytes` into the outbound buffer.
     func write(_ bytes: UnsafeRawBufferPointer) -> TransportError? {
         guard bytes.count > 0 else { return nil }
+        if !datagram {
+            // Room for all the ciphertext at once: grown record by record, the array would be
+            // reallocated (and the records before copied again) partway through a 64 KB write.
+            buffers.outbound.reserveCapacity(buffers.outbound.count + Self.ciphertextSize(ofPlaintext: bytes.count))
+        }
         var written = 0
         guard SSL_write_ex(ssl, bytes.baseAddress, bytes.count, &written) == 1, written == bytes.count else {
             return classifyFailure(status: 0, during: "TLS write")
         }
         return nil
+    }
+
+    /// An upper bound on the records `plaintext` bytes become: at most 16 KB of plaintext per record
+    /// (RFC 8446 section 5.1), each with a header, content type, padding-free AEAD tag and, on TLS
+    /// 1.2, an explicit nonce: 64 bytes covers every suite OpenSSL offers here.
+    static func ciphertextSize(ofPlaintext plaintext: Int) -> Int {
+        plaintext + (plaintext / 16_384 + 1) * 64
     }
 
     /// Queues a close_notify alert.
