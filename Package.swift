@@ -58,6 +58,7 @@ let package = Package(
         .executableTarget(
             name: "TapsSCTPBaseline",
             path: "Benchmarks/SCTPBaseline",
+            cSettings: [.headerSearchPath("../../Sources/CUsrSCTP")],  // shim.h: usrsctp.h with its address families
             linkerSettings: [.linkedLibrary("usrsctp"), .linkedLibrary("pthread")]
         ),
         .executableTarget(
@@ -72,6 +73,7 @@ let package = Package(
         .executableTarget(
             name: "TapsSCTPPeer",
             path: "Tests/SCTPPeer",
+            cSettings: [.headerSearchPath("../../Sources/CUsrSCTP")],
             linkerSettings: [.linkedLibrary("usrsctp"), .linkedLibrary("pthread")]
         ),
         .testTarget(name: "TapsTests", dependencies: ["Taps"]),

@@ -20,13 +20,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#ifndef INET
-#define INET 1
-#endif
-#ifndef INET6
-#define INET6 1
-#endif
-#include <usrsctp.h>
+#include "shim.h" /* usrsctp.h, with the address families it is built for */
 
 #define SCTP_PORT 5001
 #define HEADER_OVERHEAD 48 /* IPv6 + UDP, as the Taps side subtracts */

@@ -20,13 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#ifndef INET
-#define INET 1
-#endif
-#ifndef INET6
-#define INET6 1
-#endif
-#include <usrsctp.h>
+#include "shim.h" /* usrsctp.h, with the address families it is built for */
 
 static int fail(const char *what) {
     printf("error %s: %s\n", what, strerror(errno));
