@@ -243,6 +243,7 @@ extension SCTPLossTests {
         server.transport.sctp.maximumUnestablishedPeers = 5
         let listener = try await server.listen()
         let port = listener.localAddress.port
+        let refusedBefore = SCTPAcceptor.refusedNewPeerDatagrams.load(ordering: .relaxed)
         var senders: [Connection] = []
         for index in 0..<8 {
             var raw = Preconnection(remote: .loopback(port: port), transport: .unreliableDatagram, security: .disabled)
@@ -260,6 +261,10 @@ extension SCTPLossTests {
         }
         let waiting = await listener.peersWithState
         XCTAssertEqual(waiting, 5)
+        for _ in 0..<200 where SCTPAcceptor.refusedNewPeerDatagrams.load(ordering: .relaxed) - refusedBefore < 3 {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        XCTAssertEqual(SCTPAcceptor.refusedNewPeerDatagrams.load(ordering: .relaxed) - refusedBefore, 3, "counted and dropped")
 
         for _ in 0..<300 where await listener.peersWithState > 0 { try await Task.sleep(for: .milliseconds(10)) }
         let afterTimeout = await listener.peersWithState

@@ -75,9 +75,7 @@ public actor Listener {
                 guard let bound = socket.localAddress else { throw TransportError.io("listener has no local address") }
                 localAddress = sctp && address.port != 0 ? bound.withPort(address.port) : bound
                 if sctp {
-                    guard loop === SCTPRuntime.shared.loop else {
-                        throw TransportError.notSupported("SCTP runs on the process's SCTP loop; leave Preconnection.loop unset")
-                    }
+                    try SCTPRuntime.shared.requireLoop(loop)
                     socket.setBufferSizes(send: 4 << 20, receive: 4 << 20)
                     sctpAcceptor = try SCTPAcceptor(port: localAddress.port, options: recipe.properties.sctp, loop: loop)
                 }

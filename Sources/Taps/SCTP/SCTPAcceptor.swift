@@ -1,5 +1,6 @@
 import CUsrSCTP
 import Glibc
+import Synchronization
 
 /// The listening side of the SCTP stack: one usrsctp socket listening on the SCTP port for every
 /// peer, and one `SCTPPath` per remote UDP address on the listener's shared UDP socket. usrsctp
@@ -15,8 +16,9 @@ final class SCTPAcceptor {
     /// `options.maximumUnestablishedPeers`, so INITs or garbage from many addresses cannot pile up state.
     private var unestablished: [SocketAddress: UInt64] = [:]
     private var reaper: UVTimer?
-    /// Datagrams from new addresses dropped because that many were already waiting.
-    private(set) var refusedDatagrams = 0
+    /// Datagrams from new addresses dropped because that many were already waiting, process-wide
+    /// (tests and diagnostics read it, as `SCTPPath`'s drop counters).
+    static let refusedNewPeerDatagrams = Atomic<Int>(0)
     private var acceptScheduled = false
     /// An association came up; its first stream is open.
     var onAssociation: ((SCTPAssociation) -> Void)?
@@ -45,7 +47,7 @@ final class SCTPAcceptor {
             path = known
         } else {
             guard unestablished.count < options.maximumUnestablishedPeers else {
-                refusedDatagrams += 1
+                Self.refusedNewPeerDatagrams.add(1, ordering: .relaxed)
                 return
             }
             path = SCTPPath(over: makeLayer(sender))

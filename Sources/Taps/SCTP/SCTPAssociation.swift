@@ -25,7 +25,6 @@ final class SCTPAssociation: SCTPPathOwner {
     /// colliding; stream 0 is the client's first connection.
     private var nextStreamID: UInt16
     private(set) var outboundStreams: UInt16 = 0
-    private(set) var inboundStreams: UInt16 = 0
     private var sending = SCTPSendQueue()
     /// connPriority of streams that set one (RFC 9622 section 8.1.2); the others have the default.
     private var streamPriorities: [UInt16: Int] = [:]
@@ -38,8 +37,6 @@ final class SCTPAssociation: SCTPPathOwner {
 
     /// A stream the peer opened (its first message arrived); the listener makes it a Connection.
     var onIncomingStream: ((SCTPStreamLayer) -> Void)?
-    /// The association ended (after SHUTDOWN, ABORT or failure) and released its socket.
-    var onClosed: (() -> Void)?
 
     init(path: SCTPPath, role: Role, options: SCTPOptions, loop: EventLoop) {
         self.path = path
@@ -66,8 +63,6 @@ final class SCTPAssociation: SCTPPathOwner {
 
     /// Server: the stream the client's initiating connection uses.
     var firstStream: SCTPStreamLayer? { streams[0] }
-
-    var isEstablished: Bool { state == .established }
 
     // MARK: Streams
 
@@ -238,16 +233,10 @@ final class SCTPAssociation: SCTPPathOwner {
             streamsReset(bytes)
         case SCTP_STREAM_CHANGE_EVENT:
             readStreamCounts()
-        case SCTP_SEND_FAILED_EVENT:
-            // A PR-SCTP message abandoned by its lifetime or retransmission limit (RFC 3758).
-            abandonedMessages += 1
         default:
             break
         }
     }
-
-    /// Messages PR-SCTP gave up on (lifetime or retransmission limit reached).
-    private(set) var abandonedMessages = 0
 
     private func associationChanged(_ change: Int32, error: UInt16) {
         switch change {
@@ -287,7 +276,6 @@ final class SCTPAssociation: SCTPPathOwner {
         var status = sctp_status()
         if socket?.get(SCTP_STATUS, &status) == true {
             outboundStreams = status.sstat_outstrms
-            inboundStreams = status.sstat_instrms
         }
     }
 
@@ -309,8 +297,6 @@ final class SCTPAssociation: SCTPPathOwner {
         if state == .established { scheduleFlush() }
     }
 
-    private var flushScheduled = false
-
     // MARK: Priorities
 
     private static let defaultPriority = TransportProperties().connPriority
@@ -327,6 +313,8 @@ final class SCTPAssociation: SCTPPathOwner {
         guard let socket, state == .established, let priority = streamPriorities[streamID] else { return }
         try? socket.set(SCTP_SS_VALUE, sctp_stream_value(assoc_id: 0, stream_id: streamID, stream_value: UInt16(clamping: priority)))
     }
+
+    private var flushScheduled = false
 
     /// Hands the queue to usrsctp once per turn of the loop, so messages sent in one turn share packets.
     private func scheduleFlush() {
@@ -354,8 +342,7 @@ final class SCTPAssociation: SCTPPathOwner {
     /// The stream's send side ends: a stream reset after its queued messages, or, for the last
     /// stream, the association's SHUTDOWN.
     func finishStream(_ streamID: UInt16, completion: @escaping (TransportError?) -> Void) {
-        let others = streams.keys.filter { $0 != streamID && !retiredStreams.contains($0) }
-        if others.isEmpty {
+        if !hasOpenStreams(besides: streamID) {
             shutDown()
             completion(nil)
             return
@@ -369,8 +356,7 @@ final class SCTPAssociation: SCTPPathOwner {
     /// still queued here are dropped and the stream is reset; the last stream's abort is the
     /// association's ABORT.
     func abortStream(_ streamID: UInt16) {
-        let others = streams.keys.filter { $0 != streamID && !retiredStreams.contains($0) }
-        guard !others.isEmpty, state == .established || state == .connecting else {
+        guard hasOpenStreams(besides: streamID), state == .established || state == .connecting else {
             abort()
             return
         }
@@ -380,6 +366,11 @@ final class SCTPAssociation: SCTPPathOwner {
             scheduleFlush()
         }
         streamClosed(streamID)
+    }
+
+    /// Whether a stream other than `streamID` still has its connection (closed ones leave `streams`).
+    private func hasOpenStreams(besides streamID: UInt16) -> Bool {
+        streams.keys.contains { $0 != streamID }
     }
 
     /// A stream's connection is gone. The last one takes the association with it.
@@ -459,9 +450,6 @@ final class SCTPAssociation: SCTPPathOwner {
         defer { keepAliveWhileClosing = nil }
         path.close()
         if notify { streams.values.forEach { $0.associationDidClose() } }
-        let onClosed = self.onClosed
-        self.onClosed = nil
-        onClosed?()
     }
 
     // MARK: Flow control

@@ -41,6 +41,13 @@ final class SCTPRuntime: @unchecked Sendable {
         usrsctp_sysctl_set_sctp_ecn_enable(0)
     }
 
+    /// SCTP connections and listeners live on this runtime's loop (usrsctp is one instance per process).
+    func requireLoop(_ loop: EventLoop) throws(TransportError) {
+        guard loop === self.loop else {
+            throw .notSupported("SCTP runs on the process's SCTP loop (usrsctp is one instance per process); leave Preconnection.loop unset")
+        }
+    }
+
     // MARK: Sockets and the timer (loop thread)
 
     func socketOpened() {

@@ -13,16 +13,8 @@ struct SCTPSendQueue {
         let bytes: [UInt8]
         let properties: MessageProperties
         let completion: ((TransportError?) -> Void)?
+        /// Bytes usrsctp has taken so far.
         var offset = 0
-
-        init(streamID: UInt16, streamPriority: Int, bytes: [UInt8], properties: MessageProperties,
-             completion: ((TransportError?) -> Void)?) {
-            self.streamID = streamID
-            self.streamPriority = streamPriority
-            self.bytes = bytes
-            self.properties = properties
-            self.completion = completion
-        }
 
         /// Goes before `other`: a more important stream (connPriority), then a more important message
         /// (msgPriority, RFC 9622 section 9.1.3.2); lower values first.

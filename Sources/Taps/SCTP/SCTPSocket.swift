@@ -46,7 +46,7 @@ final class SCTPSocket {
         try set(SCTP_INITMSG, sctp_initmsg(sinit_num_ostreams: streams, sinit_max_instreams: streams, sinit_max_attempts: 5, sinit_max_init_timeo: 2000))
         try set(SCTP_ENABLE_STREAM_RESET, sctp_assoc_value(assoc_id: sctp_assoc_t(SCTP_FUTURE_ASSOC), assoc_value: UInt32(SCTP_ENABLE_RESET_STREAM_REQ)))
         try set(SCTP_PLUGGABLE_SS, sctp_assoc_value(assoc_id: sctp_assoc_t(SCTP_FUTURE_ASSOC), assoc_value: UInt32(SCTP_SS_PRIORITY)))
-        for type in [SCTP_ASSOC_CHANGE, SCTP_PEER_ADDR_CHANGE, SCTP_SHUTDOWN_EVENT, SCTP_STREAM_RESET_EVENT, SCTP_SEND_FAILED_EVENT,
+        for type in [SCTP_ASSOC_CHANGE, SCTP_PEER_ADDR_CHANGE, SCTP_SHUTDOWN_EVENT, SCTP_STREAM_RESET_EVENT,
                      SCTP_STREAM_CHANGE_EVENT] {
             try set(SCTP_EVENT, sctp_event(se_assoc_id: sctp_assoc_t(SCTP_FUTURE_ASSOC), se_type: UInt16(type), se_on: 1))
         }

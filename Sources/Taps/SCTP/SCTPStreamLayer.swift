@@ -1,5 +1,6 @@
 /// One bidirectional SCTP stream of an association, as the layer a Connection sits on. Writes are
-/// whole messages with their properties; reads are whole messages. Loop thread only.
+/// whole messages with their properties; reads are whole messages, or parts of large ones when the
+/// connection asked for partial delivery. Loop thread only.
 final class SCTPStreamLayer: Layer {
     weak var delegate: LayerDelegate?
     let association: SCTPAssociation

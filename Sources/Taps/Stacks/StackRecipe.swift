@@ -49,9 +49,7 @@ struct StackRecipe: Sendable {
 
     /// A client association over the datagram layer; the connection is its first stream.
     private func addSCTP(over lower: Layer, remote: SocketAddress, loop: EventLoop) throws(TransportError) -> Layer {
-        guard loop === SCTPRuntime.shared.loop else {
-            throw .notSupported("SCTP runs on the process's SCTP loop (usrsctp is one instance per process); leave Preconnection.loop unset")
-        }
+        try SCTPRuntime.shared.requireLoop(loop)
         let path = SCTPPath(over: lower)
         let localPort = lower.localAddress?.port ?? 0
         let association = SCTPAssociation(path: path, role: .client(localPort: localPort, remotePort: remote.port),
