@@ -32,7 +32,7 @@ struct SCTPBench {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process did not report its port"])
         }
         let client = Self.preconnection(mtu: mtu, remote: .loopback(port: port))
-        try await BulkSender.run(client, seconds: seconds, messageSize: messageSize)
+        try await BulkTransfer.send(client, seconds: seconds, messageSize: messageSize)
         guard let resultLine = lines.next(), let megabytesPerSecond = Double(resultLine) else {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process reported no figure"])
         }
@@ -45,23 +45,8 @@ struct SCTPBench {
     static func serve(mtu: Int) async throws {
         let listener = try await preconnection(mtu: mtu, local: .loopback()).listen()
         FileHandle.standardOutput.write(Data("\(listener.localAddress.port)\n".utf8))
-        // The receiving side runs on the SCTP loop, where the connection lives.
-        let (bytes, elapsed) = await Task(executorPreference: listener.loop) { () -> (Int, Duration) in
-            var iterator = listener.connections.makeAsyncIterator()
-            guard let connection = await iterator.next() else { return (0, .zero) }
-            var bytes = 0
-            var first: ContinuousClock.Instant?
-            var last = ContinuousClock.now
-            while let message = try? await connection.receive() {
-                if message.isFinal && message.content.isEmpty { break }
-                if first == nil { first = .now }
-                bytes += message.content.count
-                last = .now
-            }
-            await connection.close()
-            return (bytes, first.map { last - $0 } ?? .zero)
-        }.value
-        FileHandle.standardOutput.write(Data("\(BulkSender.megabytesPerSecond(bytes, elapsed))\n".utf8))
+        let (bytes, elapsed) = await BulkTransfer.receive(on: listener)
+        FileHandle.standardOutput.write(Data("\(BulkTransfer.megabytesPerSecond(bytes, elapsed))\n".utf8))
     }
 
     /// Runs taps-sctp-baseline (built beside this binary) and reads its MB/s.

@@ -162,27 +162,12 @@ struct Bench {
     /// MB/s (10^6 bytes) as the server received them, between its first and last byte.
     func throughput(seconds: Double, messageSize: Int) async throws -> Double {
         let listener = try await serverPreconnection().listen()
-        let serverLoop = self.serverLoop
-        let server = Task(executorPreference: serverLoop) { () -> (Int, Duration) in
-            var iterator = listener.connections.makeAsyncIterator()
-            guard let connection = await iterator.next() else { return (0, .zero) }
-            var bytes = 0
-            var first: ContinuousClock.Instant?
-            var last = ContinuousClock.now
-            while let message = try? await connection.receive(minIncompleteLength: 1) {
-                if first == nil { first = .now }
-                bytes += message.content.count
-                last = .now
-                if message.isFinal { break }
-            }
-            await connection.close()
-            return (bytes, first.map { last - $0 } ?? .zero)
-        }
+        async let received = BulkTransfer.receive(on: listener)
         let client = clientPreconnection(port: listener.localAddress.port)
-        try await BulkSender.run(client, seconds: seconds, messageSize: messageSize)
-        let (bytes, elapsed) = await server.value
+        try await BulkTransfer.send(client, seconds: seconds, messageSize: messageSize)
+        let (bytes, elapsed) = await received
         await listener.stop()
-        return BulkSender.megabytesPerSecond(bytes, elapsed)
+        return BulkTransfer.megabytesPerSecond(bytes, elapsed)
     }
 
     /// Sequential establishments (TCP connect, plus the TLS handshake) per second.

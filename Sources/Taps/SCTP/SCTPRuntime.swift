@@ -85,13 +85,13 @@ final class SCTPRuntime: @unchecked Sendable {
         livePaths.withLock { _ = $0.remove(UInt(bitPattern: handle)) }
     }
 
-    /// usrsctp's output callback: one SCTP packet for the path `handle` names.
-    /// usrsctp's packet: a buffer of its own for this call, so the checksum is written in place; on
-    /// the loop the datagram layer sends it before this returns (or copies it if it must queue).
+    /// usrsctp's output callback: one SCTP packet for the path `handle` names. The buffer is usrsctp's
+    /// own for this call, so the checksum is written in place; on the loop the datagram layer sends it
+    /// before this returns (or copies it if it must queue).
     private func output(to handle: UnsafeMutableRawPointer, _ packet: UnsafeMutableRawBufferPointer) -> Int32 {
-        SCTPPacket.fillChecksum(packet)
         let key = UInt(bitPattern: handle)
         guard livePaths.withLock({ $0.contains(key) }) else { return -1 }
+        SCTPPacket.fillChecksum(packet)
         if loop.inEventLoop {
             Unmanaged<SCTPPath>.fromOpaque(handle).takeUnretainedValue().send(UnsafeRawBufferPointer(packet))
         } else {
