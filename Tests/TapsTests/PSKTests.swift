@@ -111,13 +111,7 @@ final class PSKTests: XCTestCase {
         // A client that offers only plain PSK suites finds no common suite with a default server.
         var client = security(versions: [.tls12])
         client.algorithms.tls12Ciphers = ["PSK-AES128-GCM-SHA256"]
-        let listener = try await Preconnection(local: .loopback(), transport: .reliableMessage, security: security(),
-                                               framer: LengthPrefixFramer()).listen()
-        await XCTAssertThrowsTransportError(.handshakeFailed) {
-            try await Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: .reliableMessage,
-                                    security: client, framer: LengthPrefixFramer()).initiate(timeout: .seconds(5))
-        }
-        await listener.stop()
+        try await assertHandshakeFails(server: security(), client: client)
         var allowing = Self.psk
         allowing.allowsKeyExchangeWithoutDHE = true
         var server = security(allowing)
@@ -209,13 +203,7 @@ extension PSKTests {
         server.algorithms.groups = ["P-384"]
         var client = security()
         client.algorithms.groups = ["X25519"]
-        let listener = try await Preconnection(local: .loopback(), transport: .reliableMessage, security: server,
-                                               framer: LengthPrefixFramer()).listen()
-        await XCTAssertThrowsTransportError(.handshakeFailed) {
-            try await Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: .reliableMessage,
-                                    security: client, framer: LengthPrefixFramer()).initiate(timeout: .seconds(5))
-        }
-        await listener.stop()
+        try await assertHandshakeFails(server: server, client: client)
         var allowing = Self.psk
         allowing.allowsKeyExchangeWithoutDHE = true
         server.preSharedKey = allowing
@@ -227,5 +215,19 @@ extension PSKTests {
         await connection.abort()
         await accepted.abort()
         await second.stop()
+    }
+}
+
+extension PSKTests {
+    /// A client with `client` fails its handshake (handshakeFailed) with a listener using `server`.
+    func assertHandshakeFails(server: SecurityParameters, client: SecurityParameters,
+                              file: StaticString = #filePath, line: UInt = #line) async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .reliableMessage, security: server,
+                                               framer: LengthPrefixFramer()).listen()
+        await XCTAssertThrowsTransportError(.handshakeFailed, {
+            try await Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: .reliableMessage,
+                                    security: client, framer: LengthPrefixFramer()).initiate(timeout: .seconds(5))
+        }, file: file, line: line)
+        await listener.stop()
     }
 }
