@@ -43,13 +43,7 @@ final class SCTPBundlingTests: XCTestCase {
         await listener.stop()
     }
 
-    /// Datagrams the client's path has written so far (its fault-free LossyLayer counts them).
     private func datagramsWritten(by connection: Connection) async throws -> Int {
-        try await connection.loop.submit {
-            connection.assumeIsolated { connection in
-                let stream = connection.layer as? SCTPStreamLayer
-                return (stream?.association.path.lower as? LossyLayer)?.counters.written ?? -1
-            }
-        }
+        try await lossyCounters(of: connection)?.written ?? -1
     }
 }

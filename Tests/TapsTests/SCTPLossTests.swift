@@ -79,6 +79,13 @@ final class SCTPLossTests: XCTestCase {
         XCTAssertEqual(counts, [perStream, perStream, perStream, perStream])
         XCTAssertGreaterThan(SCTPPath.droppedBadChecksum.load(ordering: .relaxed), badChecksumsBefore,
                              "corrupted packets were caught by the CRC32c check")
+        // The path really did lose, reorder and duplicate datagrams on the way.
+        let counters = try await lossyCounters(of: first)
+        let faults = try XCTUnwrap(counters)
+        XCTAssertGreaterThan(faults.dropped, 0)
+        XCTAssertGreaterThan(faults.reordered, 0)
+        XCTAssertGreaterThan(faults.duplicated, 0)
+        XCTAssertGreaterThan(faults.corrupted, 0)
         for connection in streams { await connection.abort() }
         await listener.stop()
     }
@@ -282,5 +289,29 @@ extension SCTPLossTests {
         for sender in senders { await sender.abort() }
         await listener.stop()
         echo.cancel()
+    }
+}
+
+extension SCTPLossTests {
+    /// Datagrams held up to 30 ms each (so they also overtake one another) still make whole, ordered
+    /// messages.
+    func testDelayedDatagramsStillDeliverEveryMessageInOrder() async throws {
+        let listener = try await preconnection(local: .loopback()).listen()
+        var client = preconnection(remote: .loopback(port: listener.localAddress.port))
+        client.lossyPath = LossyPath(maximumDelay: .milliseconds(30), seed: 5)
+        let connection = try await client.initiate(timeout: .seconds(10))
+        let count = 100, size = 4_000
+        async let sending: Void = Self.sendAll([connection], count: count, size: size)
+        var incoming = listener.connections.makeAsyncIterator()
+        let next = await incoming.next()
+        let server = try XCTUnwrap(next)
+        let received = try await Self.receiveAll(server, count: count, size: size)
+        try await sending
+        XCTAssertEqual(received, count)
+        let counters = try await lossyCounters(of: connection)
+        let delayed = try XCTUnwrap(counters).delayed
+        XCTAssertGreaterThan(delayed, 0, "the path held datagrams back")
+        await connection.abort()
+        await listener.stop()
     }
 }

@@ -141,3 +141,12 @@ func abort(_ connection: Connection, after delay: Duration) -> Task<Void, Never>
         await connection.abort()
     }
 }
+
+/// The fault counters of the `LossyLayer` under an SCTP connection's association (nil without one).
+func lossyCounters(of connection: Connection) async throws -> LossyLayer.Counters? {
+    try await connection.loop.submit {
+        connection.assumeIsolated { connection in
+            ((connection.layer as? SCTPStreamLayer)?.association.path.lower as? LossyLayer)?.counters
+        }
+    }
+}

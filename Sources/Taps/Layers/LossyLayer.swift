@@ -33,7 +33,7 @@ final class LossyLayer: Layer, LayerDelegate {
     private var heldIncoming: [UInt8]?
     private(set) var counters = Counters()
 
-    struct Counters { var written = 0, read = 0, dropped = 0, duplicated = 0, reordered = 0, corrupted = 0, delayed = 0 }
+    struct Counters { var written = 0, dropped = 0, duplicated = 0, reordered = 0, corrupted = 0, delayed = 0 }
 
     init(over lower: Layer, faults: LossyPath, loop: EventLoop) {
         self.lower = lower
@@ -66,7 +66,6 @@ final class LossyLayer: Layer, LayerDelegate {
     }
 
     func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
-        counters.read += 1
         disturb(Array(bytes), held: \.heldIncoming) { [weak self] datagram in
             datagram.withUnsafeBytes { self?.delegate?.layerDidRead($0) }
         }
