@@ -1,4 +1,5 @@
 /* The C baseline for taps-bench: libuv + OpenSSL memory BIOs, nothing else. */
+#define _GNU_SOURCE  /* pthread_setname_np */
 #include "TapsBaseline.h"
 
 #include <openssl/err.h>
@@ -197,6 +198,7 @@ static void server_stop(uv_async_t *async) { uv_walk(async->loop, close_any, NUL
 
 static void *server_thread(void *arg) {
     server_state *s = arg;
+    pthread_setname_np(pthread_self(), "base-server");  /* told apart from Taps' loops under perf */
     uv_loop_init(&s->loop);
     s->loop.data = s;
     uv_tcp_init(&s->loop, &s->listener);
@@ -352,12 +354,17 @@ static taps_baseline_result run(int tls, int handshake_mode, double seconds, siz
     memset(c.message, 'x', message_size);
     if (tls) c.ctx = make_ctx(0, cert, NULL);
     uv_loop_init(&c.loop);
+    /* The client loop runs on the caller's thread: named for perf while it runs. */
+    char caller_name[16] = "";
+    pthread_getname_np(pthread_self(), caller_name, sizeof caller_name);
+    pthread_setname_np(pthread_self(), "base-client");
     c.started_ns = now_ns();
     c.deadline_ns = c.started_ns + (uint64_t)(seconds * 1e9);
     client_connect(&c);
     uv_run(&c.loop, UV_RUN_DEFAULT);
     uint64_t client_elapsed = now_ns() - c.started_ns;
     uv_loop_close(&c.loop);
+    pthread_setname_np(pthread_self(), caller_name);
 
     /* Let the server drain what is in flight, then stop it. */
     uv_sleep(200);
