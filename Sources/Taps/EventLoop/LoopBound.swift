@@ -4,3 +4,9 @@ struct LoopBound<Value: AnyObject>: @unchecked Sendable {
     weak var value: Value?
     init(_ value: Value) { self.value = value }
 }
+
+/// A value (a closure, say) carried through `EventLoop.execute` back to the loop it was made on.
+/// @unchecked Sendable: made on the loop thread and opened only there.
+struct LoopConfined<Value>: @unchecked Sendable {
+    let value: Value
+}

@@ -34,12 +34,6 @@ enum CallbackState<Answer> {
     case used
 }
 
-/// Carries the callback's `apply` closure back to the loop. @unchecked Sendable: made on the loop
-/// thread and opened only there (in `EventLoop.execute`).
-private struct LoopConfined<Value>: @unchecked Sendable {
-    let value: Value
-}
-
 extension TLSEngine {
     static func from(_ ssl: OpaquePointer?) -> TLSEngine? {
         guard let ssl, let data = SSL_get_ex_data(ssl, 0) else { return nil }

@@ -136,6 +136,33 @@ final class TLSEngine {
         return outcome
     }
 
+    // MARK: Decrypting an array at a time
+
+    /// Lends the engine ciphertext the layer below read, to decrypt with `decryptNext` over several
+    /// turns of work; the bytes must stay valid until `releaseHeld` or until they are used up.
+    func hold(_ ciphertext: UnsafeRawBufferPointer) {
+        buffers.inbound = ciphertext
+    }
+
+    func releaseHeld() {
+        buffers.inbound = UnsafeRawBufferPointer(start: nil, count: 0)
+    }
+
+    /// Whether `decryptNext` has more to hand up: held ciphertext, or plaintext of a record that did
+    /// not fit into the last array.
+    var hasMoreToDecrypt: Bool { !buffers.inbound.isEmpty || SSL_pending(ssl) > 0 }
+
+    /// Decrypts held ciphertext into one array at most and hands it to `deliver`.
+    func decryptNext(deliver: ([UInt8]) -> Void) -> ReadOutcome {
+        var status: ReadOutcome?
+        let plaintext = [UInt8](unsafeUninitializedCapacity: Self.plaintextCapacity) { buffer, filled in
+            filled = 0
+            status = readRecords(into: buffer, filled: &filled)
+        }
+        if !plaintext.isEmpty { deliver(plaintext) }
+        return status ?? .ok
+    }
+
     /// A callback answered: the handshake goes on, then the ciphertext that waited is fed.
     func resumeAfterCallback(handshakeDone: () -> Void, deliver: ([UInt8]) -> Void) -> ReadOutcome {
         var outcome = process(handshakeDone: handshakeDone, deliver: deliver)
