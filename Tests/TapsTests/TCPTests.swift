@@ -58,6 +58,16 @@ final class TCPTests: XCTestCase {
         await listener.stop()
     }
 
+    /// 8 MB over a plain TCP byte stream: the socket yields to the loop after each full read (the
+    /// reader takes the bytes before the next read) and reading pauses and resumes with the receive
+    /// queue; every byte arrives, in order.
+    func testBulkTransferArrivesIntactThroughFlowControl() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: .disabled).listen()
+        try await assertBulkTransferIntact(from: Preconnection(remote: .loopback(port: listener.localAddress.port),
+                                                               transport: .reliableInOrderStream, security: .disabled), to: listener)
+        await listener.stop()
+    }
+
     func testEventsReportReadySentAndClosed() async throws {
         let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
         let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()

@@ -199,40 +199,12 @@ final class TLSTests: XCTestCase {
         await listener.stop()
     }
 
-    /// 8 MB in 64 KB messages while the receiver first lets megabytes pile up (reading pauses at
-    /// the receive queue's high-water mark while the TLS layer holds a read it decrypts an array at a
-    /// time) and then drains: every byte arrives, in order, and the stream ends cleanly.
+    /// 8 MB through a paused receive queue (the TLS layer holds a read it decrypts an array at a
+    /// time while reading pauses): every byte arrives, in order, and the stream ends cleanly.
     func testBulkTransferArrivesIntactThroughFlowControl() async throws {
         let listener = try await tlsListener(framer: nil)
-        let total = 8 * 1024 * 1024, chunk = 65_536
-        let pattern = (0..<(chunk + 251)).map { UInt8($0 % 251) }
-        let port = listener.localAddress.port, security = pki.clientSecurity
-        let sender = Task {
-            let connection = try await Preconnection(remote: .host("localhost", port: port), security: security).initiate()
-            for offset in stride(from: 0, to: total, by: chunk) {
-                try await connection.send(Array(pattern[(offset % 251)..<(offset % 251 + chunk)]))
-            }
-            await connection.close()
-        }
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        let accepted = try XCTUnwrap(next)
-        let watchdog = abort(accepted, after: .seconds(60))  // a read never resumed fails, not hangs
-        defer { watchdog.cancel() }
-        try await Task.sleep(for: .milliseconds(300))  // the queue fills past its high-water mark
-        var received = 0
-        while true {
-            let message = try await accepted.receive()
-            let start = received % 251
-            guard message.content.elementsEqual(pattern[start..<(start + message.content.count)]) else {
-                return XCTFail("the \(message.content.count) bytes from offset \(received) are not what was sent")
-            }
-            received += message.content.count
-            if message.isFinal { break }
-        }
-        XCTAssertEqual(received, total)
-        await accepted.close()
-        try await sender.value
+        try await assertBulkTransferIntact(from: Preconnection(remote: .host("localhost", port: listener.localAddress.port),
+                                                               security: pki.clientSecurity), to: listener)
         await listener.stop()
     }
 

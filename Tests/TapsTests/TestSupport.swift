@@ -150,3 +150,39 @@ func lossyCounters(of connection: Connection) async throws -> LossyLayer.Counter
         }
     }
 }
+
+/// Sends 8 MB in 64 KB messages from `client` to the first connection `listener` accepts, whose
+/// reader first lets megabytes pile up (reading pauses at the receive queue's high-water mark) and
+/// then drains: asserts that every byte arrives, in order, and that the stream ends with a final
+/// message. A read that is never resumed makes the test fail after a minute instead of hanging.
+func assertBulkTransferIntact(from client: Preconnection, to listener: Listener,
+                              file: StaticString = #filePath, line: UInt = #line) async throws {
+    let total = 8 * 1024 * 1024, chunk = 65_536
+    let pattern = (0..<(chunk + 251)).map { UInt8($0 % 251) }
+    let sender = Task {
+        let connection = try await client.initiate()
+        for offset in stride(from: 0, to: total, by: chunk) {
+            try await connection.send(Array(pattern[(offset % 251)..<(offset % 251 + chunk)]))
+        }
+        await connection.close()
+    }
+    var iterator = listener.connections.makeAsyncIterator()
+    let next = await iterator.next()
+    let accepted = try XCTUnwrap(next, file: file, line: line)
+    let watchdog = abort(accepted, after: .seconds(60))
+    defer { watchdog.cancel() }
+    try await Task.sleep(for: .milliseconds(300))  // the queue fills past its high-water mark
+    var received = 0
+    while true {
+        let message = try await accepted.receive()
+        let start = received % 251
+        guard message.content.elementsEqual(pattern[start..<(start + message.content.count)]) else {
+            return XCTFail("the \(message.content.count) bytes from offset \(received) are not what was sent", file: file, line: line)
+        }
+        received += message.content.count
+        if message.isFinal { break }
+    }
+    XCTAssertEqual(received, total, file: file, line: line)
+    await accepted.close()
+    try await sender.value
+}

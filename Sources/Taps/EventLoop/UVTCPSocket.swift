@@ -13,6 +13,11 @@ final class UVTCPSocket: UVHandle {
     static let defaultReadBufferSize = 64 * 1024
     static let largeReadBufferSize = 256 * 1024
     private let readBufferSize: Int
+    /// The last read filled the buffer, so libuv would read again at once: the next allocation
+    /// request gets no buffer, and the loop runs the jobs the read queued (the application taking
+    /// the bytes) before the socket is read again. A reader that keeps up then gets back the same,
+    /// cache-warm memory for each read instead of up to 32 reads' worth of fresh arrays per wakeup.
+    private var yieldBeforeNextRead = false
 
     private let tcp: UnsafeMutablePointer<uv_tcp_t>
     /// Allocated when reading starts (listening sockets never read).
@@ -126,6 +131,13 @@ final class UVTCPSocket: UVHandle {
         if readBuffer == nil { readBuffer = .allocate(byteCount: readBufferSize, alignment: 16) }
         uv_read_start(stream, { handle, _, buffer in
             guard let buffer, let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }
+            if socket.yieldBeforeNextRead {
+                // A zero-length buffer ends libuv's read burst: it reports UV_ENOBUFS and returns;
+                // the socket stays readable and is read on the next turn of the loop.
+                socket.yieldBeforeNextRead = false
+                buffer.pointee = uv_buf_init(nil, 0)
+                return
+            }
             buffer.pointee = uv_buf_init(socket.readBuffer?.assumingMemoryBound(to: CChar.self), UInt32(socket.readBufferSize))
         }, { handle, count, _ in
             guard let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }
@@ -139,7 +151,9 @@ final class UVTCPSocket: UVHandle {
     }
 
     private func didRead(_ count: Int) {
+        if count == Int(UV_ENOBUFS.rawValue) { return }  // the yield above
         if count > 0 {
+            yieldBeforeNextRead = count == readBufferSize
             onRead?(UnsafeRawBufferPointer(start: readBuffer, count: count))
         } else if count == Int(UV_EOF.rawValue) {
             uv_read_stop(stream)
