@@ -151,8 +151,9 @@ static int run_client(uint16_t udp_port, uint16_t server_udp_port, double second
     double deadline = now_seconds() + seconds;
     while (now_seconds() < deadline) {
         if (usrsctp_sendv(client, message, message_size, NULL, 0, &info, sizeof info, SCTP_SENDV_SNDINFO, 0) < 0) {
+            /* A round whose association failed is not a figure: report it, taps-bench retries. */
             fprintf(stderr, "send: %s\n", strerror(errno));
-            break;
+            return 1;
         }
     }
     usrsctp_shutdown(client, SHUT_WR);
