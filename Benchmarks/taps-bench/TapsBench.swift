@@ -72,40 +72,50 @@ struct TapsBench: AsyncParsableCommand {
             // a busy neighbour on this VM disturbs far less than MB/s.
             var efficiency: [(ours: Double, baseline: Double)] = []
             var baselineError: Int32 = 0
-            // Taps and the baseline take turns, so a change in the machine's load hits both alike.
-            for _ in 0..<max(1, rounds) {
-                var ours = 0.0, baseline = 0.0
-                switch (name, handshakes) {
-                case ("sctp", _):
-                    if runTaps { ours = try await SCTPBench(mtu: mtu).throughput(seconds: seconds, messageSize: messageSize) }
-                    if runBaseline { baseline = try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu) }
-                case (_, true):
-                    if runTaps { ours = try await bench.handshakeRate(seconds: seconds) }
-                    let result = runBaseline ? taps_baseline_handshakes(tls ? 1 : 0, seconds, cert, key) : taps_baseline_result()
-                    baseline = result.handshakes_per_second
-                    baselineError = result.error
-                case (_, false):
-                    var oursPerCPU = 0.0, baselinePerCPU = 0.0
-                    if runTaps {
-                        let cpu = CPUTime.now()
-                        let transfer = try await bench.throughput(seconds: seconds, messageSize: messageSize)
-                        ours = transfer.megabytesPerSecond
-                        oursPerCPU = CPUTime.megabytesPerSecond(transfer.bytes, since: cpu)
-                    }
-                    let cpu = CPUTime.now()
-                    let result = runBaseline ? taps_baseline_bulk(tls ? 1 : 0, seconds, messageSize, cert, key) : taps_baseline_result()
-                    baseline = result.megabytes_per_second
-                    baselinePerCPU = CPUTime.megabytesPerSecond(Int(result.bytes), since: cpu)
-                    baselineError = result.error
-                    efficiency.append((oursPerCPU, baselinePerCPU))
+            // Taps and the baseline take turns, so a change in the machine's load hits both alike,
+            // and each goes first in every other round, so whatever a round's first run leaves
+            // behind in the process does too.
+            for round in 0..<max(1, rounds) {
+                var ours = Measurement(), baseline = Measurement()
+                for tapsTurn in round % 2 == 0 ? [true, false] : [false, true] {
+                    if tapsTurn && runTaps { ours = try await measureTaps(bench) }
+                    if !tapsTurn && runBaseline { baseline = try measureBaseline(tls: tls, stack: name, cert: cert, key: key) }
                 }
-                pairs.append((ours, baseline))
+                if baseline.error != 0 { baselineError = baseline.error }
+                pairs.append((ours.value, baseline.value))
+                if ours.perCPU != nil || baseline.perCPU != nil { efficiency.append((ours.perCPU ?? 0, baseline.perCPU ?? 0)) }
             }
             report(name, unit: unit, pairs: pairs, efficiency: efficiency, error: baselineError)
         }
         // The shared loops (and usrsctp's iterator thread) keep running; the figures are out.
         FileHandle.standardOutput.synchronizeFile()
         Glibc.exit(0)
+    }
+
+    /// One side's figure in one round: MB/s or handshakes/s, MB per CPU-second for bulk tcp / tls-tcp.
+    private struct Measurement {
+        var value = 0.0
+        var perCPU: Double?
+        var error: Int32 = 0
+    }
+
+    private func measureTaps(_ bench: Bench) async throws -> Measurement {
+        if bench.stack == "sctp" { return Measurement(value: try await SCTPBench(mtu: mtu).throughput(seconds: seconds, messageSize: messageSize)) }
+        if handshakes { return Measurement(value: try await bench.handshakeRate(seconds: seconds)) }
+        let cpu = CPUTime.now()
+        let transfer = try await bench.throughput(seconds: seconds, messageSize: messageSize)
+        return Measurement(value: transfer.megabytesPerSecond, perCPU: CPUTime.megabytesPerSecond(transfer.bytes, since: cpu))
+    }
+
+    private func measureBaseline(tls: Bool, stack: String, cert: String, key: String) throws -> Measurement {
+        if stack == "sctp" { return Measurement(value: try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu)) }
+        if handshakes {
+            let result = taps_baseline_handshakes(tls ? 1 : 0, seconds, cert, key)
+            return Measurement(value: result.handshakes_per_second, error: result.error)
+        }
+        let cpu = CPUTime.now()
+        let result = taps_baseline_bulk(tls ? 1 : 0, seconds, messageSize, cert, key)
+        return Measurement(value: result.megabytes_per_second, perCPU: CPUTime.megabytesPerSecond(Int(result.bytes), since: cpu), error: result.error)
     }
 
     private func report(_ stack: String, unit: String, pairs: [(ours: Double, baseline: Double)],
