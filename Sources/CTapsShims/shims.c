@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include "CTapsShims.h"
 #include <openssl/err.h>
@@ -41,6 +42,18 @@ void taps_BIO_set_retry_read(BIO *bio) { BIO_set_retry_read(bio); }
 void taps_BIO_clear_retry_flags(BIO *bio) { BIO_clear_retry_flags(bio); }
 
 void taps_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
+int taps_bind_thread_to_cpu(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+int taps_thread_bound_cpu(void) {
+    cpu_set_t set;
+    if (pthread_getaffinity_np(pthread_self(), sizeof set, &set) != 0 || CPU_COUNT(&set) != 1) return -1;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) if (CPU_ISSET(cpu, &set)) return cpu;
+    return -1;
+}
 EVP_PKEY *taps_EVP_EC_gen(const char *curve) { return EVP_EC_gen(curve); }
 void taps_SSL_CTX_enable_cookie_exchange(SSL_CTX *ctx) { SSL_CTX_set_options(ctx, SSL_OP_COOKIE_EXCHANGE); }
 int taps_SSL_CTX_set1_sigalgs_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_sigalgs_list(ctx, list); }

@@ -1,3 +1,4 @@
+import CTapsShims
 import XCTest
 @testable import Taps
 
@@ -21,6 +22,21 @@ final class EventLoopTests: XCTestCase {
         XCTAssertEqual(value, 1000)
         XCTAssertFalse(loop.inEventLoop)
         XCTAssertEqual(loop.shutdown(), 0)
+    }
+
+    /// A loop asked to run on one CPU has its thread bound there; a loop not asked is left free.
+    func testLoopThreadCanBeBoundToACPU() async throws {
+        try XCTSkipIf(ProcessInfo.processInfo.activeProcessorCount < 2, "binding is only observable with two CPUs")
+        let bound = EventLoop(name: "test-bound", cpu: 1)
+        let free = EventLoop(name: "test-free")
+        XCTAssertEqual(bound.boundCPU, 1)
+        XCTAssertNil(free.boundCPU)
+        let boundThread = try await bound.submit { taps_thread_bound_cpu() }
+        let freeThread = try await free.submit { taps_thread_bound_cpu() }
+        XCTAssertEqual(boundThread, 1, "the loop's own thread runs on CPU 1 only")
+        XCTAssertEqual(freeThread, -1, "an unbound loop may run on any CPU")
+        bound.shutdown()
+        free.shutdown()
     }
 
     func testTaskExecutorPreferenceRunsOnTheLoop() async throws {

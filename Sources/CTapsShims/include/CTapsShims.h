@@ -42,6 +42,10 @@ EVP_PKEY *taps_EVP_EC_gen(const char *curve);
 
 /* Names the calling thread (pthread_setname_np needs _GNU_SOURCE, which Swift does not set). */
 void taps_set_thread_name(const char *name);
+/* Binds the calling thread to one CPU (CPU_SET is a macro); 0 or an errno value. */
+int taps_bind_thread_to_cpu(int cpu);
+/* The one CPU the calling thread is bound to, or -1 when it may run on several. */
+int taps_thread_bound_cpu(void);
 
 /* Session cache size, the no-(EC)DHE PSK option, chain certificates per connection, and the retry
  * after an asynchronous verification are macros too. */

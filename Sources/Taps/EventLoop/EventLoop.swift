@@ -41,9 +41,17 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private var internalHandles: Set<UnsafeMutableRawPointer> = []
 
     public let name: String
+    /// The CPU the loop's thread is bound to, if one was asked for and the system allowed it.
+    public private(set) var boundCPU: Int?
+    private let requestedCPU: Int?
 
-    public init(name: String = "taps-loop") {
+    /// - Parameters:
+    ///   - cpu: binds the loop's thread to this CPU (0-based), e.g. one loop per core. Unbound, the
+    ///     kernel may put two loops that wake each other often (both ends of a local transfer) on
+    ///     the same core; binding is the application's call.
+    public init(name: String = "taps-loop", cpu: Int? = nil) {
         self.name = name
+        requestedCPU = cpu
         uvLoop = .allocate(capacity: 1)
         precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
         wakeup = .allocate(capacity: 1)
@@ -71,6 +79,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private func run() {
         loopThread = pthread_self()
         taps_set_thread_name(String(name.prefix(15)))
+        if let requestedCPU, taps_bind_thread_to_cpu(Int32(requestedCPU)) == 0 { boundCPU = requestedCPU }
         threadReady.signal()
         uv_run(uvLoop, UV_RUN_DEFAULT)
         // Every handle is closed now; let pending close callbacks finish and free the loop.
