@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -196,8 +197,23 @@ static void close_any(uv_handle_t *handle, void *arg) {
 
 static void server_stop(uv_async_t *async) { uv_walk(async->loop, close_any, NULL); }
 
+static int bound_server_cpu = -1, bound_client_cpu = -1;
+
+void taps_baseline_bind_cpus(int server_cpu, int client_cpu) {
+    bound_server_cpu = server_cpu;
+    bound_client_cpu = client_cpu;
+}
+
+static void bind_to_cpu(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
 static void *server_thread(void *arg) {
     server_state *s = arg;
+    if (bound_server_cpu >= 0) bind_to_cpu(bound_server_cpu);
     pthread_setname_np(pthread_self(), "base-server");  /* told apart from Taps' loops under perf */
     uv_loop_init(&s->loop);
     s->loop.data = s;
@@ -358,6 +374,9 @@ static taps_baseline_result run(int tls, int handshake_mode, double seconds, siz
     char caller_name[16] = "";
     pthread_getname_np(pthread_self(), caller_name, sizeof caller_name);
     pthread_setname_np(pthread_self(), "base-client");
+    cpu_set_t caller_cpus;
+    pthread_getaffinity_np(pthread_self(), sizeof caller_cpus, &caller_cpus);
+    if (bound_client_cpu >= 0) bind_to_cpu(bound_client_cpu);
     c.started_ns = now_ns();
     c.deadline_ns = c.started_ns + (uint64_t)(seconds * 1e9);
     client_connect(&c);
@@ -365,6 +384,7 @@ static taps_baseline_result run(int tls, int handshake_mode, double seconds, siz
     uint64_t client_elapsed = now_ns() - c.started_ns;
     uv_loop_close(&c.loop);
     pthread_setname_np(pthread_self(), caller_name);
+    pthread_setaffinity_np(pthread_self(), sizeof caller_cpus, &caller_cpus);
 
     /* Let the server drain what is in flight, then stop it. */
     uv_sleep(200);

@@ -36,6 +36,9 @@ struct TapsBench: AsyncParsableCommand {
     @Option(name: .long, help: "Measure this many times, Taps and the baseline in turn; report the medians.")
     var rounds = 1
 
+    @Flag(inversion: .prefixedNo, help: "tcp / tls-tcp: bind the server side to CPU 1 and the client side to CPU 0, for Taps and the baseline alike.")
+    var pin = true
+
     @Flag(name: .long, help: .hidden)
     var sctpServer = false
 
@@ -55,8 +58,13 @@ struct TapsBench: AsyncParsableCommand {
         let key = directory.appendingPathComponent("key.pem").path
         guard taps_baseline_make_identity(cert, key) == 0 else { throw ValidationError("could not write a test identity") }
 
-        let serverLoop = EventLoop(name: "bench-server")
-        let clientLoop = EventLoop(name: "bench-client")
+        // Both ends run in this process. Unbound, the kernel's wake-affine placement sometimes puts
+        // the two loops (which wake each other for every batch) on one core of two, for whichever
+        // side blocks more; bound, each side has a core, Taps and the baseline alike.
+        let pinned = pin && ProcessInfo.processInfo.activeProcessorCount >= 2
+        let serverLoop = EventLoop(name: "bench-server", cpu: pinned ? 1 : nil)
+        let clientLoop = EventLoop(name: "bench-client", cpu: pinned ? 0 : nil)
+        if pinned { taps_baseline_bind_cpus(1, 0) }
         defer {
             serverLoop.shutdown()
             clientLoop.shutdown()
@@ -128,7 +136,7 @@ struct TapsBench: AsyncParsableCommand {
             let baselineKey = unit == "mbps" ? "baseline_mbps" : "baseline_\(unit)"
             var fields = ["\"stack\": \"\(stack)\"", "\"\(unit)\": \(Self.format(ours))", "\"\(baselineKey)\": \(Self.format(baseline))",
                           "\"ratio\": \(String(format: "%.3f", ratio))", "\"message_size\": \(messageSize)", "\"seconds\": \(seconds)"]
-            if stack == "sctp" { fields.append("\"mtu\": \(mtu)") }
+            if stack == "sctp" { fields.append("\"mtu\": \(mtu)") } else { fields.append("\"pinned\": \(pin && ProcessInfo.processInfo.activeProcessorCount >= 2)") }
             if !efficiency.isEmpty {
                 fields += ["\"mb_per_cpu_second\": \(Self.format(oursPerCPU))", "\"baseline_mb_per_cpu_second\": \(Self.format(baselinePerCPU))",
                            "\"cpu_ratio\": \(String(format: "%.3f", cpuRatio))"]

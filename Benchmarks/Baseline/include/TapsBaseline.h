@@ -22,6 +22,10 @@ taps_baseline_result taps_baseline_bulk(int tls, double seconds, size_t message_
 /* Sequential connection establishments (TCP connect, TLS handshake if `tls`) for `seconds`. */
 taps_baseline_result taps_baseline_handshakes(int tls, double seconds, const char *cert_pem, const char *key_pem);
 
+/* Binds the server thread and the client thread (the caller's, for the run) to these CPUs in
+ * later runs, as taps-bench binds its two loops; -1 leaves a side unbound. */
+void taps_baseline_bind_cpus(int server_cpu, int client_cpu);
+
 /* Writes a self-signed P-256 certificate for 127.0.0.1 / localhost and its key as PEM files. */
 int taps_baseline_make_identity(const char *cert_path, const char *key_path);
 
