@@ -1,10 +1,10 @@
 /// Received messages waiting for `receive`, with the partial-message rules of RFC 9622 section
 /// 9.3.1 (minIncompleteLength / maxLength).
 struct MessageQueue {
-    /// Handed-out slots before `head` are nil: a message the application took (and dropped) must not
-    /// stay referenced here, or its bytes live on until the next compaction and the allocator
-    /// cannot hand their memory, still in cache, to the next receive.
-    private var messages: [Message?] = []
+    /// Handed-out slots before `head` keep no bytes: a message the application took (and dropped)
+    /// must not stay referenced here, or its bytes live on until the next compaction and the
+    /// allocator cannot hand their memory, still in cache, to the next receive.
+    private var messages: [Message] = []
     private var head = 0
     private(set) var byteCount = 0
 
@@ -18,12 +18,12 @@ struct MessageQueue {
     /// The next message to hand out, or nil when the rules say to wait for more bytes.
     mutating func take(minIncompleteLength: Int, maxLength: Int, atEnd: Bool) -> Message? {
         guard !isEmpty else { return nil }
-        guard var first = messages[head] else { return nil }
+        var first = messages[head]
         if !first.isComplete {
             // Coalesce consecutive partial chunks up to maxLength.
             var index = head + 1
-            while first.content.count < min(minIncompleteLength, maxLength), index < messages.count, let next = messages[index], !next.isComplete {
-                first.content += next.content
+            while first.content.count < min(minIncompleteLength, maxLength), index < messages.count, !messages[index].isComplete {
+                first.content += messages[index].content
                 index += 1
             }
             if first.content.count < minIncompleteLength && !atEnd && index == messages.count { return nil }
@@ -40,7 +40,7 @@ struct MessageQueue {
             first.context.properties.final = false
             messages[head] = rest
         } else {
-            messages[head] = nil
+            messages[head].content = []
             head += 1
         }
         byteCount -= first.content.count
