@@ -208,6 +208,42 @@ final class TLSTests: XCTestCase {
         await listener.stop()
     }
 
+    /// The receiver aborts while the TLS layer still holds part of a read it decrypts an array at a
+    /// time: nothing more is handed up (RFC 9622 section 10: Abort delivers no remaining messages, and
+    /// reports a connectionError), the held bytes are not touched after the socket closed, the sender
+    /// learns of the reset, and the process carries on.
+    func testAbortWhileAReadIsHeld() async throws {
+        let listener = try await tlsListener(framer: nil)
+        let port = listener.localAddress.port, security = pki.clientSecurity
+        let sender = Task { () -> TransportError? in
+            do {
+                let connection = try await Preconnection(remote: .host("localhost", port: port), security: security).initiate()
+                for _ in 0..<256 { try await connection.send([UInt8](repeating: 7, count: 65_536)) }
+                await connection.close()
+                return nil
+            } catch {
+                return error as? TransportError
+            }
+        }
+        var iterator = listener.connections.makeAsyncIterator()
+        let next = await iterator.next()
+        let accepted = try XCTUnwrap(next)
+        try await Task.sleep(for: .milliseconds(100))  // reads arrive and are held
+        _ = try await accepted.receive()
+        let events = await accepted.events()
+        await accepted.abort()
+        try await Task.sleep(for: .milliseconds(100))  // the held read's next job runs, after the abort
+        let state = await accepted.state
+        XCTAssertEqual(state, .closed)
+        await XCTAssertThrowsTransportError(.connectionClosed) { try await accepted.receive() }
+        var errors: [TransportError.Code] = []
+        for await event in events { if case .connectionError(let error) = event { errors.append(error.code) } }
+        XCTAssertEqual(errors, [.aborted])
+        let senderError = await sender.value
+        XCTAssertNotNil(senderError, "16 MB cannot all have gone into a connection aborted after 64 KB")
+        await listener.stop()
+    }
+
     func testCloneResumesTheGroupsSession() async throws {
         let listener = try await tlsListener()
         let echo = startEcho(listener)

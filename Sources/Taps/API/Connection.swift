@@ -513,6 +513,14 @@ public actor Connection {
     /// Aborts at once: no close_notify, TCP RST. Emits `closed`.
     public func abort() {
         guard state != .closed else { return }
+        abortLocally()
+    }
+
+    /// RFC 9622 section 10: Abort ends the connection "without delivering any remaining Messages" and
+    /// reports a `connectionError` naming the local abort.
+    private func abortLocally() {
+        inbound = MessageQueue()
+        emit(.connectionError(TransportError(.aborted, "the application aborted the connection")))
         terminate(abortive: true)
     }
 
@@ -527,8 +535,10 @@ public actor Connection {
     /// (on SCTP one ABORT for the association, RFC 9623 section 5.3).
     public func abortGroup() async {
         let others = group.connections.filter { $0 !== self }
-        if state != .closed { layer.abortGroup() }
-        terminate(abortive: true)
+        if state != .closed {
+            layer.abortGroup()
+            abortLocally()
+        }
         for connection in others { await connection.abort() }
     }
 

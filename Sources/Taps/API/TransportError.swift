@@ -28,6 +28,9 @@ public struct TransportError: Error, Sendable, Hashable, CustomStringConvertible
         /// The peer closed the byte stream without a TLS close_notify: the data may be truncated.
         public static let truncated = Code(rawValue: "truncated")
         public static let connectionClosed = Code(rawValue: "connectionClosed")
+        /// The application aborted the connection (RFC 9622 section 10: the `connectionError` event
+        /// of a local Abort).
+        public static let aborted = Code(rawValue: "aborted")
         public static let messageTooLarge = Code(rawValue: "messageTooLarge")
         public static let invalidArgument = Code(rawValue: "invalidArgument")
         public static let notSupported = Code(rawValue: "notSupported")
