@@ -17,7 +17,7 @@ final class TLSLayer: Layer, LayerDelegate {
     /// job each, holding the read (the layer below does not read meanwhile). The application runs
     /// between the jobs and frees each array before the next is allocated, so the allocator hands
     /// back the same, cache-warm memory instead of a fresh array per record batch that cache misses
-    /// make costly (measured: about 10 % of the receiver's CPU at 64 KB messages).
+    /// make costly (up to ~10 % of TLS receive throughput in taps-bench A/B runs; Docs/Benchmarks.md).
     private var holdingRead = false
     /// Whether the layer above wants data (it pauses reading for flow control).
     private var readingWanted = true
