@@ -129,6 +129,11 @@ struct SCTPSendQueue {
         if head == entries.count {
             entries.removeAll(keepingCapacity: true)
             head = 0
+        } else if head >= 64 && head * 2 >= entries.count {
+            // A queue that never quite drains (a sender always ahead of usrsctp) must not keep every
+            // message it handed over, and their bytes, until it does.
+            entries.removeFirst(head)
+            head = 0
         }
     }
 
