@@ -154,13 +154,7 @@ final class TLSEngine {
 
     /// Decrypts held ciphertext into one array at most and hands it to `deliver`.
     func decryptNext(deliver: ([UInt8]) -> Void) -> ReadOutcome {
-        var status: ReadOutcome?
-        let plaintext = [UInt8](unsafeUninitializedCapacity: Self.plaintextCapacity) { buffer, filled in
-            filled = 0
-            status = readRecords(into: buffer, filled: &filled)
-        }
-        if !plaintext.isEmpty { deliver(plaintext) }
-        return status ?? .ok
+        decryptArray(deliver: deliver) ?? .ok
     }
 
     /// A callback answered: the handshake goes on, then the ciphertext that waited is fed.
@@ -197,14 +191,20 @@ final class TLSEngine {
             }
         }
         while true {
-            var status: ReadOutcome?
-            let plaintext = [UInt8](unsafeUninitializedCapacity: Self.plaintextCapacity) { buffer, filled in
-                filled = 0
-                status = readRecords(into: buffer, filled: &filled)
-            }
-            if !plaintext.isEmpty { deliver(plaintext) }
-            if let status { return status }
+            if let status = decryptArray(deliver: deliver) { return status }
         }
+    }
+
+    /// Decrypts into one new array and hands it to `deliver` if anything was decrypted; nil when the
+    /// array filled up (there may be more), else the outcome of the read.
+    private func decryptArray(deliver: ([UInt8]) -> Void) -> ReadOutcome? {
+        var status: ReadOutcome?
+        let plaintext = [UInt8](unsafeUninitializedCapacity: Self.plaintextCapacity) { buffer, filled in
+            filled = 0
+            status = readRecords(into: buffer, filled: &filled)
+        }
+        if !plaintext.isEmpty { deliver(plaintext) }
+        return status
     }
 
     /// Decrypts records into `buffer` until it is full (nil: call again) or OpenSSL needs more
