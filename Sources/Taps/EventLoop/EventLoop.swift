@@ -43,7 +43,6 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     public let name: String
     /// The CPU the loop's thread is bound to, if one was asked for and the system allowed it.
     public private(set) var boundCPU: Int?
-    private let requestedCPU: Int?
 
     /// - Parameters:
     ///   - cpu: binds the loop's thread to this CPU (0-based), e.g. one loop per core. Unbound, the
@@ -51,7 +50,6 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     ///     the same core; binding is the application's call.
     public init(name: String = "taps-loop", cpu: Int? = nil) {
         self.name = name
-        requestedCPU = cpu
         uvLoop = .allocate(capacity: 1)
         precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
         wakeup = .allocate(capacity: 1)
@@ -70,16 +68,16 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         wakeup.pointee.data = Unmanaged.passRetained(self).toOpaque()
         localRunner.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         endOfTurnRunner.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        let thread = Thread { [unowned self] in self.run() }
+        let thread = Thread { [unowned self] in self.run(boundTo: cpu) }
         thread.name = name
         thread.start()
         threadReady.wait()
     }
 
-    private func run() {
+    private func run(boundTo cpu: Int?) {
         loopThread = pthread_self()
         taps_set_thread_name(String(name.prefix(15)))
-        if let requestedCPU, taps_bind_thread_to_cpu(Int32(requestedCPU)) == 0 { boundCPU = requestedCPU }
+        if let cpu, taps_bind_thread_to_cpu(Int32(cpu)) == 0 { boundCPU = cpu }
         threadReady.signal()
         uv_run(uvLoop, UV_RUN_DEFAULT)
         // Every handle is closed now; let pending close callbacks finish and free the loop.
