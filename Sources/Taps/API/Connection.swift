@@ -510,7 +510,8 @@ public actor Connection {
         }
     }
 
-    /// Aborts at once: no close_notify, TCP RST. Emits `closed`.
+    /// Aborts at once: no close_notify, TCP RST. Messages still queued for `receive()` are dropped;
+    /// emits `connectionError` (code `aborted`), then `closed`.
     public func abort() {
         guard state != .closed else { return }
         abortLocally()
