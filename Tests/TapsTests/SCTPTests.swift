@@ -277,13 +277,19 @@ extension SCTPTests {
     /// A client connection to `listener` and the server's side of it, after a first message.
     private func openStream(on listener: Listener) async throws -> (client: Connection, server: Connection) {
         let client = try await connect(listener.localAddress.port)
-        try await client.send("opens the stream")
+        return (client, try await acceptStream(of: client, on: listener, opening: "opens the stream"))
+    }
+
+    /// Sends `text` as the first message on `client`'s new stream and returns the server's side of
+    /// that stream, checking that `text` arrived first.
+    private func acceptStream(of client: Connection, on listener: Listener, opening text: String) async throws -> Connection {
+        try await client.send(text)
         var incoming = listener.connections.makeAsyncIterator()
         let next = await incoming.next()
         let server = try XCTUnwrap(next)
         let first = try await server.receive()
-        XCTAssertEqual(first.text, "opens the stream")
-        return (client, server)
+        XCTAssertEqual(first.text, text)
+        return server
     }
 }
 
@@ -294,12 +300,7 @@ extension SCTPTests {
     private func twoStreams(on listener: Listener) async throws -> (a: Connection, b: Connection, serverA: Connection, serverB: Connection) {
         let (a, serverA) = try await openStream(on: listener)
         let b = try await a.clone()
-        try await b.send("on b")
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let serverB = try XCTUnwrap(next)
-        let first = try await serverB.receive()
-        XCTAssertEqual(first.text, "on b")
+        let serverB = try await acceptStream(of: b, on: listener, opening: "on b")
         return (a, b, serverA, serverB)
     }
 
