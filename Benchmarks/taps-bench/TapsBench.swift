@@ -61,7 +61,6 @@ struct TapsBench: AsyncParsableCommand {
         // Both ends run in this process. Unbound, the kernel's wake-affine placement sometimes puts
         // the two loops (which wake each other for every batch) on one core of two, for whichever
         // side blocks more; bound, each side has a core, Taps and the baseline alike.
-        let pinned = pin && ProcessInfo.processInfo.activeProcessorCount >= 2
         let serverLoop = EventLoop(name: "bench-server", cpu: pinned ? 1 : nil)
         let clientLoop = EventLoop(name: "bench-client", cpu: pinned ? 0 : nil)
         if pinned { taps_baseline_bind_cpus(1, 0) }
@@ -100,6 +99,9 @@ struct TapsBench: AsyncParsableCommand {
         Glibc.exit(0)
     }
 
+    /// Whether the two sides are bound to their own cores (asked for, and there are two).
+    private var pinned: Bool { pin && ProcessInfo.processInfo.activeProcessorCount >= 2 }
+
     /// One side's figure in one round: MB/s or handshakes/s, MB per CPU-second for bulk tcp / tls-tcp.
     private struct Measurement {
         var value = 0.0
@@ -136,7 +138,7 @@ struct TapsBench: AsyncParsableCommand {
             let baselineKey = unit == "mbps" ? "baseline_mbps" : "baseline_\(unit)"
             var fields = ["\"stack\": \"\(stack)\"", "\"\(unit)\": \(Self.format(ours))", "\"\(baselineKey)\": \(Self.format(baseline))",
                           "\"ratio\": \(String(format: "%.3f", ratio))", "\"message_size\": \(messageSize)", "\"seconds\": \(seconds)"]
-            if stack == "sctp" { fields.append("\"mtu\": \(mtu)") } else { fields.append("\"pinned\": \(pin && ProcessInfo.processInfo.activeProcessorCount >= 2)") }
+            if stack == "sctp" { fields.append("\"mtu\": \(mtu)") } else { fields.append("\"pinned\": \(pinned)") }
             if !efficiency.isEmpty {
                 fields += ["\"mb_per_cpu_second\": \(Self.format(oursPerCPU))", "\"baseline_mb_per_cpu_second\": \(Self.format(baselinePerCPU))",
                            "\"cpu_ratio\": \(String(format: "%.3f", cpuRatio))"]
