@@ -199,8 +199,8 @@ final class TLSTests: XCTestCase {
         await listener.stop()
     }
 
-    /// 8 MB through a paused receive queue (the TLS layer holds a read it decrypts an array at a
-    /// time while reading pauses): every byte arrives, in order, and the stream ends cleanly.
+    /// 8 MB through a paused receive queue (reading stops at its high-water mark and resumes as
+    /// the application drains it): every byte arrives, in order, and the stream ends cleanly.
     func testBulkTransferArrivesIntactThroughFlowControl() async throws {
         let listener = try await tlsListener(framer: nil)
         try await assertBulkTransferIntact(from: Preconnection(remote: .host("localhost", port: listener.localAddress.port),
@@ -208,11 +208,10 @@ final class TLSTests: XCTestCase {
         await listener.stop()
     }
 
-    /// The receiver aborts while the TLS layer still holds part of a read it decrypts an array at a
-    /// time: nothing more is handed up (RFC 9622 section 10: Abort delivers no remaining messages, and
-    /// reports a connectionError), the held bytes are not touched after the socket closed, the sender
-    /// learns of the reset, and the process carries on.
-    func testAbortWhileAReadIsHeld() async throws {
+    /// The receiver aborts with megabytes waiting in its receive queue: nothing more is handed up
+    /// (RFC 9622 section 10: Abort delivers no remaining messages, and reports a connectionError),
+    /// the sender learns of the reset, and the process carries on.
+    func testAbortDropsQueuedMessages() async throws {
         let listener = try await tlsListener(framer: nil)
         let port = listener.localAddress.port, security = pki.clientSecurity
         let sender = Task { () -> TransportError? in
@@ -228,11 +227,11 @@ final class TLSTests: XCTestCase {
         var iterator = listener.connections.makeAsyncIterator()
         let next = await iterator.next()
         let accepted = try XCTUnwrap(next)
-        try await Task.sleep(for: .milliseconds(100))  // reads arrive and are held
+        try await Task.sleep(for: .milliseconds(100))  // reads arrive and are queued
         _ = try await accepted.receive()
         let events = await accepted.events()
         await accepted.abort()
-        try await Task.sleep(for: .milliseconds(100))  // the held read's next job runs, after the abort
+        try await Task.sleep(for: .milliseconds(100))  // any read still arriving comes after the abort
         let state = await accepted.state
         XCTAssertEqual(state, .closed)
         await XCTAssertThrowsTransportError(.connectionClosed) { try await accepted.receive() }

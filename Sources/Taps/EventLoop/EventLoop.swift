@@ -117,14 +117,6 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         }
     }
 
-    /// Runs `body` on the loop thread after the work queued so far (resumed tasks included), before
-    /// the loop next waits for I/O. Loop thread only.
-    func executeSoon(_ body: @escaping () -> Void) {
-        checkIsolated()
-        let confined = LoopConfined(value: body)
-        submit(.closure { confined.value() })
-    }
-
     /// Runs `body` on the loop thread after the jobs and callbacks of this turn of the loop, before it
     /// waits for I/O. Work that many jobs of one turn add to (a send queue, say) is handed on once per
     /// turn. Loop thread only.

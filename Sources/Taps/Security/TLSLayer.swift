@@ -13,15 +13,6 @@ final class TLSLayer: Layer, LayerDelegate {
 
     private unowned let loop: EventLoop
 
-    /// Once established, a TLS stream decrypts what one read brought an array at a time, one loop
-    /// job each, holding the read (the layer below does not read meanwhile). The application runs
-    /// between the jobs and frees each array before the next is allocated, so the allocator hands
-    /// back the same, cache-warm memory instead of a fresh array per record batch that cache misses
-    /// make costly (up to ~10 % of TLS receive throughput in taps-bench A/B runs; Docs/Benchmarks.md).
-    private var holdingRead = false
-    /// Whether the layer above wants data (it pauses reading for flow control).
-    private var readingWanted = true
-
     init(over lower: Layer, engine: TLSEngine, loop: EventLoop) {
         self.lower = lower
         self.engine = engine
@@ -98,11 +89,6 @@ final class TLSLayer: Layer, LayerDelegate {
 
     func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
         guard state != .failed else { return }
-        if state == .ready && !engine.datagram && !engine.awaitingCallback {
-            engine.hold(bytes)
-            decryptNextArray()
-            return
-        }
         let outcome = engine.feed(bytes, handshakeDone: { handshakeDidComplete() }) { plaintext in
             delegate?.layerDidRead(owned: plaintext)
         }
@@ -120,37 +106,6 @@ final class TLSLayer: Layer, LayerDelegate {
             delegate?.layerDidRead(owned: plaintext)
         }
         handle(outcome)
-    }
-
-    /// Hands up one array of the held read's plaintext, then comes back after the work this queued
-    /// (the application's), until the read is used up.
-    private func decryptNextArray() {
-        guard state == .ready || state == .closing else {
-            releaseHeldRead()
-            return
-        }
-        let outcome = engine.decryptNext { plaintext in delegate?.layerDidRead(owned: plaintext) }
-        // KeyUpdate answers and alerts the engine produced while reading.
-        flush(completion: nil)
-        reportPeerKeyUpdates()
-        handle(outcome)
-        guard case .ok = outcome, state == .ready || state == .closing, engine.hasMoreToDecrypt else {
-            releaseHeldRead()
-            return
-        }
-        if !holdingRead {
-            holdingRead = true
-            lower.setReading(false)
-        }
-        loop.executeSoon { [weak self] in self?.decryptNextArray() }
-    }
-
-    /// The layer below may read into its buffer again.
-    private func releaseHeldRead() {
-        engine.releaseHeld()
-        guard holdingRead else { return }
-        holdingRead = false
-        lower.setReading(readingWanted)
     }
 
     private func reportPeerKeyUpdates() {
@@ -243,20 +198,16 @@ final class TLSLayer: Layer, LayerDelegate {
     }
 
     func setReading(_ enabled: Bool) {
-        readingWanted = enabled
-        // A held read resumes reading itself once it is used up.
-        if !holdingRead { lower.setReading(enabled) }
+        lower.setReading(enabled)
     }
 
     func abort() {
         stopRetransmission()
-        engine.releaseHeld()
         lower.abort()
     }
 
     func close() {
         stopRetransmission()
-        engine.releaseHeld()
         lower.close()
     }
 

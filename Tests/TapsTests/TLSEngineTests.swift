@@ -1,0 +1,77 @@
+import XCTest
+@testable import Taps
+
+/// `TLSEngine` on its own: a client and a server engine over real OpenSSL, joined in memory, so a
+/// test decides exactly which ciphertext arrives in one piece.
+final class TLSEngineTests: XCTestCase {
+    let pki = TestPKI.shared
+
+    func testAReadDecryptsIntoOneArrayOfItsSize() throws {
+        let (client, server) = try connectedPair()
+        let sent = pattern(200_000)  // 13 records
+        XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
+        let arrays = pass(from: client, to: server)
+        XCTAssertEqual(arrays.map(\.count), [200_000], "one array for all that one read brought")
+        XCTAssertTrue(arrays.first == sent, "the plaintext is what was sent")
+    }
+
+    func testASmallMessageGetsAnArrayItsOwnSize() throws {
+        let (client, server) = try connectedPair()
+        XCTAssertNil(Array("hello".utf8).withUnsafeBytes { client.write($0) })
+        let arrays = pass(from: client, to: server)
+        XCTAssertEqual(arrays, [Array("hello".utf8)])
+        XCTAssertLessThan(arrays.first?.capacity ?? .max, 1024, "a 5-byte message must not keep a large array alive")
+    }
+
+    /// A record split between two reads: its plaintext comes out with the second read, beside what
+    /// that read brought, and nothing is lost or reordered.
+    func testARecordSplitBetweenReadsArrivesWhole() throws {
+        let (client, server) = try connectedPair()
+        let sent = pattern(200_000)
+        XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
+        var ciphertext: [UInt8] = []
+        client.drainOutbound { bytes, _ in ciphertext += bytes }
+        var arrays: [[UInt8]] = []
+        for part in [ciphertext[..<100_003], ciphertext[100_003...]] {
+            let outcome = part.withUnsafeBytes { server.feed($0, handshakeDone: {}) { arrays.append($0) } }
+            guard case .ok = outcome else { return XCTFail("feed: \(outcome)") }
+        }
+        XCTAssertTrue(Array(arrays.joined()) == sent, "the plaintext is what was sent, in order")
+        XCTAssertEqual(arrays.count, 2, "one array per read")
+    }
+
+    // MARK: Helpers
+
+    private func pattern(_ count: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0 % 251) }
+    }
+
+    /// Two engines that completed a TLS handshake with each other.
+    private func connectedPair() throws -> (client: TLSEngine, server: TLSEngine) {
+        let client = try TLSEngine(context: TLSContext(pki.clientSecurity, role: .client), serverName: "localhost",
+                                   peerAddress: nil, sessionKey: nil)
+        let server = try TLSEngine(context: TLSContext(pki.serverSecurity, role: .server), serverName: nil,
+                                   peerAddress: nil, sessionKey: nil)
+        _ = client.handshake()
+        var clientDone = false, serverDone = false
+        for _ in 0..<5 where !(clientDone && serverDone) {
+            pass(from: client, to: server) { serverDone = true }
+            pass(from: server, to: client) { clientDone = true }
+        }
+        XCTAssertTrue(clientDone && serverDone, "the handshake completes")
+        return (client, server)
+    }
+
+    /// Feeds everything `sender` has to send to `receiver` in one piece; returns the arrays the
+    /// receiver handed up.
+    @discardableResult
+    private func pass(from sender: TLSEngine, to receiver: TLSEngine, handshakeDone: () -> Void = {}) -> [[UInt8]] {
+        var ciphertext: [UInt8] = []
+        sender.drainOutbound { bytes, _ in ciphertext += bytes }
+        var arrays: [[UInt8]] = []
+        guard !ciphertext.isEmpty else { return arrays }
+        let outcome = ciphertext.withUnsafeBytes { receiver.feed($0, handshakeDone: handshakeDone) { arrays.append($0) } }
+        if case .ok = outcome {} else { XCTFail("feed: \(outcome)") }
+        return arrays
+    }
+}
