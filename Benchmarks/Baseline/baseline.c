@@ -31,6 +31,7 @@ typedef struct {
     int started;
     int stop;
     uv_async_t stopper;
+    pthread_t thread;
 } server_state;
 
 struct peer {
@@ -347,23 +348,40 @@ static SSL_CTX *make_ctx(int server, const char *cert, const char *key) {
     return ctx;
 }
 
-static taps_baseline_result run(int tls, int handshake_mode, double seconds, size_t message_size,
-                                const char *cert, const char *key) {
-    taps_baseline_result result = {0};
+/* Starts the server thread; returns once it listens (its port in `port`). */
+static server_state *start_server(int tls, const char *cert, const char *key) {
     server_state *s = calloc(1, sizeof *s);
     s->tls = tls;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->ready, NULL);
     if (tls) s->ctx = make_ctx(1, cert, key);
-    pthread_t thread;
-    pthread_create(&thread, NULL, server_thread, s);
+    pthread_create(&s->thread, NULL, server_thread, s);
     pthread_mutex_lock(&s->lock);
     while (!s->started) pthread_cond_wait(&s->ready, &s->lock);
     pthread_mutex_unlock(&s->lock);
+    return s;
+}
 
+/* Lets the server drain what is in flight, stops it and reports what it received. */
+static taps_baseline_result finish_server(server_state *s) {
+    taps_baseline_result result = {0};
+    uv_sleep(200);
+    uv_async_send(&s->stopper);
+    pthread_join(s->thread, NULL);
+    result.bytes = s->bytes;
+    if (s->last_ns > s->first_ns) result.megabytes_per_second = (double)s->bytes / ((double)(s->last_ns - s->first_ns) / 1e9) / 1e6;
+    if (s->ctx) SSL_CTX_free(s->ctx);
+    free(s);
+    return result;
+}
+
+/* Runs the client on the caller's thread until `seconds` have passed: bulk sends, or sequential
+ * establishments in handshake mode. Returns handshakes per second there, 0 otherwise. */
+static double run_client(int tls, int port, int handshake_mode, double seconds, size_t message_size,
+                         const char *cert, int *error) {
     client_state c = {0};
     c.tls = tls;
-    c.port = s->port;
+    c.port = port;
     c.handshake_mode = handshake_mode;
     c.message_size = message_size;
     c.message = malloc(message_size > 0 ? message_size : 1);
@@ -385,20 +403,20 @@ static taps_baseline_result run(int tls, int handshake_mode, double seconds, siz
     uv_loop_close(&c.loop);
     pthread_setname_np(pthread_self(), caller_name);
     pthread_setaffinity_np(pthread_self(), sizeof caller_cpus, &caller_cpus);
-
-    /* Let the server drain what is in flight, then stop it. */
-    uv_sleep(200);
-    uv_async_send(&s->stopper);
-    pthread_join(thread, NULL);
-
-    result.bytes = s->bytes;
-    result.error = c.error;
-    if (s->last_ns > s->first_ns) result.megabytes_per_second = (double)s->bytes / ((double)(s->last_ns - s->first_ns) / 1e9) / 1e6;
-    if (handshake_mode) result.handshakes_per_second = (double)c.handshakes / ((double)client_elapsed / 1e9);
+    *error = c.error;
     if (c.ctx) SSL_CTX_free(c.ctx);
-    if (s->ctx) SSL_CTX_free(s->ctx);
     free(c.message);
-    free(s);
+    return handshake_mode ? (double)c.handshakes / ((double)client_elapsed / 1e9) : 0;
+}
+
+static taps_baseline_result run(int tls, int handshake_mode, double seconds, size_t message_size,
+                                const char *cert, const char *key) {
+    server_state *s = start_server(tls, cert, key);
+    int error = 0;
+    double handshakes = run_client(tls, s->port, handshake_mode, seconds, message_size, cert, &error);
+    taps_baseline_result result = finish_server(s);
+    result.error = error;
+    result.handshakes_per_second = handshakes;
     return result;
 }
 
@@ -408,6 +426,22 @@ taps_baseline_result taps_baseline_bulk(int tls, double seconds, size_t message_
 
 taps_baseline_result taps_baseline_handshakes(int tls, double seconds, const char *cert, const char *key) {
     return run(tls, 1, seconds, 0, cert, key);
+}
+
+taps_baseline_server *taps_baseline_server_start(int tls, const char *cert, const char *key, int *port) {
+    server_state *s = start_server(tls, cert, key);
+    *port = s->port;
+    return (taps_baseline_server *)s;
+}
+
+taps_baseline_result taps_baseline_server_finish(taps_baseline_server *server) {
+    return finish_server((server_state *)server);
+}
+
+int taps_baseline_send(int tls, int port, double seconds, size_t message_size, const char *cert) {
+    int error = 0;
+    run_client(tls, port, 0, seconds, message_size, cert, &error);
+    return error;
 }
 
 int taps_baseline_make_identity(const char *cert_path, const char *key_path) {

@@ -39,6 +39,9 @@ struct TapsBench: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "tcp / tls-tcp: bind the server side to CPU 1 and the client side to CPU 0, for Taps and the baseline alike.")
     var pin = true
 
+    @Flag(name: .long, help: "tcp / tls-tcp bulk: also pair each Taps side with the other's C side (Taps client to C server, C client to Taps server), to tell which side costs throughput.")
+    var mixed = false
+
     @Flag(name: .long, help: .hidden)
     var sctpServer = false
 
@@ -79,6 +82,8 @@ struct TapsBench: AsyncParsableCommand {
             // a busy neighbour on this VM disturbs far less than MB/s.
             var efficiency: [(ours: Double, baseline: Double)] = []
             var baselineError: Int32 = 0
+            // --mixed: (Taps client to C server, C client to Taps server) per round.
+            var mixes: [(tapsSending: Double, tapsReceiving: Double)] = []
             // Taps and the baseline take turns, so a change in the machine's load hits both alike,
             // and each goes first in every other round, so whatever a round's first run leaves
             // behind in the process does too.
@@ -89,10 +94,15 @@ struct TapsBench: AsyncParsableCommand {
                     if !tapsTurn && runBaseline { baseline = try measureBaseline(tls: tls, stack: name, cert: cert, key: key) }
                 }
                 if baseline.error != 0 { baselineError = baseline.error }
+                if mixed && !handshakes && name != "sctp" {
+                    mixes.append((try await bench.throughputToBaselineServer(seconds: seconds, messageSize: messageSize),
+                                  try await bench.throughputFromBaselineClient(seconds: seconds, messageSize: messageSize)))
+                }
                 pairs.append((ours.value, baseline.value))
                 if ours.perCPU != nil || baseline.perCPU != nil { efficiency.append((ours.perCPU ?? 0, baseline.perCPU ?? 0)) }
             }
             report(name, unit: unit, pairs: pairs, efficiency: efficiency, error: baselineError)
+            if !mixes.isEmpty { reportMixes(name, mixes) }
         }
         // The shared loops (and usrsctp's iterator thread) keep running; the figures are out.
         FileHandle.standardOutput.synchronizeFile()
@@ -158,6 +168,16 @@ struct TapsBench: AsyncParsableCommand {
         }
     }
 
+    private func reportMixes(_ stack: String, _ mixes: [(tapsSending: Double, tapsReceiving: Double)]) {
+        let sending = Self.median(mixes.map(\.tapsSending)), receiving = Self.median(mixes.map(\.tapsReceiving))
+        if json {
+            let rounds = mixes.map { "[\(Self.format($0.tapsSending)), \(Self.format($0.tapsReceiving))]" }.joined(separator: ", ")
+            print("{\"stack\": \"\(stack)\", \"mixed\": true, \"taps_client_to_c_server_mbps\": \(Self.format(sending)), \"c_client_to_taps_server_mbps\": \(Self.format(receiving)), \"rounds\": [\(rounds)]}")
+        } else {
+            print("         taps client -> C server \(String(format: "%9.1f", sending)) MB/s   C client -> taps server \(String(format: "%9.1f", receiving)) MB/s")
+        }
+    }
+
     private static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
         guard !sorted.isEmpty else { return 0 }
@@ -210,6 +230,26 @@ struct Bench {
         let (bytes, elapsed) = await received
         await listener.stop()
         return (BulkTransfer.megabytesPerSecond(bytes, elapsed), bytes)
+    }
+
+    /// Taps sending to the C baseline's server: MB/s as that server received them.
+    func throughputToBaselineServer(seconds: Double, messageSize: Int) async throws -> Double {
+        var port: Int32 = 0
+        guard let server = taps_baseline_server_start(stack == "tls-tcp" ? 1 : 0, cert, key, &port) else { return 0 }
+        try await BulkTransfer.send(clientPreconnection(port: UInt16(port)), seconds: seconds, messageSize: messageSize)
+        return taps_baseline_server_finish(server).megabytes_per_second
+    }
+
+    /// The C baseline's client sending to a Taps listener: MB/s as Taps received them.
+    func throughputFromBaselineClient(seconds: Double, messageSize: Int) async throws -> Double {
+        let listener = try await serverPreconnection().listen()
+        async let received = BulkTransfer.receive(on: listener)
+        // Blocks this thread for `seconds`, as the baseline's own runs do; the Taps loops have theirs.
+        let error = taps_baseline_send(stack == "tls-tcp" ? 1 : 0, Int32(listener.localAddress.port), seconds, messageSize, cert)
+        let (bytes, elapsed) = await received
+        await listener.stop()
+        if error != 0 { throw ValidationError("the C client failed (\(error))") }
+        return BulkTransfer.megabytesPerSecond(bytes, elapsed)
     }
 
     /// Sequential establishments (TCP connect, plus the TLS handshake) per second.

@@ -22,6 +22,15 @@ taps_baseline_result taps_baseline_bulk(int tls, double seconds, size_t message_
 /* Sequential connection establishments (TCP connect, TLS handshake if `tls`) for `seconds`. */
 taps_baseline_result taps_baseline_handshakes(int tls, double seconds, const char *cert_pem, const char *key_pem);
 
+/* The two halves on their own, to pair one with the Swift side (taps-bench --mixed): a server
+ * thread counting what arrives, and a client on the caller's thread sending for `seconds`. */
+typedef struct taps_baseline_server taps_baseline_server;
+taps_baseline_server *taps_baseline_server_start(int tls, const char *cert_pem, const char *key_pem, int *port);
+/* Waits 200 ms for what is in flight, stops the server and reports what it received. */
+taps_baseline_result taps_baseline_server_finish(taps_baseline_server *server);
+/* Returns 0, or the client's failure. */
+int taps_baseline_send(int tls, int port, double seconds, size_t message_size, const char *cert_pem);
+
 /* Binds the server thread and the client thread (the caller's, for the run) to these CPUs in
  * later runs, as taps-bench binds its two loops; -1 leaves a side unbound. */
 void taps_baseline_bind_cpus(int server_cpu, int client_cpu);
