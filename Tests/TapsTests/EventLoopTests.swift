@@ -39,6 +39,22 @@ final class EventLoopTests: XCTestCase {
         free.shutdown()
     }
 
+    /// Read buffers start half a page into a page, where the kernel's copy into them runs at full
+    /// speed (UVTCPSocket.readBufferPageOffset), for plain TCP's and TLS's buffer sizes alike.
+    func testSocketReadBuffersStartHalfAPageIn() async throws {
+        let loop = EventLoop(name: "test-read-buffer")
+        let offsets = try await loop.submit { () -> [Int] in
+            [UVTCPSocket.defaultReadBufferSize, UVTCPSocket.largeReadBufferSize].map { size in
+                let socket = UVTCPSocket(loop: loop, readBufferSize: size)
+                defer { socket.close() }
+                socket.startReading()
+                return socket.readBufferStart.map { Int(bitPattern: $0) % 4096 } ?? -1
+            }
+        }
+        XCTAssertEqual(offsets, [2048, 2048])
+        loop.shutdown()
+    }
+
     func testTaskExecutorPreferenceRunsOnTheLoop() async throws {
         let loop = EventLoop(name: "test-task-executor")
         let onLoop = await Task(executorPreference: loop) { loop.inEventLoop }.value

@@ -20,8 +20,18 @@ final class UVTCPSocket: UVHandle {
     private var yieldBeforeNextRead = false
 
     private let tcp: UnsafeMutablePointer<uv_tcp_t>
-    /// Allocated when reading starts (listening sockets never read).
+    /// Allocated when reading starts (listening sockets never read), `readBufferPageOffset` bytes
+    /// into an allocation that starts a page (`readBufferAllocation`, which is what is freed).
     private var readBuffer: UnsafeMutableRawPointer?
+    private var readBufferAllocation: UnsafeMutableRawPointer?
+    /// Where in a page the read buffer starts. The kernel copies received data with `rep movsb`,
+    /// which on this machine's AMD cores runs at half speed when the destination sits just past the
+    /// source's offset within a page, as it does for a buffer 16 bytes into a page (where glibc puts
+    /// any allocation it serves with mmap, e.g. 256 KB): plain TCP received 1.3 GB/s there and
+    /// 3.0 GB/s at half a page, with the C baseline showing the same two speeds depending on where
+    /// its buffer landed (Docs/Benchmarks.md).
+    static let readBufferPageOffset = 2048
+    private static let pageSize = 4096
     /// The read buffer size of the sockets this one accepts.
     var acceptedReadBufferSize = UVTCPSocket.defaultReadBufferSize
     private var queuedWrites = 0
@@ -40,7 +50,7 @@ final class UVTCPSocket: UVHandle {
     }
 
     override func didClose() {
-        readBuffer?.deallocate()
+        readBufferAllocation?.deallocate()
         spareBuffers.forEach { $0.deallocate() }
         spareBuffers.removeAll()
         onRead = nil
@@ -128,7 +138,12 @@ final class UVTCPSocket: UVHandle {
 
     func startReading() {
         guard !isClosed else { return }
-        if readBuffer == nil { readBuffer = .allocate(byteCount: readBufferSize, alignment: 16) }
+        if readBuffer == nil {
+            let allocation = UnsafeMutableRawPointer.allocate(byteCount: readBufferSize + Self.readBufferPageOffset,
+                                                              alignment: Self.pageSize)
+            readBufferAllocation = allocation
+            readBuffer = allocation + Self.readBufferPageOffset
+        }
         uv_read_start(stream, { handle, _, buffer in
             guard let buffer, let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }
             if socket.yieldBeforeNextRead {
@@ -144,6 +159,9 @@ final class UVTCPSocket: UVHandle {
             socket.didRead(count)
         })
     }
+
+    /// Where reads land, once reading has started.
+    var readBufferStart: UnsafeRawPointer? { readBuffer.map(UnsafeRawPointer.init) }
 
     func stopReading() {
         guard !isClosed else { return }
