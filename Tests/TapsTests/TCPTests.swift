@@ -58,9 +58,27 @@ final class TCPTests: XCTestCase {
         await listener.stop()
     }
 
-    /// 8 MB over a plain TCP byte stream: the socket yields to the loop after each full read (the
-    /// reader takes the bytes before the next read) and reading pauses and resumes with the receive
-    /// queue; every byte arrives, in order.
+    /// Plain TCP reads straight into the arrays it hands up; a short read is moved into an array of
+    /// its own size, so a 5-byte message does not keep a 64 KB block alive.
+    func testASmallMessageGetsAnArrayItsOwnSize() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: .disabled).listen()
+        let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port),
+                                                 transport: .reliableInOrderStream, security: .disabled).initiate()
+        var iterator = listener.connections.makeAsyncIterator()
+        let next = await iterator.next()
+        let accepted = try XCTUnwrap(next)
+        try await connection.send("hello")
+        let message = try await accepted.receive()
+        XCTAssertEqual(String(decoding: message.content, as: UTF8.self), "hello")
+        XCTAssertLessThan(message.content.capacity, 1024)
+        await connection.abort()
+        await accepted.abort()
+        await listener.stop()
+    }
+
+    /// 8 MB over a plain TCP byte stream: each read goes into its own array, made only after the
+    /// reader took the one before, and reading pauses and resumes with the receive queue; every
+    /// byte arrives, in order.
     func testBulkTransferArrivesIntactThroughFlowControl() async throws {
         let listener = try await Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: .disabled).listen()
         try await assertBulkTransferIntact(from: Preconnection(remote: .loopback(port: listener.localAddress.port),

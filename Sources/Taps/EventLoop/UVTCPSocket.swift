@@ -3,13 +3,13 @@ import Glibc
 
 /// A libuv TCP handle: connect, listen / accept, read, write, half-close. Loop thread only.
 ///
-/// Reads land in one buffer owned by the socket and are handed up as a borrowed pointer; the reader
-/// consumes (or copies) them before returning. Writes try `uv_try_write` first and copy only what the
-/// kernel did not take at once.
+/// Reads land either in one buffer owned by the socket, handed up as a borrowed pointer that the
+/// reader consumes before returning (`onRead`, under TLS), or each in a new array handed up whole
+/// (`onReadArray`, plain TCP: no copy between the kernel and the application). Writes try
+/// `uv_try_write` first and copy only what the kernel did not take at once.
 final class UVTCPSocket: UVHandle {
-    /// Plain TCP copies each read into the array handed to the application, and arrays of this
-    /// size stay clear of glibc's mmap threshold; TLS decrypts out of the buffer, so reads can be
-    /// larger there (fewer system calls).
+    /// Plain TCP reads into arrays of this size, which stay clear of glibc's mmap threshold; TLS
+    /// decrypts out of the socket's buffer, so reads can be larger there (fewer system calls).
     static let defaultReadBufferSize = 64 * 1024
     static let largeReadBufferSize = 256 * 1024
     private let readBufferSize: Int
@@ -37,6 +37,9 @@ final class UVTCPSocket: UVHandle {
     private var queuedWrites = 0
 
     var onRead: ((UnsafeRawBufferPointer) -> Void)?
+    /// Set instead of `onRead`: each read lands in a new array of its own, handed over whole.
+    var onReadArray: (([UInt8]) -> Void)?
+    private var descriptor: Int32 = -1
     var onEndOfStream: (() -> Void)?
     var onReadError: ((TransportError) -> Void)?
     private var onConnection: ((Result<UVTCPSocket, TransportError>) -> Void)?
@@ -54,6 +57,7 @@ final class UVTCPSocket: UVHandle {
         spareBuffers.forEach { $0.deallocate() }
         spareBuffers.removeAll()
         onRead = nil
+        onReadArray = nil
         onEndOfStream = nil
         onReadError = nil
         onConnection = nil
@@ -138,7 +142,9 @@ final class UVTCPSocket: UVHandle {
 
     func startReading() {
         guard !isClosed else { return }
-        if readBuffer == nil {
+        if onReadArray != nil {
+            if descriptor < 0 { descriptor = fileDescriptor ?? -1 }
+        } else if readBuffer == nil {
             let allocation = UnsafeMutableRawPointer.allocate(byteCount: readBufferSize + Self.readBufferPageOffset,
                                                               alignment: Self.pageSize)
             readBufferAllocation = allocation
@@ -146,7 +152,7 @@ final class UVTCPSocket: UVHandle {
         }
         uv_read_start(stream, { handle, _, buffer in
             guard let buffer, let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }
-            if socket.yieldBeforeNextRead {
+            if socket.yieldBeforeNextRead || socket.onReadArray != nil {
                 // A zero-length buffer ends libuv's read burst: it reports UV_ENOBUFS and returns;
                 // the socket stays readable and is read on the next turn of the loop.
                 socket.yieldBeforeNextRead = false
@@ -169,7 +175,10 @@ final class UVTCPSocket: UVHandle {
     }
 
     private func didRead(_ count: Int) {
-        if count == Int(UV_ENOBUFS.rawValue) { return }  // the yield above
+        if count == Int(UV_ENOBUFS.rawValue) {  // the yield above, or readable for an array read
+            if onReadArray != nil { readIntoArray() }
+            return
+        }
         if count > 0 {
             yieldBeforeNextRead = count == readBufferSize
             onRead?(UnsafeRawBufferPointer(start: readBuffer, count: count))
@@ -179,6 +188,32 @@ final class UVTCPSocket: UVHandle {
         } else if count < 0 {
             uv_read_stop(stream)
             onReadError?(.uv(Int32(count), "read"))
+        }
+    }
+
+    /// One read(2) straight into a new array. libuv only reported the socket readable (its buffer
+    /// request got none), so it makes no read of its own and runs the loop's other work before the
+    /// next: the application takes each read before the next is made, and a reader that keeps up
+    /// frees each array before the allocator is asked for the next. Against copying each read out
+    /// of the socket's buffer: plain TCP 0.88 -> 1.05 of the C baseline, MB per CPU-second 0.76 ->
+    /// 0.89 of it (paired medians of 8 alternating runs, 64 KB messages).
+    private func readIntoArray() {
+        var result = 0
+        var failure: Int32 = 0
+        let array = [UInt8](unsafeUninitializedCapacity: readBufferSize) { buffer, count in
+            result = Glibc.read(descriptor, buffer.baseAddress, buffer.count)
+            failure = result < 0 ? errno : 0
+            count = max(result, 0)
+        }
+        if result > 0 {
+            // A short read gets an array its own size: a small message must not hold a large block.
+            onReadArray?(result < readBufferSize / 4 ? array.withUnsafeBufferPointer { Array($0) } : array)
+        } else if result == 0 {
+            uv_read_stop(stream)
+            onEndOfStream?()
+        } else if failure != EAGAIN && failure != EINTR {
+            uv_read_stop(stream)
+            onReadError?(.uv(-failure, "read"))
         }
     }
 

@@ -11,6 +11,9 @@ final class TCPLayer: Layer {
         var keepAliveSeconds: UInt32? = nil
         var userTimeoutMilliseconds: UInt32? = nil
         var readBufferSize = UVTCPSocket.defaultReadBufferSize
+        /// Each read goes into a new array handed up whole (plain TCP, whose reads become messages as
+        /// they are); off under TLS, which decrypts out of the socket's own buffer.
+        var readsIntoArrays = true
     }
 
     /// A client layer that will connect to `remote` on `start()`.
@@ -56,7 +59,11 @@ final class TCPLayer: Layer {
         socket.setNoDelay(true)
         if let seconds = options.keepAliveSeconds { socket.setKeepAlive(true, delaySeconds: seconds) }
         if let timeout = options.userTimeoutMilliseconds { socket.setUserTimeout(milliseconds: timeout) }
-        socket.onRead = { [weak self] bytes in self?.delegate?.layerDidRead(bytes) }
+        if options.readsIntoArrays {
+            socket.onReadArray = { [weak self] array in self?.delegate?.layerDidRead(owned: array) }
+        } else {
+            socket.onRead = { [weak self] bytes in self?.delegate?.layerDidRead(bytes) }
+        }
         socket.onEndOfStream = { [weak self] in self?.delegate?.layerDidReadEndOfStream() }
         socket.onReadError = { [weak self] error in self?.delegate?.layerDidFail(error) }
         if reading { socket.startReading() }

@@ -13,7 +13,10 @@ struct StackRecipe: Sendable {
 
     var tcpOptions: TCPLayer.TCPOptions {
         var options = TCPLayer.TCPOptions()
-        if stack.layers.contains(.tls) { options.readBufferSize = UVTCPSocket.largeReadBufferSize }
+        if stack.layers.contains(.tls) {
+            options.readBufferSize = UVTCPSocket.largeReadBufferSize
+            options.readsIntoArrays = false
+        }
         if properties.keepAlive == .require || properties.keepAlive == .prefer {
             let seconds = properties.keepAliveTimeout.map { max(1, UInt32($0.components.seconds)) } ?? 60
             options.keepAliveSeconds = seconds
