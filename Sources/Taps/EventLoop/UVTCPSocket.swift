@@ -166,7 +166,7 @@ final class UVTCPSocket: UVHandle {
         })
     }
 
-    /// Where reads land, once reading has started.
+    /// The socket's own read buffer, once reading has started (nil while reads go into arrays).
     var readBufferStart: UnsafeRawPointer? { readBuffer.map(UnsafeRawPointer.init) }
 
     func stopReading() {

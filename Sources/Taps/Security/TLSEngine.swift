@@ -188,12 +188,12 @@ final class TLSEngine {
 
     /// The most plaintext that can come out now: as much as the ciphertext being fed (plaintext is
     /// never longer), what OpenSSL decrypted and has not handed out, and a record begun in an
-    /// earlier read. One array of this size takes a whole read, so a bulk
-    /// receiver gets one message per socket read (256 KB on TLS streams) rather than several, each
-    /// costing a trip through the connection and the application's task; taps-bench tls-tcp went
-    /// from 0.77 to 0.93 of the C baseline (median of 14 alternating runs) against 64 KB arrays.
-    /// A small message gets an array its own size. Arrays above glibc's initial mmap threshold are
-    /// fine: the threshold rises to the size of the first one freed.
+    /// earlier read. One array of this size takes a whole read, so a bulk receiver gets one message
+    /// per socket read (256 KB on TLS streams) rather than several, each costing a trip through the
+    /// connection and the application's task: taps-bench tls-tcp went from 0.77 to 0.93 of the C
+    /// baseline (paired medians of 14 alternating runs) against 64 KB arrays. A small message gets
+    /// an array its own size. Arrays above glibc's initial mmap threshold are fine: the threshold
+    /// rises to the size of the first one freed.
     private var plaintextBound: Int {
         let partialRecord = SSL_has_pending(ssl) == 1 ? Self.recordPlaintextLimit : 0
         return max(1, buffers.inbound.count + Int(SSL_pending(ssl)) + partialRecord)
