@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include "CTapsShims.h"
 #include <openssl/err.h>
@@ -103,3 +104,13 @@ int taps_crc32c_hardware(void) { return 0; }
 uint32_t taps_crc32c(const void *data, size_t length) { (void)data; (void)length; return 0; }
 uint32_t taps_crc32c_sctp(const void *packet, size_t length) { (void)packet; (void)length; return 0; }
 #endif
+
+void taps_ignore_sigpipe_unless_handled(void) {
+    struct sigaction current;
+    if (sigaction(SIGPIPE, NULL, &current) == 0 && current.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+}
+
+int taps_sigpipe_is_ignored(void) {
+    struct sigaction current;
+    return sigaction(SIGPIPE, NULL, &current) == 0 && current.sa_handler == SIG_IGN;
+}

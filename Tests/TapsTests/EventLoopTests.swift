@@ -55,6 +55,44 @@ final class EventLoopTests: XCTestCase {
         loop.shutdown()
     }
 
+    /// Writing again and again to a connection whose peer reset it: each write fails with an
+    /// error (ECONNRESET, then EPIPE) and the process carries on; SIGPIPE is ignored once a loop
+    /// exists (without that the second write would end the test process).
+    func testWritesToAResetConnectionFailWithoutSIGPIPE() async throws {
+        let loop = EventLoop(name: "test-sigpipe")
+        XCTAssertEqual(taps_sigpipe_is_ignored(), 1)
+        let failures = try await withCheckedThrowingContinuation { (done: CheckedContinuation<[TransportError.Code], any Error>) in
+            loop.execute {
+                do {
+                    let listener = UVTCPSocket(loop: loop)
+                    try listener.bind(SocketAddress(ip: "127.0.0.1", port: 0)!)
+                    try listener.listen { accepted in
+                        // The peer resets soon after; the client writes once the RST has arrived.
+                        guard case .success(let socket) = accepted else { return }
+                        _ = UVTimer.schedule(on: loop, after: 20) { socket.reset() }
+                    }
+                    let client = UVTCPSocket(loop: loop)
+                    client.connect(to: listener.localAddress!) { error in
+                        guard error == nil else { return done.resume(throwing: error!) }
+                        _ = UVTimer.schedule(on: loop, after: 150) {
+                            var codes: [TransportError.Code] = []
+                            let chunk = [UInt8](repeating: 1, count: 65_536)
+                            for _ in 0..<4 { client.write(chunk) { if let error = $0 { codes.append(error.code) } } }
+                            client.close()
+                            listener.close()
+                            done.resume(returning: codes)
+                        }
+                    }
+                } catch {
+                    done.resume(throwing: error)
+                }
+            }
+        }
+        XCTAssertFalse(failures.isEmpty, "writes to a reset connection fail")
+        XCTAssertTrue(failures.allSatisfy { $0 == .connectionReset }, "ECONNRESET and EPIPE both read as a reset: \(failures)")
+        loop.shutdown()
+    }
+
     func testTaskExecutorPreferenceRunsOnTheLoop() async throws {
         let loop = EventLoop(name: "test-task-executor")
         let onLoop = await Task(executorPreference: loop) { loop.inEventLoop }.value

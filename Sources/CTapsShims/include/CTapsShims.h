@@ -46,6 +46,10 @@ void taps_set_thread_name(const char *name);
 int taps_bind_thread_to_cpu(int cpu);
 /* The one CPU the calling thread is bound to, or -1 when it may run on several. */
 int taps_thread_bound_cpu(void);
+/* Ignores SIGPIPE unless the application installed a handler of its own: libuv writes with
+ * write(2), so a write to a connection the peer reset would otherwise end the process. */
+void taps_ignore_sigpipe_unless_handled(void);
+int taps_sigpipe_is_ignored(void);
 
 /* Session cache size, the no-(EC)DHE PSK option, chain certificates per connection, and the retry
  * after an asynchronous verification are macros too. */

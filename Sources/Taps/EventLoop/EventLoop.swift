@@ -40,6 +40,11 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// Handles the loop opened for its own use (the wake-up); not counted as open by `openHandleCount`.
     private var internalHandles: Set<UnsafeMutableRawPointer> = []
 
+    /// A write to a connection the peer reset fails with EPIPE, reported as a connection error,
+    /// instead of raising SIGPIPE, which would end the process (libuv writes with write(2)). Set
+    /// once, when the first loop starts, and only if the application left SIGPIPE at its default.
+    private static let sigpipeIgnored: Void = taps_ignore_sigpipe_unless_handled()
+
     public let name: String
     /// The CPU the loop's thread is bound to, if one was asked for and the system allowed it.
     public private(set) var boundCPU: Int?
@@ -49,6 +54,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     ///     kernel may put two loops that wake each other often (both ends of a local transfer) on
     ///     the same core; binding is the application's call.
     public init(name: String = "taps-loop", cpu: Int? = nil) {
+        _ = Self.sigpipeIgnored
         self.name = name
         uvLoop = .allocate(capacity: 1)
         precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
