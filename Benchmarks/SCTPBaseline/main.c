@@ -174,6 +174,10 @@ int main(int argc, char **argv) {
     if (pipe(ready) != 0 || pipe(report) != 0) return 1;
     pid_t server = fork();
     if (server < 0) return 1;
+    /* usrsctp's threaded stack has been seen to stall an association for good mid-run: both
+     * processes (a forked child has no alarm of its own until it sets one) end by SIGALRM well
+     * after the run should have, and taps-bench repeats the run. */
+    alarm((unsigned)seconds + 30);
     if (server == 0) {
         close(ready[0]);
         close(report[0]);
