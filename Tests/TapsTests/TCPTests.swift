@@ -76,6 +76,36 @@ final class TCPTests: XCTestCase {
         await listener.stop()
     }
 
+    /// The pattern Docs/GettingStarted.md gives for a busy loop: a function isolated to the
+    /// connection, in a task that prefers the connection's loop, runs there and takes every byte.
+    func testIsolatedLoopOnTheConnectionsLoopReceivesEverything() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: .disabled).listen()
+        let sender = Task {
+            let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port),
+                                                     transport: .reliableInOrderStream, security: .disabled).initiate()
+            for _ in 0..<64 { try await connection.send([UInt8](repeating: 1, count: 16_384)) }
+            try await connection.send([], context: MessageContext(properties: .final))
+        }
+        var iterator = listener.connections.makeAsyncIterator()
+        let next = await iterator.next()
+        let accepted = try XCTUnwrap(next)
+        @Sendable func drain(_ connection: isolated Connection) async throws -> (total: Int, onLoop: Bool) {
+            var total = 0, onLoop = true
+            while true {
+                let message = try await connection.receive()
+                onLoop = onLoop && connection.loop.inEventLoop
+                total += message.content.count
+                if message.isFinal { return (total, onLoop) }
+            }
+        }
+        let (total, onLoop) = try await Task(executorPreference: accepted.loop) { try await drain(accepted) }.value
+        XCTAssertEqual(total, 64 * 16_384)
+        XCTAssertTrue(onLoop)
+        try await sender.value
+        await accepted.close()
+        await listener.stop()
+    }
+
     /// 8 MB over a plain TCP byte stream: each read goes into its own array, made only after the
     /// reader took the one before, and reading pauses and resumes with the receive queue; every
     /// byte arrives, in order.
