@@ -197,10 +197,7 @@ final class TLSLayer: Layer, LayerDelegate {
         lower.finishWriting(completion: completion)
     }
 
-    func setReading(_ enabled: Bool) {
-        lower.setReading(enabled)
-    }
-
+    func setReading(_ enabled: Bool) { lower.setReading(enabled) }
     func abort() {
         stopRetransmission()
         lower.abort()
