@@ -52,9 +52,9 @@ struct SCTPBench {
     /// Runs taps-sctp-baseline (built beside this binary) and reads its MB/s. usrsctp's threaded
     /// stack now and then resets the association mid-run; such a run has no figure and is repeated.
     static func baseline(seconds: Double, messageSize: Int, mtu: Int) throws -> Double {
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("taps-sctp-baseline")
         var lastOutput = ""
         for attempt in 0..<3 {
-            let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("taps-sctp-baseline")
             let process = Process()
             process.executableURL = executable
             // UDP ports of its own per attempt (it uses this one and the next).

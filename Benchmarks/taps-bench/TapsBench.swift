@@ -73,7 +73,6 @@ struct TapsBench: AsyncParsableCommand {
         }
         for name in stacks {
             if name == "sctp" && handshakes { throw ValidationError("--handshakes measures tcp and tls-tcp") }
-            let tls = name == "tls-tcp"
             let bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
             let runTaps = only != "baseline", runBaseline = only != "taps"
             let unit = handshakes ? "handshakes_per_second" : "mbps"
@@ -91,7 +90,7 @@ struct TapsBench: AsyncParsableCommand {
                 var ours = Measurement(), baseline = Measurement()
                 for tapsTurn in round % 2 == 0 ? [true, false] : [false, true] {
                     if tapsTurn && runTaps { ours = try await measureTaps(bench) }
-                    if !tapsTurn && runBaseline { baseline = try measureBaseline(tls: tls, stack: name, cert: cert, key: key) }
+                    if !tapsTurn && runBaseline { baseline = try measureBaseline(bench) }
                 }
                 if baseline.error != 0 { baselineError = baseline.error }
                 if mixed && !handshakes && name != "sctp" {
@@ -127,14 +126,15 @@ struct TapsBench: AsyncParsableCommand {
         return Measurement(value: transfer.megabytesPerSecond, perCPU: CPUTime.megabytesPerSecond(transfer.bytes, since: cpu))
     }
 
-    private func measureBaseline(tls: Bool, stack: String, cert: String, key: String) throws -> Measurement {
-        if stack == "sctp" { return Measurement(value: try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu)) }
+    private func measureBaseline(_ bench: Bench) throws -> Measurement {
+        let tls: Int32 = bench.tls ? 1 : 0, cert = bench.cert, key = bench.key
+        if bench.stack == "sctp" { return Measurement(value: try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu)) }
         if handshakes {
-            let result = taps_baseline_handshakes(tls ? 1 : 0, seconds, cert, key)
+            let result = taps_baseline_handshakes(tls, seconds, cert, key)
             return Measurement(value: result.handshakes_per_second, error: result.error)
         }
         let cpu = CPUTime.now()
-        let result = taps_baseline_bulk(tls ? 1 : 0, seconds, messageSize, cert, key)
+        let result = taps_baseline_bulk(tls, seconds, messageSize, cert, key)
         return Measurement(value: result.megabytes_per_second, perCPU: CPUTime.megabytesPerSecond(Int(result.bytes), since: cpu), error: result.error)
     }
 
@@ -196,12 +196,14 @@ struct Bench {
     let serverLoop: EventLoop
     let clientLoop: EventLoop
 
+    var tls: Bool { stack == "tls-tcp" }
+
     private var registry: StackRegistry {
         StackRegistry(stacks: StackRegistry.standard.stacks.filter { $0.name == stack })
     }
 
     private func serverPreconnection() -> Preconnection {
-        let security: SecurityParameters = stack == "tls-tcp"
+        let security: SecurityParameters = tls
             ? .server(identity: .pemFiles(certificate: cert, key: key)) : .disabled
         var preconnection = Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: security, loop: serverLoop)
         preconnection.registry = registry
@@ -210,7 +212,7 @@ struct Bench {
 
     private func clientPreconnection(port: UInt16) -> Preconnection {
         var security = SecurityParameters.disabled
-        if stack == "tls-tcp" {
+        if tls {
             security = .clientDefault
             security.trustedRoots = .pem(file: cert)
         }
@@ -235,7 +237,7 @@ struct Bench {
     /// Taps sending to the C baseline's server: MB/s as that server received them.
     func throughputToBaselineServer(seconds: Double, messageSize: Int) async throws -> Double {
         var port: Int32 = 0
-        guard let server = taps_baseline_server_start(stack == "tls-tcp" ? 1 : 0, cert, key, &port) else { return 0 }
+        guard let server = taps_baseline_server_start(tls ? 1 : 0, cert, key, &port) else { return 0 }
         try await BulkTransfer.send(clientPreconnection(port: UInt16(port)), seconds: seconds, messageSize: messageSize)
         return taps_baseline_server_finish(server).megabytes_per_second
     }
@@ -245,7 +247,7 @@ struct Bench {
         let listener = try await serverPreconnection().listen()
         async let received = BulkTransfer.receive(on: listener)
         // Blocks this thread for `seconds`, as the baseline's own runs do; the Taps loops have theirs.
-        let error = taps_baseline_send(stack == "tls-tcp" ? 1 : 0, Int32(listener.localAddress.port), seconds, messageSize, cert)
+        let error = taps_baseline_send(tls ? 1 : 0, Int32(listener.localAddress.port), seconds, messageSize, cert)
         let (bytes, elapsed) = await received
         await listener.stop()
         if error != 0 { throw ValidationError("the C client failed (\(error))") }
