@@ -77,6 +77,36 @@ final class EventTests: XCTestCase {
         await listener.stop()
     }
 
+    func testAPeerThatStopsReadingHoldsAtMostHalfAMegabyteInTheSender() async throws {
+        // Beyond the kernel's socket buffer, a connection keeps at most its high-water mark plus
+        // the message that crossed it: a stalled peer must not make it hold megabytes.
+        let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
+        let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()
+        var iterator = listener.connections.makeAsyncIterator()
+        let accepted = await iterator.next()
+        let chunk = [UInt8](repeating: 2, count: 64 * 1024)
+        var context = MessageContext()
+        context.properties.lifetime = .milliseconds(100)
+        var sent = 0
+        var mostWaiting = 0
+        while sent < 64 * 1024 * 1024 {
+            do {
+                try await connection.send(chunk, context: context)
+            } catch {
+                break
+            }
+            sent += chunk.count
+            mostWaiting = max(mostWaiting, await connection.inflightBytes)
+        }
+        XCTAssertLessThan(sent, 64 * 1024 * 1024, "a send must eventually wait for the peer that stopped reading")
+        XCTAssertEqual(connection.sendHighWater, 512 * 1024, "a byte stream's queue is shallow")
+        XCTAssertGreaterThan(mostWaiting, connection.sendHighWater, "the queue fills up to the mark before send waits")
+        XCTAssertLessThanOrEqual(mostWaiting, connection.sendHighWater + chunk.count)
+        await connection.abort()
+        await accepted?.abort()
+        await listener.stop()
+    }
+
     func testICMPUnreachableIsASoftError() async throws {
         let port = try await freePort(udp: true)
         let connection = try await Preconnection(remote: .loopback(port: port), transport: .unreliableDatagram, security: .disabled).initiate()
