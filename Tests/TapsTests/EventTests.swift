@@ -77,11 +77,12 @@ final class EventTests: XCTestCase {
         await listener.stop()
     }
 
-    func testAPeerThatStopsReadingHoldsAtMostHalfAMegabyteInTheSender() async throws {
-        // Beyond the kernel's socket buffer, a connection keeps at most its high-water mark plus
-        // the message that crossed it: a stalled peer must not make it hold megabytes.
-        let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
-        let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()
+    /// Sends 64 KB messages with a short lifetime to a peer that never reads, until one expires;
+    /// returns the connection's mark and the most application data it held waiting meanwhile.
+    private func mostHeldForAStalledPeer(security: SecurityParameters, serverSecurity: SecurityParameters)
+        async throws -> (mark: Int, mostWaiting: Int) {
+        let listener = try await Preconnection(local: .loopback(), security: serverSecurity).listen()
+        let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: security).initiate()
         var iterator = listener.connections.makeAsyncIterator()
         let accepted = await iterator.next()
         let chunk = [UInt8](repeating: 2, count: 64 * 1024)
@@ -89,7 +90,7 @@ final class EventTests: XCTestCase {
         context.properties.lifetime = .milliseconds(100)
         var sent = 0
         var mostWaiting = 0
-        while sent < 64 * 1024 * 1024 {
+        while sent < 256 * 1024 * 1024 {
             do {
                 try await connection.send(chunk, context: context)
             } catch {
@@ -98,13 +99,26 @@ final class EventTests: XCTestCase {
             sent += chunk.count
             mostWaiting = max(mostWaiting, await connection.inflightBytes)
         }
-        XCTAssertLessThan(sent, 64 * 1024 * 1024, "a send must eventually wait for the peer that stopped reading")
-        XCTAssertEqual(connection.sendHighWater, 512 * 1024, "a byte stream's queue is shallow")
-        XCTAssertGreaterThan(mostWaiting, connection.sendHighWater, "the queue fills up to the mark before send waits")
-        XCTAssertLessThanOrEqual(mostWaiting, connection.sendHighWater + chunk.count)
+        XCTAssertLessThan(sent, 256 * 1024 * 1024, "a send must eventually wait for the peer that stopped reading")
         await connection.abort()
         await accepted?.abort()
         await listener.stop()
+        return (connection.sendHighWater, mostWaiting)
+    }
+
+    func testATLSStreamHoldsAtMostHalfAMegabyteForAPeerThatStopsReading() async throws {
+        let pki = TestPKI.shared
+        let (mark, mostWaiting) = try await mostHeldForAStalledPeer(security: pki.clientSecurity, serverSecurity: pki.serverSecurity)
+        XCTAssertEqual(mark, 512 * 1024)
+        XCTAssertGreaterThan(mostWaiting, mark, "the queue fills up to the mark before send waits")
+        XCTAssertLessThanOrEqual(mostWaiting, mark + 64 * 1024, "at most the mark and the message that crossed it")
+    }
+
+    func testATCPStreamHoldsAtMostFourMegabytesForAPeerThatStopsReading() async throws {
+        let (mark, mostWaiting) = try await mostHeldForAStalledPeer(security: .disabled, serverSecurity: .disabled)
+        XCTAssertEqual(mark, 4 * 1024 * 1024)
+        XCTAssertGreaterThan(mostWaiting, mark, "the queue fills up to the mark before send waits")
+        XCTAssertLessThanOrEqual(mostWaiting, mark + 64 * 1024, "at most the mark and the message that crossed it")
     }
 
     func testICMPUnreachableIsASoftError() async throws {

@@ -41,21 +41,9 @@ public actor Connection {
 
     static let receiveHighWater = 4 * 1024 * 1024
     static let receiveLowWater = 1 * 1024 * 1024
-    /// How much application data `send` lets wait in user space (beyond what the kernel's socket
-    /// buffer holds) before it suspends, on a byte stream (TCP, TLS/TCP). There the queue is FIFO
-    /// and only bridges the time between two writable events: the socket buffer, which the kernel
-    /// grows to the path's needs, holds the data in flight. Deeper, it let a bulk receiver fall
-    /// behind: at 4 MB the TLS sender in taps-bench sat idle ~12 % of the time while its receiver
-    /// worked through a backlog; at 512 KB it never waits (as the C client never does). tls-tcp
-    /// 64 KB against the C baseline, medians of 6 alternating runs in each of three A/Bs: 0.79 /
-    /// 0.89 / 0.91 at 4 MB, 1.07 / 1.07 / 0.99 at 512 KB (256 KB 1.04, 1 MB 0.93, 2 MB 0.95).
-    /// Plain TCP did not move.
-    static let byteStreamSendHighWater = 512 * 1024
-    /// The same for message stacks, whose send queue (SCTP's) is where connPriority and msgPriority
-    /// reorder what waits: a deeper queue gives a more important message more to overtake.
-    static let messageSendHighWater = 4 * 1024 * 1024
-    /// This connection's mark: one of the two above, by its stack.
-    nonisolated let sendHighWater: Int
+    /// How much application data `send` lets wait before it suspends: the stack's
+    /// `ProtocolStack.sendHighWater` (which has the measurements behind each value).
+    nonisolated var sendHighWater: Int { stack.sendHighWater }
 
     /// RFC 9622 section 8.1.11.1.
     public enum State: Sendable, Hashable { case establishing, established, closing, closed }
@@ -80,7 +68,6 @@ public actor Connection {
         self.properties = properties
         self.framer = framer
         self.group = group
-        sendHighWater = stack.isByteStream ? Self.byteStreamSendHighWater : Self.messageSendHighWater
         connPriority = properties.connPriority
         let bridge = LayerBridge()
         self.bridge = bridge
@@ -212,9 +199,9 @@ public actor Connection {
     // MARK: Sending (RFC 9622 section 9.2)
 
     /// Sends one message. Returns once the message is handed to the protocol stack; waits first while
-    /// more than `sendHighWater` bytes wait to be written (back-pressure: 512 KB on TCP and TLS/TCP,
-    /// 4 MB on message stacks). A message whose `lifetime` passes while it waits is not sent and
-    /// throws (and emits `expired`).
+    /// more than `sendHighWater` bytes wait to be written (back-pressure: 512 KB on TLS/TCP, 4 MB on
+    /// the other stacks). A message whose `lifetime` passes while it waits is not sent and throws
+    /// (and emits `expired`).
     public func send(_ content: [UInt8], context: MessageContext = MessageContext()) async throws {
         var context = context
         context.messageID = nextMessageID

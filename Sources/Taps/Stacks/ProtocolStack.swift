@@ -7,6 +7,18 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     public let features: TransportFeatures
     public let security: SecurityProtocol?
     public let roles: Set<Role>
+    /// How much application data a Connection on this stack lets wait in user space, beyond what
+    /// the kernel or usrsctp buffers, before `send` suspends (back-pressure). Chosen by measurement
+    /// (Docs/Benchmarks.md, session 6): 512 KB on TLS/TCP, 4 MB elsewhere.
+    /// - TLS/TCP: at 4 MB the sender in taps-bench idled ~12 % of the time while its receiver worked
+    ///   through a backlog; at 512 KB it never waits, as the C client never does. Against the C
+    ///   baseline, medians of 6 alternating runs in three A/Bs: 0.79 / 0.89 / 0.91 at 4 MB, 1.07 /
+    ///   1.07 / 0.99 at 512 KB (256 KB 1.04, 1 MB 0.93, 2 MB 0.95).
+    /// - TCP: 512 KB did not help (0.99 -> 0.94 of the baseline over 12 runs each, within what
+    ///   plain TCP's runs move by), so it keeps 4 MB.
+    /// - SCTP: its send queue is where connPriority and msgPriority reorder what waits; a deeper
+    ///   queue gives a more important message more to overtake.
+    public let sendHighWater: Int
 
     public enum LayerKind: String, Sendable, Hashable {
         case tcp, udp, tls, dtls, sctp
@@ -18,6 +30,16 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     public var isByteStream: Bool { layers.first == .tcp }
 
     public var description: String { name }
+
+    init(name: String, layers: [LayerKind], features: TransportFeatures, security: SecurityProtocol?,
+         roles: Set<Role>, sendHighWater: Int = 4 * 1024 * 1024) {
+        self.name = name
+        self.layers = layers
+        self.features = features
+        self.security = security
+        self.roles = roles
+        self.sendHighWater = sendHighWater
+    }
 
     public static let tcp = ProtocolStack(
         name: "tcp", layers: [.tcp],
@@ -32,7 +54,7 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
 
     public static let tlsTCP = ProtocolStack(
         name: "tls-tcp", layers: [.tcp, .tls],
-        features: tcp.features, security: .tls, roles: [.initiate, .listen])
+        features: tcp.features, security: .tls, roles: [.initiate, .listen], sendHighWater: 512 * 1024)
 
     /// SCTP (usrsctp) over UDP (RFC 6951): reliable or partially reliable messages on several streams
     /// of one association; each Connection is a stream and `clone()` opens the next.
