@@ -16,12 +16,39 @@ enum BulkTransfer {
     }
 
     private static func send(on connection: isolated Connection, seconds: Double, messageSize: Int) async throws {
-        let message = [UInt8](repeating: 0x78, count: messageSize)
+        let message = Self.message(count: messageSize, pageOffset: messagePageOffset)
         let deadline = ContinuousClock.now + .seconds(seconds)
         while ContinuousClock.now < deadline {
             try await connection.send(message)
         }
         await connection.close()
+    }
+
+    /// Where in a page the message's first byte sits, in Taps' runs and the C baseline's
+    /// (`MESSAGE_PAGE_OFFSET`). Linux copies a message into page-aligned socket buffers with
+    /// `rep movsb`, which on this machine's AMD cores runs at a third of the speed when the message
+    /// starts 1-31 bytes before a page boundary (plain TCP 1.0 against 3.3 GB/s, Taps and the C
+    /// baseline alike). Left to malloc, that was a coin toss per process that decided a run's
+    /// figures: TCP's "slow mode" of session 6 (Docs/Benchmarks.md).
+    static let messagePageOffset = 2048
+
+    /// A `count`-byte message of 0x78 bytes that starts `pageOffset` bytes into a page. An array's
+    /// storage is wherever the allocator puts it, so this asks for arrays, holding each miss so the
+    /// next lands elsewhere, until one starts there (a 64 KB array's block is 48 bytes further along
+    /// a page than the last one's, so at most 256 tries). A size that never gets there gets an array
+    /// wherever it lands.
+    static func message(count: Int, pageOffset: Int) -> [UInt8] {
+        var misses: [[UInt8]] = []  // empty, each holding its block until the search ends
+        for _ in 0..<(count > 0 ? 1024 : 0) {
+            let candidate = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                guard Int(bitPattern: buffer.baseAddress) & 4095 == pageOffset else { return }
+                buffer.initialize(repeating: 0x78)
+                initialized = count
+            }
+            if !candidate.isEmpty { return candidate }
+            misses.append(candidate)
+        }
+        return [UInt8](repeating: 0x78, count: count)
     }
 
     /// MB/s (10^6 bytes) over `elapsed`.
