@@ -14,19 +14,29 @@ public actor Connection {
     let layer: Layer
     private let bridge: LayerBridge
     private let framer: (any MessageFramer)?
+    /// `framer != nil`, kept apart: testing the existential copies it through the runtime's value
+    /// witnesses, on every read and send of the data path.
+    private let isFramed: Bool
     private var framerBuffer = FramerBuffer()
     private(set) public var state: State = .establishing
 
     private var inbound = MessageQueue()
     /// `receive()` calls waiting for data, with their size limits.
-    private var receivers: [(continuation: CheckedContinuation<Message, any Error>, minimum: Int, maximum: Int)] = []
+    private var receivers: [WaitingReceive] = []
+    /// A struct, not a tuple: tuple arrays go through the runtime's generic tuple witnesses on
+    /// every append and removal, which showed in the per-read profile.
+    private struct WaitingReceive {
+        let continuation: UnsafeContinuation<Message, any Error>
+        let minimum: Int
+        let maximum: Int
+    }
     private var receiveFailure: TransportError?
     private var peerFinished = false
     private var readingPaused = false
 
     /// Bytes handed to the protocol stack whose write has not completed yet.
     private(set) var inflightBytes = 0
-    private var sendWaiters: [CheckedContinuation<Void, Never>] = []
+    private var sendWaiters: [UnsafeContinuation<Void, Never>] = []
     private var sentFinal = false
     private var nextMessageID: UInt64 = 1
 
@@ -67,6 +77,7 @@ public actor Connection {
         self.layer = layer
         self.properties = properties
         self.framer = framer
+        isFramed = framer != nil
         self.group = group
         connPriority = properties.connPriority
         let bridge = LayerBridge()
@@ -135,7 +146,7 @@ public actor Connection {
     public var canReceive: Bool { state != .closed && !peerFinished && properties.direction != .unidirectionalSend }
     /// RFC 9622 section 8.1.11.5: the largest message `send` accepts.
     public var sendMsgMaxLen: Int? {
-        if let framer { return framer.messageSizeLimit }
+        if isFramed, let framer { return framer.messageSizeLimit }
         return layer.maximumMessageSize
     }
 
@@ -223,7 +234,9 @@ public actor Connection {
                     self?.assumeIsolated { $0.wakeSendWaiters() }
                 }
             }
-            await withCheckedContinuation { continuation in
+            // Unsafe (no checking canary allocated per wait): the waiter is resumed exactly once,
+            // by wakeSendWaiters or below, and this is the data path's per-message wait.
+            await withUnsafeContinuation { continuation in
                 // The expiry timer may already have fired before this body runs.
                 let expired = deadline.map { ContinuousClock.now >= $0 } ?? false
                 if inflightBytes <= sendHighWater || state == .closed || expired {
@@ -248,7 +261,7 @@ public actor Connection {
 
     /// Frames (if a framer is set) and writes one message; closes the send side after a final one.
     private func hand(_ content: [UInt8], context: MessageContext) throws(TransportError) {
-        if let framer {
+        if isFramed, let framer {
             var framed: [UInt8] = []
             var failure: TransportError?
             content.withUnsafeBytes { bytes in
@@ -277,8 +290,7 @@ public actor Connection {
         let count = bytes.count
         inflightBytes += count
         layer.write(bytes, properties: context.properties) { [weak self] error in
-            guard let self else { return }
-            self.assumeIsolated { $0.writeCompleted(count, context: context, error: error) }
+            self?.assumeOnLoop { $0.writeCompleted(count, context: context, error: error) }
         }
     }
 
@@ -321,8 +333,10 @@ public actor Connection {
         if state == .closed || (peerFinished && inbound.isEmpty) {
             throw TransportError.connectionClosed("the connection has ended; no more messages")
         }
-        return try await withCheckedThrowingContinuation { continuation in
-            receivers.append((continuation, minIncompleteLength, maxLength))
+        // Unsafe (no checking canary allocated per wait): each receiver leaves `receivers` once,
+        // resumed as it leaves, and this is the data path's per-read wait.
+        return try await withUnsafeThrowingContinuation { continuation in
+            receivers.append(WaitingReceive(continuation: continuation, minimum: minIncompleteLength, maximum: maxLength))
             // Data or the end may have arrived before this body ran.
             deliverToReceivers()
         }
@@ -341,7 +355,7 @@ public actor Connection {
     }
 
     fileprivate func layerRead(_ bytes: UnsafeRawBufferPointer) {
-        if framer != nil {
+        if isFramed {
             framerBuffer.append(bytes)
             parseFrames()
         } else {
@@ -351,7 +365,7 @@ public actor Connection {
 
     fileprivate func layerRead(owned bytes: [UInt8]) {
         guard state != .closed else { return }
-        if framer != nil {
+        if isFramed {
             bytes.withUnsafeBytes { framerBuffer.append($0) }
             parseFrames()
             return
@@ -415,7 +429,7 @@ public actor Connection {
 
     fileprivate func layerEndOfStream() {
         peerFinished = true
-        if framer != nil && framerBuffer.count > 0 {
+        if isFramed && framerBuffer.count > 0 {
             receiveFailed(.protocolViolation("the stream ended inside a framed message (\(framerBuffer.count) bytes left)"))
             return
         }
@@ -434,9 +448,9 @@ public actor Connection {
 
     private func deliverToReceivers() {
         while !receivers.isEmpty {
-            let (_, minimum, maximum) = receivers[0]
+            let receiver = receivers[0]
             let atEnd = peerFinished || receiveFailure != nil || state == .closed
-            if let message = inbound.take(minIncompleteLength: minimum, maxLength: maximum, atEnd: atEnd) {
+            if let message = inbound.take(minIncompleteLength: receiver.minimum, maxLength: receiver.maximum, atEnd: atEnd) {
                 receivers.removeFirst().continuation.resume(returning: message)
             } else if atEnd {
                 let error = receiveFailure ?? .connectionClosed("the connection has ended; no more messages")
@@ -454,7 +468,7 @@ public actor Connection {
     private var receivingInParts = false
 
     private func askForPartialDelivery(_ minIncompleteLength: Int?) {
-        guard layer.isDatagram, framer == nil, minIncompleteLength != partialDeliveryMinimum else { return }
+        guard layer.isDatagram, !isFramed, minIncompleteLength != partialDeliveryMinimum else { return }
         partialDeliveryMinimum = minIncompleteLength.map { max(1, $0) }
         layer.setPartialDelivery(minimumLength: partialDeliveryMinimum)
     }
@@ -613,15 +627,29 @@ public actor Connection {
 
 /// Receives layer callbacks (synchronous, on the loop thread) and enters the connection's isolation,
 /// which is the same thread.
+extension Connection {
+    /// `assumeIsolated` without the runtime's executor check, for the calls libuv makes on the
+    /// connection's loop thread once per read and per write. The check there (current executor,
+    /// main-executor test, then the loop's `isIsolatingCurrentContext`) cost ~1 % of a plain TCP
+    /// receiver's CPU time; the loop thread is the connection's executor by construction (a
+    /// Connection's executor is its loop), which debug builds still assert.
+    nonisolated func assumeOnLoop<T>(_ body: (isolated Connection) -> T) -> T {
+        assert(loop.inEventLoop, "a connection's layer callback ran off its loop \(loop.name)")
+        return withoutActuallyEscaping(body) { body in
+            unsafeBitCast(body, to: ((Connection) -> T).self)(self)
+        }
+    }
+}
+
 private final class LayerBridge: LayerDelegate {
     weak var connection: Connection?
 
     func layerDidBecomeReady() { connection?.assumeIsolated { $0.layerReady() } }
     func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
         nonisolated(unsafe) let bytes = bytes  // borrowed for this call, on the loop thread
-        connection?.assumeIsolated { $0.layerRead(bytes) }
+        connection?.assumeOnLoop { $0.layerRead(bytes) }
     }
-    func layerDidRead(owned bytes: [UInt8]) { connection?.assumeIsolated { $0.layerRead(owned: bytes) } }
+    func layerDidRead(owned bytes: [UInt8]) { connection?.assumeOnLoop { $0.layerRead(owned: bytes) } }
     func layerDidReadEndOfStream() { connection?.assumeIsolated { $0.layerEndOfStream() } }
     func layerDidFail(_ error: TransportError) { connection?.assumeIsolated { $0.layerFailed(error) } }
     func layerDidReportSoftError(_ error: TransportError) { connection?.assumeIsolated { $0.layerSoftError(error) } }

@@ -27,7 +27,7 @@ struct MessageQueue {
                 index += 1
             }
             if first.content.count < minIncompleteLength && !atEnd && index == messages.count { return nil }
-            messages.replaceSubrange(head..<index, with: [first])
+            if index > head + 1 { messages.replaceSubrange(head..<index, with: CollectionOfOne(first)) }
         }
         if first.content.count > maxLength {
             // Hand out the front; the rest stays queued as the next part.

@@ -9,7 +9,7 @@ import Synchronization
 /// loop run their jobs on the loop thread, beside libuv's own callbacks, so protocol state needs no
 /// locks. Work from other threads enters through a queue and a `uv_async_t` wake-up.
 public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable {
-    // @unchecked Sendable: `uvLoop`, every handle and `localWork` are touched only on the loop thread; the
+    // @unchecked Sendable: `uvLoop`, every handle, `localWork` and `runningWork` are touched only on the loop thread; the
     // cross-thread queue is guarded by `incoming`.
 
     private enum Work {
@@ -23,6 +23,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// goes here, without a lock or a wake-up system call; an idle handle, which keeps the next
     /// poll from blocking, runs it.
     private var localWork: [Work] = []
+    private var runningWork: [Work] = []
     private let localRunner: UnsafeMutablePointer<uv_idle_t>
     private var localRunnerActive = false
     /// Work to run once the current turn's jobs have run, before the loop polls for I/O: a prepare
@@ -195,9 +196,11 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private func runLocalWork() {
         for _ in 0..<64 {
             guard !localWork.isEmpty else { break }
-            let batch = localWork
-            localWork.removeAll(keepingCapacity: true)
-            batch.forEach(run)
+            // The two arrays trade places, so a batch allocates nothing: `localWork` takes the
+            // emptied storage of the previous batch while this one runs.
+            swap(&localWork, &runningWork)
+            runningWork.forEach(run)
+            runningWork.removeAll(keepingCapacity: true)
         }
         if localWork.isEmpty {
             localRunnerActive = false

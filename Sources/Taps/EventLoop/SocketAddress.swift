@@ -3,14 +3,23 @@ import Foundation
 
 /// An IPv4 or IPv6 socket address (address + port).
 public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
-    var storage: sockaddr_storage
+    /// A sockaddr_in6 holds either family (a sockaddr_in is its first 16 bytes). Not a
+    /// sockaddr_storage: every received message's context carries two addresses, and at 128 bytes
+    /// each, copying contexts showed in the receive path's profile.
+    var storage: sockaddr_in6
 
     public enum Family: Sendable { case ipv4, ipv6 }
 
-    init(storage: sockaddr_storage) { self.storage = storage }
+    init(storage: sockaddr_storage) {
+        var compact = sockaddr_in6()
+        withUnsafeBytes(of: storage) { source in
+            withUnsafeMutableBytes(of: &compact) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[..<$0.count])) }
+        }
+        self.storage = compact
+    }
 
     init?(_ address: UnsafePointer<sockaddr>) {
-        var storage = sockaddr_storage()
+        var storage = sockaddr_in6()
         switch Int32(address.pointee.sa_family) {
         case AF_INET:
             withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: address, count: MemoryLayout<sockaddr_in>.size)) }
@@ -24,18 +33,16 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses an IPv4 or IPv6 literal (no host names; those go through the resolver).
     public init?(ip: String, port: UInt16) {
-        var storage = sockaddr_storage()
-        let ok = withUnsafeMutablePointer(to: &storage) { pointer -> Bool in
-            pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { v6 in
-                if uv_ip6_addr(ip, Int32(port), v6) == 0 { return true }
-                return v6.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_addr(ip, Int32(port), $0) == 0 }
-            }
+        var storage = sockaddr_in6()
+        let ok = withUnsafeMutablePointer(to: &storage) { v6 -> Bool in
+            if uv_ip6_addr(ip, Int32(port), v6) == 0 { return true }
+            return v6.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_addr(ip, Int32(port), $0) == 0 }
         }
         guard ok else { return nil }
         self.storage = storage
     }
 
-    public var family: Family { Int32(storage.ss_family) == AF_INET6 ? .ipv6 : .ipv4 }
+    public var family: Family { Int32(storage.sin6_family) == AF_INET6 ? .ipv6 : .ipv4 }
 
     public var port: UInt16 {
         withUnsafeSockaddr { pointer in
