@@ -129,9 +129,7 @@ final class DTLSTests: XCTestCase {
         let listener = try await listener()
         let connection = try await client(listener.localAddress.port).initiate()
         try await connection.send("hello")
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
         _ = try await accepted.receive()
         let closing = Task { await connection.close() }
         let end = try await accepted.receive()

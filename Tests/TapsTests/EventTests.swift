@@ -27,9 +27,7 @@ final class EventTests: XCTestCase {
     func testPartialEventsOnAByteStream() async throws {
         let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
         let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
         let events = await accepted.events()
         await accepted.setReceiveMode(.events)
         try await connection.send("partial", context: MessageContext(properties: .final))
@@ -139,9 +137,7 @@ final class EventTests: XCTestCase {
     func testCloneErrorOnAnAcceptedConnection() async throws {
         let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
         let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
         let events = await accepted.events()
         _ = await XCTAssertThrowsTransportError(.notSupported) { try await accepted.clone() }
         await accepted.abort()

@@ -84,9 +84,7 @@ final class IdentityTests: XCTestCase {
             return identity
         }
         let connection = try await connect(listener.localAddress.port, client)
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
         let subject = await accepted.securityDetails?.peerCertificateSubject
         XCTAssertEqual(subject, "/CN=localhost")
         let seen = challenges.withLock { $0 }

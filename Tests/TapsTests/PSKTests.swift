@@ -23,9 +23,7 @@ final class PSKTests: XCTestCase {
         let listener = try await Preconnection(local: .loopback(), transport: transport, security: server, framer: framer).listen()
         let connection = try await Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: transport,
                                                  security: client, framer: framer).initiate()
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
         return (listener, connection, accepted)
     }
 

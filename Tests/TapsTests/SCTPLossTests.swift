@@ -157,9 +157,7 @@ extension SCTPLossTests {
         let listener = try await preconnection(local: .loopback()).listen()
         let client = try await preconnection(remote: .loopback(port: listener.localAddress.port)).initiate(timeout: .seconds(5))
         try await client.send("hello")
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let server = try XCTUnwrap(next)
+        let server = try await listener.firstConnection()
         _ = try await server.receive()
         await client.abort()
         await XCTAssertThrowsTransportError(.connectionReset) { try await server.receive() }
@@ -175,9 +173,7 @@ extension SCTPLossTests {
         // The handshake's own packets may be lost too, and are retransmitted.
         let connection = try await client.initiate(timeout: .seconds(30))
         try await connection.send("start")
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let server = try XCTUnwrap(next)
+        let server = try await listener.firstConnection()
         _ = try await server.receive()
 
         let sent = 300
@@ -302,9 +298,7 @@ extension SCTPLossTests {
         let connection = try await client.initiate(timeout: .seconds(10))
         let count = 100, size = 4_000
         async let sending: Void = Self.sendAll([connection], count: count, size: size)
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let server = try XCTUnwrap(next)
+        let server = try await listener.firstConnection()
         let received = try await Self.receiveAll(server, count: count, size: size)
         try await sending
         XCTAssertEqual(received, count)

@@ -142,9 +142,7 @@ extension SCTPTests {
             }
             await connection.close()
         }.value
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let server = try XCTUnwrap(next)
+        let server = try await listener.firstConnection()
         let counting = Task {
             var received = 0
             while let message = try? await server.receive(), !(message.isFinal && message.content.isEmpty) {
@@ -200,9 +198,7 @@ extension SCTPTests {
         let listener = try await listen { $0.sctp.maximumReceiveMessageSize = 100_000 }
         let client = try await connect(listener.localAddress.port)
         try await client.send([UInt8](repeating: 1, count: 1000))
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let server = try XCTUnwrap(next)
+        let server = try await listener.firstConnection()
         let small = try await server.receive()
         XCTAssertEqual(small.content.count, 1000)
         try await client.send([UInt8](repeating: 2, count: 300_000))
@@ -284,9 +280,7 @@ extension SCTPTests {
     /// that stream, checking that `text` arrived first.
     private func acceptStream(of client: Connection, on listener: Listener, opening text: String) async throws -> Connection {
         try await client.send(text)
-        var incoming = listener.connections.makeAsyncIterator()
-        let next = await incoming.next()
-        let server = try XCTUnwrap(next)
+        let server = try await listener.firstConnection()
         let first = try await server.receive()
         XCTAssertEqual(first.text, text)
         return server

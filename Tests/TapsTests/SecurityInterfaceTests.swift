@@ -104,9 +104,7 @@ final class SecurityInterfaceTests: XCTestCase {
                                                framer: LengthPrefixFramer()).listen()
         let client = try await Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: .reliableMessage,
                                              security: pki.clientSecurity, framer: LengthPrefixFramer()).initiate()
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        let server = try XCTUnwrap(next)
+        let server = try await listener.firstConnection()
         let clientEvents = await client.events()
         let serverEvents = await server.events()
 

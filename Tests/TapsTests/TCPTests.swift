@@ -33,9 +33,7 @@ final class TCPTests: XCTestCase {
         let listener = try await Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: .disabled).listen()
         let client = Preconnection(remote: .loopback(port: listener.localAddress.port), transport: .reliableInOrderStream, security: .disabled)
         let connection = try await client.initiate()
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
 
         let payload = [UInt8](repeating: 0xab, count: 1_000_000)
         try await connection.send(payload, context: MessageContext(properties: .final))
@@ -64,9 +62,7 @@ final class TCPTests: XCTestCase {
         let listener = try await Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: .disabled).listen()
         let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port),
                                                  transport: .reliableInOrderStream, security: .disabled).initiate()
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
         try await connection.send("hello")
         let message = try await accepted.receive()
         XCTAssertEqual(String(decoding: message.content, as: UTF8.self), "hello")
@@ -86,9 +82,7 @@ final class TCPTests: XCTestCase {
             for _ in 0..<64 { try await connection.send([UInt8](repeating: 1, count: 16_384)) }
             try await connection.send([], context: MessageContext(properties: .final))
         }
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
         @Sendable func drain(_ connection: isolated Connection) async throws -> (total: Int, onLoop: Bool) {
             var total = 0, onLoop = true
             while true {
@@ -154,9 +148,7 @@ final class TCPTests: XCTestCase {
     func testPeerResetIsAConnectionError() async throws {
         let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
         let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
         let events = await connection.events()
         await accepted.abort()
         var errors: [TransportError] = []

@@ -185,9 +185,7 @@ final class TLSTests: XCTestCase {
         let listener = try await tlsListener(framer: nil)
         let connection = try await Preconnection(remote: .host("localhost", port: listener.localAddress.port),
                                                  security: pki.clientSecurity).initiate()
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
         try await connection.send("last words")
         let closing = Task { await connection.close() }
         let received = try await receiveBytes(accepted, count: 10)
@@ -224,9 +222,7 @@ final class TLSTests: XCTestCase {
                 return error as? TransportError
             }
         }
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        let accepted = try XCTUnwrap(next)
+        let accepted = try await listener.firstConnection()
         try await Task.sleep(for: .milliseconds(100))  // reads arrive and are queued
         _ = try await accepted.receive()
         let events = await accepted.events()

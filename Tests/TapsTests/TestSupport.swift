@@ -88,6 +88,16 @@ func freePort(udp: Bool = false) async throws -> UInt16 {
     return port
 }
 
+extension Listener {
+    /// The next connection this listener accepts; throws, failing the test, if the listener ends
+    /// first. For tests that take one connection from the listener.
+    func firstConnection() async throws -> Connection {
+        var incoming = connections.makeAsyncIterator()
+        let next = await incoming.next()
+        return try XCTUnwrap(next, "the listener ended before it accepted a connection")
+    }
+}
+
 /// Reads until `count` bytes arrived (byte streams deliver partial messages).
 func receiveBytes(_ connection: Connection, count: Int) async throws -> [UInt8] {
     var bytes: [UInt8] = []
