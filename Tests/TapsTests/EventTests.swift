@@ -51,8 +51,7 @@ final class EventTests: XCTestCase {
         // short lifetime expires instead of waiting forever.
         let listener = try await Preconnection(local: .loopback(), security: .disabled).listen()
         let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: .disabled).initiate()
-        var iterator = listener.connections.makeAsyncIterator()
-        let accepted = await iterator.next()
+        let accepted = try await listener.firstConnection()
         let events = await connection.events()
         let chunk = [UInt8](repeating: 1, count: 1 << 20)
         var context = MessageContext()
@@ -71,7 +70,7 @@ final class EventTests: XCTestCase {
         var sawExpired = false
         for await event in events { if case .expired = event { sawExpired = true } }
         XCTAssertTrue(sawExpired)
-        await accepted?.abort()
+        await accepted.abort()
         await listener.stop()
     }
 
@@ -81,8 +80,7 @@ final class EventTests: XCTestCase {
         async throws -> (mark: Int, mostWaiting: Int) {
         let listener = try await Preconnection(local: .loopback(), security: serverSecurity).listen()
         let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port), security: security).initiate()
-        var iterator = listener.connections.makeAsyncIterator()
-        let accepted = await iterator.next()
+        let accepted = try await listener.firstConnection()
         let chunk = [UInt8](repeating: 2, count: 64 * 1024)
         var context = MessageContext()
         context.properties.lifetime = .milliseconds(100)
@@ -99,7 +97,7 @@ final class EventTests: XCTestCase {
         }
         XCTAssertLessThan(sent, 256 * 1024 * 1024, "a send must eventually wait for the peer that stopped reading")
         await connection.abort()
-        await accepted?.abort()
+        await accepted.abort()
         await listener.stop()
         return (connection.sendHighWater, mostWaiting)
     }

@@ -11,9 +11,7 @@ final class SecurityInterfaceTests: XCTestCase {
         let listener = try await Preconnection(local: .loopback(), transport: transport, security: pki.serverSecurity).listen()
         let client = try await Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: transport,
                                              security: clientSecurity ?? pki.clientSecurity).initiate()
-        var iterator = listener.connections.makeAsyncIterator()
-        let next = await iterator.next()
-        return (listener, client, try XCTUnwrap(next))
+        return (listener, client, try await listener.firstConnection())
     }
 
     func testExportedKeyingMaterialMatchesOnBothEnds() async throws {

@@ -91,10 +91,10 @@ func freePort(udp: Bool = false) async throws -> UInt16 {
 extension Listener {
     /// The next connection this listener accepts; throws, failing the test, if the listener ends
     /// first. For tests that take one connection from the listener.
-    func firstConnection() async throws -> Connection {
+    func firstConnection(file: StaticString = #filePath, line: UInt = #line) async throws -> Connection {
         var incoming = connections.makeAsyncIterator()
         let next = await incoming.next()
-        return try XCTUnwrap(next, "the listener ended before it accepted a connection")
+        return try XCTUnwrap(next, "the listener ended before it accepted a connection", file: file, line: line)
     }
 }
 
@@ -176,9 +176,7 @@ func assertBulkTransferIntact(from client: Preconnection, to listener: Listener,
         }
         await connection.close()
     }
-    var iterator = listener.connections.makeAsyncIterator()
-    let next = await iterator.next()
-    let accepted = try XCTUnwrap(next, file: file, line: line)
+    let accepted = try await listener.firstConnection(file: file, line: line)
     let watchdog = abort(accepted, after: .seconds(60))
     defer { watchdog.cancel() }
     try await Task.sleep(for: .milliseconds(300))  // the queue fills past its high-water mark

@@ -74,9 +74,7 @@ final class UDPTests: XCTestCase {
         let first = try await Preconnection(remote: remote, transport: .unreliableDatagram, security: .disabled).initiate()
         let second = try await Preconnection(remote: remote, transport: .unreliableDatagram, security: .disabled).initiate()
         try await first.send("one")
-        var iterator = listener.connections.makeAsyncIterator()
-        let accepted = await iterator.next()
-        XCTAssertNotNil(accepted)
+        let accepted = try await listener.firstConnection()
         try await second.send("two")
         // Wait until the listener has seen the second peer's datagram.
         for _ in 0..<100 where await listener.refusedByLimit == 0 { try await Task.sleep(for: .milliseconds(5)) }
@@ -84,7 +82,7 @@ final class UDPTests: XCTestCase {
         XCTAssertEqual(refused, 1)
         await first.close()
         await second.close()
-        await accepted?.close()
+        await accepted.close()
         await listener.stop()
     }
 }
