@@ -29,7 +29,6 @@ final class ReadPlacementTests: XCTestCase {
         defer { close(reader); close(writer) }
         let sent = (0..<capacity).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         XCTAssertEqual(sent.withUnsafeBytes { write(writer, $0.baseAddress, $0.count) }, capacity)
-        var maker = ReadArrayMaker()
         var received: [UInt8] = []
         received.reserveCapacity(capacity)
 
@@ -38,8 +37,9 @@ final class ReadPlacementTests: XCTestCase {
         _ = consume probe
         // The stream offset that puts this block's first byte 16 bytes past its source.
         let streamOffset = (blockAddress - 16) & (KernelCopyPlacement.pageSize - 1)
+        var maker = ReadArrayMaker(streamOffset: streamOffset)
         while received.count < capacity {
-            let array = maker.makeArray(capacity: capacity, streamOffset: streamOffset + received.count) { buffer in
+            let array = maker.makeArray(capacity: capacity) { buffer in
                 read(reader, buffer.baseAddress, buffer.count)
             }
             let base = try XCTUnwrap(array.withUnsafeBufferPointer { $0.baseAddress })
@@ -48,6 +48,7 @@ final class ReadPlacementTests: XCTestCase {
             received += array
         }
         XCTAssertEqual(received, sent)
+        XCTAssertEqual(maker.streamOffset, streamOffset + capacity, "the offset moved on by the bytes read, not by the parked block")
         XCTAssertEqual(maker.parked.count, 1, "the block the allocator offered first was parked")
         XCTAssertGreaterThanOrEqual(maker.parked.first?.capacity ?? 0, capacity, "a parked array holds its block")
         XCTAssertEqual(maker.parked.first?.withUnsafeBufferPointer { Int(bitPattern: $0.baseAddress) }, blockAddress)
@@ -61,7 +62,8 @@ final class ReadPlacementTests: XCTestCase {
             let probe = [UInt8](unsafeUninitializedCapacity: 4096) { _, count in count = 0 }
             let address = probe.withUnsafeBufferPointer { Int(bitPattern: $0.baseAddress) }
             _ = consume probe
-            let array = maker.makeArray(capacity: 4096, streamOffset: (address - 8) & 4095) { buffer in
+            maker.streamOffset = (address - 8) & 4095  // this block would be 8 bytes past its source
+            let array = maker.makeArray(capacity: 4096) { buffer in
                 buffer.initialize(repeating: 0xAB)
                 return buffer.count
             }

@@ -31,12 +31,18 @@ enum KernelCopyPlacement {
 struct ReadArrayMaker {
     static let parkLimit = 2
     private(set) var parked: [[UInt8]] = []
+    /// How many bytes of the stream came before the next one a read writes (modulo the page size
+    /// or not): where those bytes sit in the kernel's pages for a sender writing whole pages.
+    /// Moved on by `makeArray`; set directly only by tests.
+    var streamOffset: Int
+
+    init(streamOffset: Int = 0) {
+        self.streamOffset = streamOffset
+    }
 
     /// A new array of up to `capacity` bytes, filled by `fill` (which returns how many bytes it
-    /// wrote, or a negative number for none). `streamOffset` is how many bytes of the stream came
-    /// before the first one `fill` writes, modulo the page size or not.
-    mutating func makeArray(capacity: Int, streamOffset: Int,
-                            fill: (UnsafeMutableBufferPointer<UInt8>) -> Int) -> [UInt8] {
+    /// wrote, or a negative number for none); the stream offset moves on by what it wrote.
+    mutating func makeArray(capacity: Int, fill: (UnsafeMutableBufferPointer<UInt8>) -> Int) -> [UInt8] {
         let sourcePageOffset = streamOffset & (KernelCopyPlacement.pageSize - 1)
         while true {
             let mayPark = parked.count < Self.parkLimit
@@ -50,7 +56,10 @@ struct ReadArrayMaker {
                 }
                 count = max(fill(buffer), 0)
             }
-            guard placedBadly else { return array }
+            guard placedBadly else {
+                streamOffset &+= array.count
+                return array
+            }
             parked.append(array)  // keeps the block, so the next allocation lands elsewhere
         }
     }

@@ -202,13 +202,12 @@ final class UVTCPSocket: UVHandle {
     private func readIntoArray() {
         var result = 0
         var failure: Int32 = 0
-        let array = readArrays.makeArray(capacity: readBufferSize, streamOffset: bytesReadIntoArrays) { buffer in
+        let array = readArrays.makeArray(capacity: readBufferSize) { buffer in
             result = Glibc.read(descriptor, buffer.baseAddress, buffer.count)
             failure = result < 0 ? errno : 0
             return result
         }
         if result > 0 {
-            bytesReadIntoArrays &+= result
             // A short read gets an array its own size: a small message must not hold a large block.
             onReadArray?(result < readBufferSize / 4 ? array.withUnsafeBufferPointer { Array($0) } : array)
         } else if result == 0 {
@@ -221,9 +220,6 @@ final class UVTCPSocket: UVHandle {
     }
 
     private var readArrays = ReadArrayMaker()
-    /// Where the next array read starts in the stream, which tells where its bytes sit in the
-    /// kernel's pages for a sender writing whole pages (`KernelCopyPlacement`).
-    private var bytesReadIntoArrays = 0
 
     // MARK: Writing
 
