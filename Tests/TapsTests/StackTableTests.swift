@@ -17,4 +17,17 @@ final class StackTableTests: XCTestCase {
             XCTAssertTrue(text.contains(row), "Docs/Stacks.md lacks or misstates:\n\(row)")
         }
     }
+
+    /// Every registered stack composes: each layer stands on the service the one below gives.
+    func testEveryStackStandsOnTheServicesItsLayersNeed() {
+        for stack in StackRegistry.standard.stacks {
+            for (below, above) in zip(stack.layers, stack.layers.dropFirst()) {
+                XCTAssertTrue(above.canStand(on: below.service), "\(stack.name): \(above) cannot stand on \(below)")
+            }
+        }
+        XCTAssertTrue(ProtocolStack.LayerKind.tls.canStand(on: .orderedMessages), "TLS runs on one SCTP stream (RFC 3436)")
+        XCTAssertFalse(ProtocolStack.LayerKind.tls.canStand(on: .datagrams), "TLS needs reliable, ordered delivery")
+        XCTAssertFalse(ProtocolStack.LayerKind.dtls.canStand(on: .orderedMessages))
+        XCTAssertFalse(ProtocolStack.LayerKind.dtls.canStand(on: .byteStream))
+    }
 }

@@ -370,7 +370,7 @@ public actor Connection {
             parseFrames()
             return
         }
-        enqueue(Message(bytes, context: receiveContext, isComplete: layer.isDatagram))
+        enqueue(Message(bytes, context: receiveContext, isComplete: layer.service.keepsMessageBoundaries))
         deliverReceived()
     }
 
@@ -468,7 +468,7 @@ public actor Connection {
     private var receivingInParts = false
 
     private func askForPartialDelivery(_ minIncompleteLength: Int?) {
-        guard layer.isDatagram, !isFramed, minIncompleteLength != partialDeliveryMinimum else { return }
+        guard layer.service.keepsMessageBoundaries, !isFramed, minIncompleteLength != partialDeliveryMinimum else { return }
         partialDeliveryMinimum = minIncompleteLength.map { max(1, $0) }
         layer.setPartialDelivery(minimumLength: partialDeliveryMinimum)
     }
@@ -511,7 +511,7 @@ public actor Connection {
             return
         case .established:
             state = .closing
-            if peerFinished || layer.isDatagram {
+            if peerFinished || layer.service.keepsMessageBoundaries {
                 layer.finishWriting { [weak self] _ in self?.assumeIsolated { $0.finishClose() } }
             } else {
                 if !sentFinal { layer.finishWriting { _ in } }

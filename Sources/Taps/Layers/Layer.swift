@@ -38,8 +38,8 @@ extension LayerDelegate {
 /// and the one below (or the socket). Loop thread only; every layer is confined to its loop.
 protocol Layer: AnyObject {
     var delegate: LayerDelegate? { get set }
-    /// True when `write` keeps datagram boundaries.
-    var isDatagram: Bool { get }
+    /// What this layer gives the one above: a byte stream, ordered messages or datagrams.
+    var service: LayerService { get }
     /// Begins establishment (an active open, or a server-side handshake on an accepted socket).
     func start()
     /// Sends bytes; `completion` runs when the bytes left this process (possibly before `write`

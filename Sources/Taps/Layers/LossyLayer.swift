@@ -43,7 +43,7 @@ final class LossyLayer: Layer, LayerDelegate {
         lower.delegate = self
     }
 
-    var isDatagram: Bool { true }
+    var service: LayerService { .datagrams }
     var maximumMessageSize: Int? { lower.maximumMessageSize }
     var localAddress: SocketAddress? { lower.localAddress }
     var remoteAddress: SocketAddress? { lower.remoteAddress }

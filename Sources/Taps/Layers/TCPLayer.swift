@@ -37,7 +37,7 @@ final class TCPLayer: Layer {
         socket.reset()
     }
 
-    var isDatagram: Bool { false }
+    var service: LayerService { .byteStream }
 
     func start() {
         guard !established, let remote else {

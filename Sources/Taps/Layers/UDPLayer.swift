@@ -39,7 +39,7 @@ final class UDPLayer: Layer {
         if ownsSocket { socket.close() }
     }
 
-    var isDatagram: Bool { true }
+    var service: LayerService { .datagrams }
     var maximumMessageSize: Int? { Self.maximumDatagram }
 
     func start() {

@@ -15,7 +15,7 @@ final class SCTPStreamLayer: Layer {
         self.streamID = streamID
     }
 
-    var isDatagram: Bool { true }
+    var service: LayerService { .orderedMessages }
     var localAddress: SocketAddress? { association.path.lower.localAddress }
     var remoteAddress: SocketAddress? { association.path.lower.remoteAddress }
 

@@ -33,7 +33,7 @@ final class TLSLayer: Layer, LayerDelegate {
         handle(outcome)
     }
 
-    var isDatagram: Bool { engine.datagram }
+    var service: LayerService { engine.datagram ? .datagrams : .byteStream }
     /// DTLS keeps a message intact only within one record; TLS streams have no limit.
     var maximumMessageSize: Int? { engine.datagram ? engine.maximumRecordPayload : nil }
     var lowerLayer: Layer { lower }

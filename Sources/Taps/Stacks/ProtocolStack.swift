@@ -26,8 +26,8 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
 
     public enum Role: String, Sendable, Hashable { case initiate, listen, rendezvous }
 
-    /// True when the bottom layer delivers a byte stream (a framer is needed for message boundaries).
-    public var isByteStream: Bool { layers.first == .tcp }
+    /// True when the top layer delivers a byte stream (a framer is needed for message boundaries).
+    public var isByteStream: Bool { layers.last?.service == .byteStream }
 
     public var description: String { name }
 
@@ -68,6 +68,28 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
         name: "dtls-udp", layers: [.udp, .dtls],
         features: [.messageBoundaries, .fullChecksumSend, .fullChecksumReceive, .activeReadBeforeSend],
         security: .dtls, roles: [.initiate, .listen])
+}
+
+extension ProtocolStack.LayerKind {
+    /// The service this layer gives the one above it.
+    var service: LayerService {
+        switch self {
+        case .tcp, .tls: return .byteStream
+        case .sctp: return .orderedMessages
+        case .udp, .dtls: return .datagrams
+        }
+    }
+
+    /// Whether this layer can run over a layer giving `below`: TLS needs reliable, ordered delivery
+    /// (a byte stream, or one SCTP stream's ordered messages, RFC 3436 section 3); DTLS and SCTP
+    /// (RFC 6951) need datagrams; TCP and UDP are bottom layers.
+    func canStand(on below: LayerService) -> Bool {
+        switch self {
+        case .tls: return below == .byteStream || below == .orderedMessages
+        case .dtls, .sctp: return below == .datagrams
+        case .tcp, .udp: return false
+        }
+    }
 }
 
 /// The stacks this build offers, in their default order of preference.

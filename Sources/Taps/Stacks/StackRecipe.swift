@@ -42,7 +42,7 @@ struct StackRecipe: Sendable {
         case .udp: layer = try UDPLayer(loop: loop, local: local, peer: remote)
         default: throw .notSupported("stack \(stack.name) has no transport layer")
         }
-        if let lossyPath, layer.isDatagram { layer = LossyLayer(over: layer, faults: lossyPath, loop: loop) }
+        if let lossyPath, layer.service == .datagrams { layer = LossyLayer(over: layer, faults: lossyPath, loop: loop) }
         for kind in stack.layers.dropFirst() {
             layer = kind == .sctp ? try addSCTP(over: layer, remote: remote, loop: loop)
                                   : try addSecurity(kind, over: layer, remote: remote, loop: loop)
@@ -79,8 +79,8 @@ struct StackRecipe: Sendable {
         switch kind {
         case .tls, .dtls:
             guard let tlsContext else { throw .invalidArgument("stack \(stack.name) needs a security context") }
-            guard (kind == .dtls) == lower.isDatagram else {
-                throw .notSupported("\(kind.rawValue) needs a \(kind == .dtls ? "datagram" : "byte-stream") layer below it")
+            guard kind.canStand(on: lower.service) else {
+                throw .notSupported("\(kind.rawValue) cannot run over a layer that gives \(lower.service)")
             }
             let key = remote.map { "\(serverName ?? $0.ipAddress):\($0.port)" }
             let engine = try TLSEngine(context: tlsContext, serverName: serverName, peerAddress: remote,
