@@ -40,6 +40,44 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertEqual(arrays.count, 2, "one array per read")
     }
 
+    // MARK: Record framing (TLS over SCTP user messages, RFC 3436 section 3.2)
+
+    /// Handshake flights (which OpenSSL writes coalesced) and a write of many records each leave
+    /// as writes of exactly one record, and the peer reads them back.
+    func testRecordFramingWritesEachRecordOnItsOwn() throws {
+        var units: [[UInt8]] = []
+        let (client, server) = try connectedPair(recordPerWrite: true) { units.append($0) }
+        XCTAssertGreaterThanOrEqual(units.count, 4, "the TLS 1.3 flights are several records")
+        let sent = pattern(200_000)
+        XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
+        var written: [[UInt8]] = []
+        client.drainOutbound { unit, _ in written.append(unit) }
+        XCTAssertEqual(written.count, 13, "200,000 bytes are 13 records of at most 16 KB")
+        for unit in units + written {
+            XCTAssertEqual(unit.count, 5 + (Int(unit[3]) << 8 | Int(unit[4])), "a write is one whole record")
+        }
+        var received: [UInt8] = []
+        for unit in written {
+            let outcome = unit.withUnsafeBytes { server.feed($0, handshakeDone: {}) { received += $0 } }
+            guard case .ok = outcome else { return XCTFail("feed: \(outcome)") }
+        }
+        XCTAssertTrue(received == sent)
+    }
+
+    /// Records that OpenSSL writes split, or two in one write, come out whole and one per unit.
+    func testRecordFramingJoinsAndCutsWrites() {
+        let buffers = EngineBIO.Buffers(framing: .recordPerWrite)
+        let first: [UInt8] = [23, 3, 3, 0, 4, 1, 2, 3, 4]
+        let second: [UInt8] = [21, 3, 3, 0, 2, 9, 9]
+        let bytes = first + second
+        for part in [bytes[0..<3], bytes[3..<6], bytes[6..<11], bytes[11...]] {
+            Array(part).withUnsafeBytes { buffers.append($0) }
+        }
+        XCTAssertEqual(buffers.outboundUnits, [first, second])
+        (second + first).withUnsafeBytes { buffers.append($0) }
+        XCTAssertEqual(buffers.outboundUnits, [first, second, second, first])
+    }
+
     // MARK: Helpers
 
     private func pattern(_ count: Int) -> [UInt8] {
@@ -47,16 +85,18 @@ final class TLSEngineTests: XCTestCase {
     }
 
     /// Two engines that completed a TLS handshake with each other.
-    private func connectedPair() throws -> (client: TLSEngine, server: TLSEngine) {
+    /// `written` sees every write either engine made during the handshake.
+    private func connectedPair(recordPerWrite: Bool = false,
+                               written: ([UInt8]) -> Void = { _ in }) throws -> (client: TLSEngine, server: TLSEngine) {
         let client = try TLSEngine(context: TLSContext(pki.clientSecurity, role: .client), serverName: "localhost",
-                                   peerAddress: nil, sessionKey: nil)
+                                   peerAddress: nil, sessionKey: nil, recordPerWrite: recordPerWrite)
         let server = try TLSEngine(context: TLSContext(pki.serverSecurity, role: .server), serverName: nil,
-                                   peerAddress: nil, sessionKey: nil)
+                                   peerAddress: nil, sessionKey: nil, recordPerWrite: recordPerWrite)
         _ = client.handshake()
         var clientDone = false, serverDone = false
         for _ in 0..<5 where !(clientDone && serverDone) {
-            pass(from: client, to: server) { serverDone = true }
-            pass(from: server, to: client) { clientDone = true }
+            pass(from: client, to: server, written: written) { serverDone = true }
+            pass(from: server, to: client, written: written) { clientDone = true }
         }
         XCTAssertTrue(clientDone && serverDone, "the handshake completes")
         return (client, server)
@@ -65,9 +105,13 @@ final class TLSEngineTests: XCTestCase {
     /// Feeds everything `sender` has to send to `receiver` in one piece; returns the arrays the
     /// receiver handed up.
     @discardableResult
-    private func pass(from sender: TLSEngine, to receiver: TLSEngine, handshakeDone: () -> Void = {}) -> [[UInt8]] {
+    private func pass(from sender: TLSEngine, to receiver: TLSEngine, written: ([UInt8]) -> Void = { _ in },
+                      handshakeDone: () -> Void = {}) -> [[UInt8]] {
         var ciphertext: [UInt8] = []
-        sender.drainOutbound { bytes, _ in ciphertext += bytes }
+        sender.drainOutbound { bytes, _ in
+            written(bytes)
+            ciphertext += bytes
+        }
         var arrays: [[UInt8]] = []
         guard !ciphertext.isEmpty else { return arrays }
         let outcome = ciphertext.withUnsafeBytes { receiver.feed($0, handshakeDone: handshakeDone) { arrays.append($0) } }

@@ -5,6 +5,20 @@ import CTapsShims
 /// outgoing ciphertext to the engine's own buffer, saving the copy a memory BIO pair would make in
 /// each direction (the idea swift-nio-ssl's ByteBufferBIO is built on).
 enum EngineBIO {
+    /// How the ciphertext OpenSSL writes is cut into the writes the layer below gets.
+    enum OutputFraming {
+        /// One byte stream (TLS over TCP): writes are appended, and cut wherever.
+        case stream
+        /// Every TLS record its own write, never two in one and never one split: TLS over SCTP user
+        /// messages (RFC 3436 section 3.2) and TLS key management over SCTP. OpenSSL coalesces a
+        /// handshake flight (its buffering BIO) and several records of a large write into one BIO
+        /// write, and may end a write inside a record, so records are cut by their headers here.
+        case recordPerWrite
+        /// DTLS: each BIO write is one datagram and is kept apart; each read returns at most one
+        /// whole datagram.
+        case datagramPerWrite
+    }
+
     /// Where the BIO's callbacks find their buffers; owned by the TLSEngine.
     final class Buffers {
         /// Ciphertext that arrived and OpenSSL has not read yet (borrowed during `feed`).
@@ -13,13 +27,51 @@ enum EngineBIO {
         /// Ciphertext waiting to be written to the layer below, collected in an array that the
         /// socket can keep if the kernel does not take it at once (no copy on that path).
         var outbound: [UInt8] = []
-        /// Datagram mode (DTLS): each write is one datagram and is kept apart; each read returns
-        /// at most one whole datagram.
-        let datagram: Bool
-        var outboundDatagrams: [[UInt8]] = []
+        let framing: OutputFraming
+        /// Datagrams or records waiting to be written, each one write (the non-stream framings).
+        var outboundUnits: [[UInt8]] = []
+        /// Record framing: the start of a record whose end OpenSSL has not written yet.
+        private var partialRecord: [UInt8] = []
 
-        init(datagram: Bool = false) {
-            self.datagram = datagram
+        init(framing: OutputFraming = .stream) {
+            self.framing = framing
+        }
+
+        var datagram: Bool { framing == .datagramPerWrite }
+
+        /// Takes one BIO write.
+        func append(_ bytes: UnsafeRawBufferPointer) {
+            switch framing {
+            case .stream: outbound.append(contentsOf: bytes)
+            case .datagramPerWrite: outboundUnits.append(Array(bytes))
+            case .recordPerWrite: appendRecords(bytes)
+            }
+        }
+
+        /// The TLS record header (RFC 8446 section 5.1): type (1), legacy version (2), length (2).
+        static let recordHeaderLength = 5
+
+        /// Cuts whole records out of what OpenSSL wrote; a record's start waits for its end.
+        private func appendRecords(_ bytes: UnsafeRawBufferPointer) {
+            // The common case, exactly one whole record in the write, costs one copy.
+            if partialRecord.isEmpty, let length = Self.recordLength(bytes, at: 0), length == bytes.count {
+                outboundUnits.append(Array(bytes))
+                return
+            }
+            partialRecord.append(contentsOf: bytes)
+            var start = 0
+            while let length = partialRecord.withUnsafeBytes({ Self.recordLength($0, at: start) }),
+                  start + length <= partialRecord.count {
+                outboundUnits.append(Array(partialRecord[start..<(start + length)]))
+                start += length
+            }
+            partialRecord.removeFirst(start)
+        }
+
+        /// The whole length (header included) of the record starting at `offset`, once its header is there.
+        private static func recordLength(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Int? {
+            guard bytes.count - offset >= recordHeaderLength else { return nil }
+            return recordHeaderLength + (Int(bytes[offset + 3]) << 8 | Int(bytes[offset + 4]))
         }
     }
 
@@ -30,11 +82,7 @@ enum EngineBIO {
         BIO_meth_set_write_ex(method) { bio, data, length, written in
             guard let bio, let data, let buffers = EngineBIO.buffers(bio) else { return 0 }
             taps_BIO_clear_retry_flags(bio)
-            if buffers.datagram {
-                buffers.outboundDatagrams.append(Array(UnsafeRawBufferPointer(start: data, count: length)))
-            } else {
-                buffers.outbound.append(contentsOf: UnsafeRawBufferPointer(start: data, count: length))
-            }
+            buffers.append(UnsafeRawBufferPointer(start: data, count: length))
             written?.pointee = length
             return 1
         }

@@ -45,14 +45,17 @@ final class TLSEngine {
     /// - Parameters:
     ///   - serverName: the name to send in SNI and verify the certificate against (client).
     ///   - peerAddress: the server's address, verified against the certificate when there is no name.
-    init(context: TLSContext, serverName: String?, peerAddress: SocketAddress?, sessionKey: String?) throws(TransportError) {
+    ///   - recordPerWrite: every TLS record leaves as its own write (TLS over SCTP user messages);
+    ///     ignored on DTLS, whose writes are datagrams.
+    init(context: TLSContext, serverName: String?, peerAddress: SocketAddress?, sessionKey: String?,
+         recordPerWrite: Bool = false) throws(TransportError) {
         guard let ssl = SSL_new(context.context) else { throw TLSContext.lastError(.handshakeFailed, "SSL_new") }
         self.ssl = ssl
         self.context = context
         self.sessionKey = sessionKey
         expectedServerName = serverName ?? peerAddress?.ipAddress
         datagram = context.datagram
-        buffers = EngineBIO.Buffers(datagram: context.datagram)
+        buffers = EngineBIO.Buffers(framing: context.datagram ? .datagramPerWrite : recordPerWrite ? .recordPerWrite : .stream)
         if datagram {
             // We size records for the path ourselves: 1280 (the IPv6 minimum) less IP and UDP headers.
             _ = taps_SSL_set_options_no_query_mtu(ssl)
@@ -232,7 +235,7 @@ final class TLSEngine {
     /// Encrypts `bytes` into the outbound buffer.
     func write(_ bytes: UnsafeRawBufferPointer) -> TransportError? {
         guard bytes.count > 0 else { return nil }
-        if !datagram {
+        if buffers.framing == .stream {
             // Room for all the ciphertext at once: grown record by record, the array would be
             // reallocated (and the records before copied again) partway through a 64 KB write.
             buffers.outbound.reserveCapacity(buffers.outbound.count + Self.ciphertextSize(ofPlaintext: bytes.count))
@@ -257,12 +260,12 @@ final class TLSEngine {
     }
 
     /// Hands the ciphertext waiting to be sent to `body` and empties the buffer: one array for a
-    /// stream, one per datagram for DTLS; `isLast` marks the final call.
+    /// stream, one per datagram (DTLS) or per record (record framing); `isLast` marks the final call.
     func drainOutbound(_ body: ([UInt8], _ isLast: Bool) -> Void) {
-        if datagram {
-            let datagrams = buffers.outboundDatagrams
-            buffers.outboundDatagrams.removeAll()
-            for (index, datagram) in datagrams.enumerated() { body(datagram, index == datagrams.count - 1) }
+        if buffers.framing != .stream {
+            let units = buffers.outboundUnits
+            buffers.outboundUnits.removeAll()
+            for (index, unit) in units.enumerated() { body(unit, index == units.count - 1) }
             return
         }
         guard !buffers.outbound.isEmpty else { return }
@@ -274,7 +277,10 @@ final class TLSEngine {
     /// DTLS: the most application data one record (one datagram) carries at the configured MTU.
     var maximumRecordPayload: Int { Int(DTLS_get_data_mtu(ssl)) }
 
-    var hasOutbound: Bool { !buffers.outbound.isEmpty || !buffers.outboundDatagrams.isEmpty }
+    var hasOutbound: Bool { !buffers.outbound.isEmpty || !buffers.outboundUnits.isEmpty }
+
+    /// Every record leaves as its own write (see `EngineBIO.OutputFraming.recordPerWrite`).
+    var recordPerWrite: Bool { buffers.framing == .recordPerWrite }
 
     // MARK: Key export and key update (RFC 8922 SSKE, KU)
 
