@@ -152,12 +152,7 @@ public actor Connection {
 
     /// The socket's file descriptor on TCP-based stacks (for tests and diagnostics).
     var tcpFileDescriptor: Int32? {
-        var layer: Layer? = self.layer
-        while let current = layer {
-            if let tcp = current as? TCPLayer { return tcp.socket.fileDescriptor }
-            layer = (current as? TLSLayer)?.lowerLayer
-        }
-        return nil
+        layer.layerChain.lazy.compactMap { ($0 as? TCPLayer)?.socket.fileDescriptor }.first
     }
 
     // MARK: Events

@@ -38,6 +38,9 @@ extension LayerDelegate {
 /// and the one below (or the socket). Loop thread only; every layer is confined to its loop.
 protocol Layer: AnyObject {
     var delegate: LayerDelegate? { get set }
+    /// The layer this one runs over (nil for a bottom layer). What a layer does not handle itself
+    /// (group abort, priority, opening a sibling stream) goes on to it.
+    var lowerLayer: Layer? { get }
     /// What this layer gives the one above: a byte stream, ordered messages or datagrams.
     var service: LayerService { get }
     /// Begins establishment (an active open, or a server-side handshake on an accepted socket).
@@ -71,8 +74,8 @@ protocol Layer: AnyObject {
     func exportSession() throws(TransportError) -> [UInt8]?
     /// Sends one message with its properties (layers that map them, such as SCTP streams).
     func write(_ array: [UInt8], properties: MessageProperties, completion: ((TransportError?) -> Void)?)
-    /// A new layer in the same transport association for a clone (the next SCTP stream); nil when
-    /// a clone needs a connection of its own.
+    /// A new transport-level layer in the same association for a clone (the next SCTP stream); nil
+    /// when a clone needs a connection of its own. The recipe puts the layers above on it.
     func openSibling() throws(TransportError) -> Layer?
     /// The connection's priority among its group (connPriority; lower is more important), for layers
     /// that schedule several connections over one association (SCTP streams).
@@ -83,6 +86,7 @@ protocol Layer: AnyObject {
 }
 
 extension Layer {
+    var lowerLayer: Layer? { nil }
     var securityDetails: SecurityDetails? { nil }
     var maximumMessageSize: Int? { nil }
 
@@ -106,11 +110,23 @@ extension Layer {
         write(array, completion: completion)
     }
 
-    func openSibling() throws(TransportError) -> Layer? { nil }
+    // Group operations belong to the layer that holds the association; the layers above pass
+    // them down.
 
-    func setPriority(_ priority: Int) {}
+    func openSibling() throws(TransportError) -> Layer? { try lowerLayer?.openSibling() }
 
-    func abortGroup() { abort() }
+    func setPriority(_ priority: Int) { lowerLayer?.setPriority(priority) }
+
+    func abortGroup() {
+        if let lowerLayer { lowerLayer.abortGroup() } else { abort() }
+    }
+
+    /// The layers from this one down to the bottom.
+    var layerChain: [Layer] {
+        var chain: [Layer] = [self]
+        while let next = chain.last?.lowerLayer { chain.append(next) }
+        return chain
+    }
 
     func setPartialDelivery(minimumLength: Int?) {}
 }

@@ -44,6 +44,7 @@ final class LossyLayer: Layer, LayerDelegate {
     }
 
     var service: LayerService { .datagrams }
+    var lowerLayer: Layer? { lower }
     var maximumMessageSize: Int? { lower.maximumMessageSize }
     var localAddress: SocketAddress? { lower.localAddress }
     var remoteAddress: SocketAddress? { lower.remoteAddress }

@@ -16,6 +16,9 @@ final class SCTPStreamLayer: Layer {
     }
 
     var service: LayerService { .orderedMessages }
+    /// The association's datagram layer, which every stream of it shares. Group operations stop
+    /// here: this layer implements them on the association.
+    var lowerLayer: Layer? { association.path.lower }
     var localAddress: SocketAddress? { association.path.lower.localAddress }
     var remoteAddress: SocketAddress? { association.path.lower.remoteAddress }
 

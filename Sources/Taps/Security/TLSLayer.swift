@@ -36,7 +36,7 @@ final class TLSLayer: Layer, LayerDelegate {
     var service: LayerService { engine.datagram ? .datagrams : .byteStream }
     /// DTLS keeps a message intact only within one record; TLS streams have no limit.
     var maximumMessageSize: Int? { engine.datagram ? engine.maximumRecordPayload : nil }
-    var lowerLayer: Layer { lower }
+    var lowerLayer: Layer? { lower }
 
     func start() {
         state = .handshaking
