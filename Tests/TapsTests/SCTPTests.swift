@@ -112,18 +112,20 @@ extension SCTPTests {
         let listener = try await listen()
         let echo = startEcho(listener)
         let client = sctpPreconnection(remote: .loopback(port: listener.localAddress.port))
-        let received = try await Task(executorPreference: listener.loop) { () -> Int in
+        let message = { (index: Int) in [UInt8](repeating: UInt8(index & 0xff), count: 16_384) }
+        let echoed = try await Task(executorPreference: listener.loop) { () -> [Int] in
             let connection = try await client.initiate(timeout: .seconds(5))
-            for index in 0..<200 { try await connection.send([UInt8](repeating: UInt8(index & 0xff), count: 16_384)) }
-            var count = 0
-            while count < 200 {
-                _ = try await connection.receive()
-                count += 1
+            for index in 0..<200 { try await connection.send(message(index)) }
+            // Which message each reply is: the index it was filled with, or -1 if it is not one whole.
+            var replies: [Int] = []
+            while replies.count < 200 {
+                let reply = try await connection.receive().content
+                replies.append(reply == message(Int(reply.first ?? 0)) ? Int(reply.first ?? 0) : -1)
             }
             await connection.close()
-            return count
+            return replies
         }.value
-        XCTAssertEqual(received, 200)
+        XCTAssertEqual(echoed, (0..<200).map { $0 & 0xff }, "each message comes back whole, in the order sent")
         await listener.stop()
         echo.cancel()
     }

@@ -152,13 +152,15 @@ func abort(_ connection: Connection, after delay: Duration) -> Task<Void, Never>
     }
 }
 
-/// The fault counters of the `LossyLayer` under an SCTP connection's association (nil without one).
-func lossyCounters(of connection: Connection) async throws -> LossyLayer.Counters? {
-    try await connection.loop.submit {
+/// The fault counters of the `LossyLayer` under a connection's layers; fails the test when there is
+/// none (the connection's layers changed, or the Preconnection had no `lossyPath`).
+func lossyCounters(of connection: Connection, file: StaticString = #filePath, line: UInt = #line) async throws -> LossyLayer.Counters {
+    let counters = try await connection.loop.submit {
         connection.assumeIsolated { connection in
-            ((connection.layer as? SCTPStreamLayer)?.association.path.lower as? LossyLayer)?.counters
+            connection.layer.layerChain.lazy.compactMap { ($0 as? LossyLayer)?.counters }.first
         }
     }
+    return try XCTUnwrap(counters, "no LossyLayer under the connection's layers", file: file, line: line)
 }
 
 /// Sends 8 MB in 64 KB messages from `client` to the first connection `listener` accepts, whose
