@@ -44,7 +44,7 @@ public final class ConnectionGroup: Sendable {
             try original.assumeIsolated { original in
                 // A stack with streams opens the next one in the same association; others connect anew.
                 let layer: Layer
-                if let sibling = try original.layer.openSibling() {
+                if let sibling = try recipe.makeCloneLayer(of: original.layer, remote: remote, loop: loop) {
                     layer = sibling
                 } else if let remote {
                     layer = try recipe.makeClientLayer(loop: loop, remote: remote)

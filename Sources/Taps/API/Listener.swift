@@ -128,7 +128,7 @@ public actor Listener {
             return
         }
         do {
-            let layer = try recipe.makeServerLayer(over: TCPLayer(accepted: socket, options: recipe.tcpOptions), loop: loop)
+            let layer = try recipe.makeServerLayer(over: TCPLayer(accepted: socket, options: recipe.tcpOptions), baseKind: .tcp, loop: loop)
             establish(layer)
         } catch {
             socket.close()
@@ -182,7 +182,7 @@ public actor Listener {
         guard admit() else { return }
         let peer = addPeer(sender, on: udpSocket)
         do throws(TransportError) {
-            establish(try recipe.makeServerLayer(over: peer, loop: loop, acceptedEngine: gate))
+            establish(try recipe.makeServerLayer(over: peer, baseKind: .udp, loop: loop, acceptedEngine: gate))
         } catch {
             udpPeers[sender] = nil
             recordFailure(error)

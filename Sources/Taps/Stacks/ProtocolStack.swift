@@ -80,6 +80,10 @@ extension ProtocolStack.LayerKind {
         }
     }
 
+    /// This layer holds an association whose streams carry the connections of a group, so a clone
+    /// opens a stream of it instead of a new connection.
+    var opensStreams: Bool { self == .sctp }
+
     /// Whether this layer can run over a layer giving `below`: TLS needs reliable, ordered delivery
     /// (a byte stream, or one SCTP stream's ordered messages, RFC 3436 section 3); DTLS and SCTP
     /// (RFC 6951) need datagrams; TCP and UDP are bottom layers.

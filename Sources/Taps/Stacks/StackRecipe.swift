@@ -43,9 +43,52 @@ struct StackRecipe: Sendable {
         default: throw .notSupported("stack \(stack.name) has no transport layer")
         }
         if let lossyPath, layer.service == .datagrams { layer = LossyLayer(over: layer, faults: lossyPath, loop: loop) }
-        for kind in stack.layers.dropFirst() {
-            layer = kind == .sctp ? try addSCTP(over: layer, remote: remote, loop: loop)
-                                  : try addSecurity(kind, over: layer, remote: remote, loop: loop)
+        return try addLayers(above: 0, over: layer, remote: remote, loop: loop)
+    }
+
+    /// The server-side layers above a layer a listener accepted: a transport layer, or a stream of an
+    /// accepted association (`baseKind` says which layer of the stack `base` is). A DTLS server's
+    /// engine comes from the listener's cookie check, which already accepted the ClientHello. Loop
+    /// thread only.
+    func makeServerLayer(over base: Layer, baseKind: ProtocolStack.LayerKind, loop: EventLoop,
+                         acceptedEngine: TLSEngine? = nil) throws(TransportError) -> Layer {
+        guard let index = stack.layers.firstIndex(of: baseKind) else {
+            throw .invalidArgument("stack \(stack.name) has no \(baseKind.rawValue) layer")
+        }
+        return try addLayers(above: index, over: base, remote: nil, loop: loop, acceptedEngine: acceptedEngine)
+    }
+
+    /// The layers of a clone of `original` (RFC 9622 section 7.4): on a stack with streams, the next
+    /// stream of the same association with the stack's layers above it; nil when the clone needs a
+    /// connection of its own. Loop thread only.
+    func makeCloneLayer(of original: Layer, remote: SocketAddress?, loop: EventLoop) throws(TransportError) -> Layer? {
+        guard let sibling = try original.openSibling() else { return nil }
+        guard let index = stack.layers.firstIndex(where: \.opensStreams) else {
+            throw .notSupported("stack \(stack.name) has no layer that opens streams")
+        }
+        return try addLayers(above: index, over: sibling, remote: remote, loop: loop)
+    }
+
+    /// Puts the stack's layers after `index` on `base`, bottom-up. A client passes the `remote` it
+    /// connects to; a server passes nil.
+    private func addLayers(above index: Int, over base: Layer, remote: SocketAddress?, loop: EventLoop,
+                           acceptedEngine: TLSEngine? = nil) throws(TransportError) -> Layer {
+        var layer = base
+        for kind in stack.layers[(index + 1)...] {
+            guard kind.canStand(on: layer.service) else {
+                throw .notSupported("\(kind.rawValue) cannot run over a layer that gives \(layer.service)")
+            }
+            switch kind {
+            case .sctp:
+                guard let remote else { throw .invalidArgument("an SCTP association is opened by a client or accepted by a listener") }
+                layer = try addSCTP(over: layer, remote: remote, loop: loop)
+            case .dtls where acceptedEngine != nil:
+                layer = TLSLayer(over: layer, engine: acceptedEngine!, loop: loop)
+            case .tls, .dtls:
+                layer = try addSecurity(over: layer, remote: remote, loop: loop)
+            case .tcp, .udp:
+                throw .notSupported("layer \(kind.rawValue) cannot be placed above another layer")
+            }
         }
         return layer
     }
@@ -60,34 +103,14 @@ struct StackRecipe: Sendable {
         return try association.openStream()
     }
 
-    /// The server-side layers above a transport layer a listener accepted. A DTLS server's engine
-    /// comes from the listener's cookie check, which already accepted the ClientHello. Loop thread only.
-    func makeServerLayer(over base: Layer, loop: EventLoop, acceptedEngine: TLSEngine? = nil) throws(TransportError) -> Layer {
-        var layer = base
-        for kind in stack.layers.dropFirst() {
-            if let acceptedEngine, kind == .dtls {
-                layer = TLSLayer(over: layer, engine: acceptedEngine, loop: loop)
-            } else {
-                layer = try addSecurity(kind, over: layer, remote: nil, loop: loop)
-            }
-        }
-        return layer
-    }
-
-    private func addSecurity(_ kind: ProtocolStack.LayerKind, over lower: Layer, remote: SocketAddress?,
-                             loop: EventLoop) throws(TransportError) -> Layer {
-        switch kind {
-        case .tls, .dtls:
-            guard let tlsContext else { throw .invalidArgument("stack \(stack.name) needs a security context") }
-            guard kind.canStand(on: lower.service) else {
-                throw .notSupported("\(kind.rawValue) cannot run over a layer that gives \(lower.service)")
-            }
-            let key = remote.map { "\(serverName ?? $0.ipAddress):\($0.port)" }
-            let engine = try TLSEngine(context: tlsContext, serverName: serverName, peerAddress: remote,
-                                       sessionKey: properties.isolateSession ? nil : key)
-            return TLSLayer(over: lower, engine: engine, loop: loop)
-        default:
-            throw .notSupported("layer \(kind.rawValue) cannot be placed above a transport layer")
-        }
+    /// TLS or DTLS over `lower`; over one SCTP stream's messages every record is its own message
+    /// (RFC 3436 section 3.2).
+    private func addSecurity(over lower: Layer, remote: SocketAddress?, loop: EventLoop) throws(TransportError) -> Layer {
+        guard let tlsContext else { throw .invalidArgument("stack \(stack.name) needs a security context") }
+        let key = remote.map { "\(serverName ?? $0.ipAddress):\($0.port)" }
+        let engine = try TLSEngine(context: tlsContext, serverName: serverName, peerAddress: remote,
+                                   sessionKey: properties.isolateSession ? nil : key,
+                                   recordPerWrite: lower.service == .orderedMessages)
+        return TLSLayer(over: lower, engine: engine, loop: loop)
     }
 }
