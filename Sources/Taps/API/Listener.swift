@@ -199,7 +199,8 @@ public actor Listener {
     }
 
     /// SCTP: an association came up; its stream 0 is a connection, and each stream the peer opens
-    /// later becomes another connection in the same group.
+    /// later becomes another connection in the same group. Every stream gets the stack's layers
+    /// above SCTP (TLS on tls-sctp) before it reaches a Connection.
     private func acceptedAssociation(_ association: SCTPAssociation) {
         guard admit(), let first = association.firstStream else {
             association.abort()
@@ -208,9 +209,18 @@ public actor Listener {
         let group = ConnectionGroup(recipe: recipe, remote: nil, framer: framer, loop: loop)
         association.onIncomingStream = { [weak self] stream in
             nonisolated(unsafe) let stream = stream  // made on the loop, this actor's executor
-            self?.assumeIsolated { $0.establish(stream, in: group) }
+            self?.assumeIsolated { $0.establishStream(stream, in: group) }
         }
-        establish(first, in: group)
+        establishStream(first, in: group)
+    }
+
+    private func establishStream(_ stream: SCTPStreamLayer, in group: ConnectionGroup) {
+        do throws(TransportError) {
+            establish(try recipe.makeServerLayer(over: stream, baseKind: .sctp, loop: loop), in: group)
+        } catch {
+            stream.abort()
+            recordFailure(error)
+        }
     }
 
     private func peerClosed(_ sender: SocketAddress) {
