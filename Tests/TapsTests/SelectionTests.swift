@@ -26,11 +26,28 @@ final class SelectionTests: XCTestCase {
     func testUnmetRequirementFailsBeforeAnyPacketAndNamesIt() async {
         var properties = TransportProperties.reliableInOrderStream
         properties.multistreaming = .require
-        // TLS with multistreaming (TLS over SCTP) is not in this registry. Port 1 on loopback: a
-        // packet would give connectionRefused instead.
+        properties.perMsgReliability = .require
+        // TLS with multistreaming is tls-sctp, whose TLS records may not have limited lifetimes. Port
+        // 1 on loopback: a packet would give connectionRefused instead.
         let preconnection = Preconnection(remote: .loopback(port: 1), transport: properties, security: .clientDefault)
         let error = await XCTAssertThrowsTransportError(.noCandidate) { try await preconnection.initiate() }
-        XCTAssertTrue(error?.message.contains("multistreaming required") ?? false, "\(String(describing: error))")
+        XCTAssertTrue(error?.message.contains("tls-sctp: perMsgReliability required, not provided (RFC 3436 section 4.3.2") ?? false,
+                      "\(String(describing: error))")
+    }
+
+    func testMultistreamingWithSecuritySelectsTLSOverSCTP() {
+        var properties = TransportProperties.reliableInOrderStream
+        properties.multistreaming = .require
+        let reports = Preconnection(remote: .loopback(port: 1), transport: properties).candidateStacks()
+        XCTAssertEqual(reports.filter(\.qualifies).map(\.stack.name), ["tls-sctp"], reports.table)
+        // Message boundaries need a framer: TLS is a byte stream on each stream.
+        properties.preserveMsgBoundaries = .require
+        let withoutFramer = Preconnection(remote: .loopback(port: 1), transport: properties).candidateStacks()
+        let tlsSCTP = withoutFramer.first { $0.stack.name == "tls-sctp" }
+        XCTAssertEqual(tlsSCTP?.qualifies, false)
+        XCTAssertTrue(tlsSCTP?.reasons.contains { $0.contains("a framer adds message boundaries") } ?? false, withoutFramer.table)
+        let withFramer = Preconnection(remote: .loopback(port: 1), transport: properties, framer: LengthPrefixFramer()).candidateStacks()
+        XCTAssertEqual(withFramer.filter(\.qualifies).map(\.stack.name), ["tls-sctp"], withFramer.table)
     }
 
     func testPreferAndAvoidRank() {

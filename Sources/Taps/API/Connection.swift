@@ -213,6 +213,10 @@ public actor Connection {
         context.messageID = nextMessageID
         nextMessageID += 1
         try checkCanSend()
+        if let refusal = layer.refusal(for: context.properties) {
+            emit(.sendError(context, refusal))
+            throw refusal
+        }
         // RFC 9622 section 8.1.11.5: larger than the stack carries as one message.
         if let limit = sendMsgMaxLen, content.count > limit {
             let error = TransportError.messageTooLarge("\(content.count) bytes exceed sendMsgMaxLen (\(limit)) on \(stack.name)")
@@ -606,9 +610,18 @@ public actor Connection {
 
     /// Opens a new connection in the same group, with the same properties, to the same peer. On
     /// TLS/TCP it resumes the group's TLS session.
-    public func clone() async throws -> Connection {
+    ///
+    /// On tls-sctp the clone is the next stream of the association with a TLS connection of its own,
+    /// resumed or not by `sctp.tlsHandshakes`; `security: .disabled` leaves TLS out of that stream
+    /// (plain SCTP user data, RFC 3436 section 4.3.1), which is never done without asking: such a
+    /// connection reports the stack `sctp` and no security details. Other security parameters
+    /// are the group's and cannot be changed per clone.
+    public func clone(security: SecurityParameters? = nil) async throws -> Connection {
         do {
-            return try await group.clone(from: self)
+            if let security, security.isEnabled {
+                throw TransportError.invalidArgument("a clone shares its group's security parameters; pass nil, or .disabled for a plain stream")
+            }
+            return try await group.clone(from: self, secured: security == nil)
         } catch let error as TransportError {
             emit(.cloneError(error))
             throw error

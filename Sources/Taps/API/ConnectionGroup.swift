@@ -35,7 +35,8 @@ public final class ConnectionGroup: Sendable {
         weak var connection: Connection?
     }
 
-    func clone(from original: Connection) async throws -> Connection {
+    /// `secured: false`: a plain stream of a TLS/SCTP association (RFC 3436 section 4.3.1).
+    func clone(from original: Connection, secured: Bool = true) async throws -> Connection {
         if let limit = recipe.properties.groupConnLimit, count >= limit {
             throw TransportError.invalidArgument("the group already has \(count) connections (groupConnLimit \(limit))")
         }
@@ -44,8 +45,10 @@ public final class ConnectionGroup: Sendable {
             try original.assumeIsolated { original in
                 // A stack with streams opens the next one in the same association; others connect anew.
                 let layer: Layer
-                if let sibling = try recipe.makeCloneLayer(of: original.layer, remote: remote, loop: loop) {
+                if let sibling = try recipe.makeCloneLayer(of: original.layer, remote: remote, loop: loop, secured: secured) {
                     layer = sibling
+                } else if !secured {
+                    throw TransportError.notSupported("only a stream of a \(recipe.stack.name) association can leave its security out; this stack opens a connection per clone")
                 } else if let remote {
                     layer = try recipe.makeClientLayer(loop: loop, remote: remote)
                 } else {
@@ -53,7 +56,7 @@ public final class ConnectionGroup: Sendable {
                 }
                 // Made on this loop and kept on it: the connection is isolated to the same loop.
                 nonisolated(unsafe) let made = layer
-                let connection = Connection(loop: loop, stack: recipe.stack, layer: made, properties: recipe.properties,
+                let connection = Connection(loop: loop, stack: secured ? recipe.stack : recipe.stack.withoutSecurity, layer: made, properties: recipe.properties,
                                             framer: framer, group: self)
                 add(connection)
                 return connection

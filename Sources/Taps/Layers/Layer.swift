@@ -80,6 +80,9 @@ protocol Layer: AnyObject {
     /// The connection's priority among its group (connPriority; lower is more important), for layers
     /// that schedule several connections over one association (SCTP streams).
     func setPriority(_ priority: Int)
+    /// Why a message with these properties cannot be sent on this layer (nil: it can). The
+    /// connection reports it as a `sendError` before anything is written.
+    func refusal(for properties: MessageProperties) -> TransportError?
     /// Message layers: hand a large message up in parts of at least `minimumLength` bytes as it
     /// arrives (nil: whole messages only), for RFC 9622's minIncompleteLength.
     func setPartialDelivery(minimumLength: Int?)
@@ -129,6 +132,8 @@ extension Layer {
     }
 
     func setPartialDelivery(minimumLength: Int?) {}
+
+    func refusal(for properties: MessageProperties) -> TransportError? { nil }
 }
 
 /// The outcome of a security handshake, readable on an established connection.

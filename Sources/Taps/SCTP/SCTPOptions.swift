@@ -32,6 +32,26 @@ public struct SCTPOptions: Sendable, Hashable {
     public var retransmissionTimeoutMaximum: Duration? = nil
     public var retransmissionTimeoutInitial: Duration? = nil
 
+    /// tls-sctp: how the TLS handshakes of a group's streams go (RFC 3436 section 5).
+    public var tlsHandshakes: TLSHandshakes = .resumeFirst
+
+    /// When each stream of a tls-sctp association does its TLS handshake, and whether it resumes
+    /// (RFC 3436 section 5). Whatever the pattern, a session from an earlier association (the
+    /// session cache, or `SecurityParameters.resumptionSession`) is offered on every stream, so a
+    /// group can open with no full handshake at all (section 5.4).
+    public enum TLSHandshakes: String, Sendable, Hashable, CaseIterable {
+        /// Every stream starts its handshake as soon as it is opened; without an earlier session
+        /// each one is a full handshake (section 5.1).
+        case parallel
+        /// The first stream does a full handshake; streams opened later wait for its session and
+        /// resume it (section 5.2).
+        case resumeFirst
+        /// As `resumeFirst`, but a cloned stream starts its handshake only when the application
+        /// first sends on it (section 5.3): the connection is ready at once, what it sends waits
+        /// for the handshake, and an unused stream costs no handshake.
+        case delayed
+    }
+
     /// IPv6 (40) and UDP (8) headers.
     static let headerOverhead = 48
 

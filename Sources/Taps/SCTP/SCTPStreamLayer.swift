@@ -22,6 +22,10 @@ final class SCTPStreamLayer: Layer {
     var localAddress: SocketAddress? { association.path.lower.localAddress }
     var remoteAddress: SocketAddress? { association.path.lower.remoteAddress }
 
+    /// The stream has a partner of the same id in the other direction (RFC 3436 section 3.1): its
+    /// id is below the outgoing streams the association negotiated.
+    var isBidirectional: Bool { association.outboundStreams == 0 || streamID < association.outboundStreams }
+
     func start() {
         started = true
         association.streamStarted(self)

@@ -208,6 +208,7 @@ final class TLSContext: @unchecked Sendable {
                 guard let ssl, let session, let data = SSL_get_ex_data(ssl, 0) else { return 0 }
                 let engine = Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue()
                 if let key = engine.sessionKey { engine.context.sessionCache.store(session, for: key) }
+                engine.onNewSession?(session)
                 return 0
             }
         }

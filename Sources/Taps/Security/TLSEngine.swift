@@ -47,8 +47,10 @@ final class TLSEngine {
     ///   - peerAddress: the server's address, verified against the certificate when there is no name.
     ///   - recordPerWrite: every TLS record leaves as its own write (TLS over SCTP user messages);
     ///     ignored on DTLS, whose writes are datagrams.
+    ///   - offersCachedSession: the client offers the cache's session for `sessionKey`; false when
+    ///     the caller decides what to offer (`offer(_:)`), as tls-sctp's streams do.
     init(context: TLSContext, serverName: String?, peerAddress: SocketAddress?, sessionKey: String?,
-         recordPerWrite: Bool = false) throws(TransportError) {
+         recordPerWrite: Bool = false, offersCachedSession: Bool = true) throws(TransportError) {
         guard let ssl = SSL_new(context.context) else { throw TLSContext.lastError(.handshakeFailed, "SSL_new") }
         self.ssl = ssl
         self.context = context
@@ -75,7 +77,7 @@ final class TLSEngine {
         }
         if context.role == .client {
             SSL_set_connect_state(ssl)
-            try configureClient(serverName: serverName, peerAddress: peerAddress)
+            try configureClient(serverName: serverName, peerAddress: peerAddress, offersCachedSession: offersCachedSession)
         } else {
             SSL_set_accept_state(ssl)
         }
@@ -85,7 +87,7 @@ final class TLSEngine {
         SSL_free(ssl)
     }
 
-    private func configureClient(serverName: String?, peerAddress: SocketAddress?) throws(TransportError) {
+    private func configureClient(serverName: String?, peerAddress: SocketAddress?, offersCachedSession: Bool) throws(TransportError) {
         if let serverName, SocketAddress(ip: serverName, port: 0) == nil {
             _ = taps_SSL_set_tlsext_host_name(ssl, serverName)
         }
@@ -99,11 +101,20 @@ final class TLSEngine {
                 throw .invalidArgument("cannot verify the server: no host name or address to check its certificate against")
             }
         }
-        if let sessionKey, let session = context.session(for: sessionKey) {
+        if offersCachedSession, let sessionKey, let session = context.session(for: sessionKey) {
             SSL_set_session(ssl, session)
             SSL_SESSION_free(session)
         }
     }
+
+    /// Client, before the handshake starts: offers `session` for resumption.
+    func offer(_ session: OpaquePointer) {
+        SSL_set_session(ssl, session)
+    }
+
+    /// Client: called with each new resumable session the server gives (TLS 1.3 tickets, a TLS 1.2
+    /// session), borrowed for the call.
+    var onNewSession: ((OpaquePointer) -> Void)?
 
     // MARK: Handshake
 

@@ -1,6 +1,6 @@
-/// TLS over a byte-stream layer (TLS/TCP), or DTLS over a datagram layer (DTLS/UDP), binding a
-/// `TLSEngine` to the layer below. No application data passes before the handshake completes.
-/// Loop thread only.
+/// TLS over a byte-stream layer (TLS/TCP) or over one SCTP stream's messages (TLS/SCTP, RFC 3436),
+/// or DTLS over a datagram layer (DTLS/UDP), binding a `TLSEngine` to the layer below. No
+/// application data passes before the handshake completes. Loop thread only.
 final class TLSLayer: Layer, LayerDelegate {
     weak var delegate: LayerDelegate?
     private let lower: Layer
@@ -8,15 +8,35 @@ final class TLSLayer: Layer, LayerDelegate {
     private var state: State = .idle
     /// DTLS: retransmits the last handshake flight when its timer expires (RFC 6347 section 4.2.4).
     private var retransmitTimer: UVTimer?
+    /// TLS/SCTP clients: the association's sessions, which decide when this stream's handshake
+    /// starts and what it resumes (RFC 3436 section 5).
+    let streamSessions: TLSStreamSessions?
+    /// TLS/SCTP `delayed`: the handshake waits for the first write (RFC 3436 section 5.3).
+    private let deferredUntilFirstWrite: Bool
+    /// The layer above was told it is ready (before the handshake, on a deferred stream).
+    private var readyReported = false
+    /// Deferred streams: what the application sent before the handshake finished, and a close asked
+    /// for meanwhile; sent once it has.
+    private var waitingWrites: [([UInt8], ((TransportError?) -> Void)?)] = []
+    private var waitingFinish: ((TransportError?) -> Void)?
+    /// This stream leads its association's handshakes: the others wait for its session, for at
+    /// most `ticketWait` after its handshake.
+    private var isSessionLeader = false
+    private var ticketTimer: UVTimer?
 
-    private enum State { case idle, handshaking, ready, closing, failed }
+    /// `deferred`: on a deferred stream the handshake has not started yet; `awaitingSession`: it
+    /// waits for the session of the association's first stream.
+    private enum State { case idle, deferred, awaitingSession, handshaking, ready, closing, failed }
 
     private unowned let loop: EventLoop
 
-    init(over lower: Layer, engine: TLSEngine, loop: EventLoop) {
+    init(over lower: Layer, engine: TLSEngine, loop: EventLoop, streamSessions: TLSStreamSessions? = nil,
+         deferredUntilFirstWrite: Bool = false) {
         self.lower = lower
         self.engine = engine
         self.loop = loop
+        self.streamSessions = streamSessions
+        self.deferredUntilFirstWrite = deferredUntilFirstWrite
         lower.delegate = self
         engine.loop = loop
         engine.onCallbackCompleted = { [weak self] in self?.handshakeCallbackDidFinish() }
@@ -47,7 +67,42 @@ final class TLSLayer: Layer, LayerDelegate {
 
     func layerDidBecomeReady() {
         guard state == .handshaking else { return }
-        if engine.context.role == .client || engine.continuesHandshake { advanceHandshake() }
+        guard engine.context.role == .client || engine.continuesHandshake else { return }
+        if deferredUntilFirstWrite {
+            state = .deferred
+            reportReady()
+        } else {
+            beginClientHandshake()
+        }
+    }
+
+    /// A client starts its handshake, once its association's sessions let it (TLS/SCTP).
+    private func beginClientHandshake() {
+        guard let streamSessions, engine.context.role == .client else {
+            state = .handshaking
+            advanceHandshake()
+            return
+        }
+        state = .awaitingSession
+        engine.onNewSession = { [weak self] session in
+            guard let self else { return }
+            self.streamSessions?.sessionArrived(session, onResumedStream: self.engine.resumed)
+            self.isSessionLeader = false
+            self.stopTicketWait()
+        }
+        streamSessions.handshakeMayStart { [weak self] session, isLeader in
+            guard let self, self.state == .awaitingSession else { return }
+            if let session { self.engine.offer(session) }
+            self.isSessionLeader = isLeader
+            self.state = .handshaking
+            self.advanceHandshake()
+        }
+    }
+
+    private func reportReady() {
+        guard !readyReported else { return }
+        readyReported = true
+        delegate?.layerDidBecomeReady()
     }
 
     private func advanceHandshake() {
@@ -64,7 +119,35 @@ final class TLSLayer: Layer, LayerDelegate {
         guard state == .handshaking else { return }
         state = .ready
         stopRetransmission()
-        delegate?.layerDidBecomeReady()
+        if isSessionLeader { awaitLeaderSession() }
+        reportReady()
+        sendWaitingWrites()
+    }
+
+    /// How long the streams waiting on a leader's session wait for its TLS 1.3 ticket, which
+    /// follows the handshake; a server may send none.
+    static let ticketWait: UInt64 = 1_000
+
+    /// A TLS 1.2 session came with the handshake, if at all; a TLS 1.3 ticket follows it.
+    private func awaitLeaderSession() {
+        guard engine.details.protocolVersion == "TLSv1.3" else { return leaveSessionLead() }
+        ticketTimer = UVTimer.schedule(on: loop, after: Self.ticketWait) { [weak self] in self?.leaveSessionLead() }
+    }
+
+    private func stopTicketWait() {
+        ticketTimer?.close()
+        ticketTimer = nil
+    }
+
+    /// Deferred streams: what the application sent before the handshake goes now, in order.
+    private func sendWaitingWrites() {
+        let writes = waitingWrites
+        waitingWrites.removeAll()
+        for (bytes, completion) in writes { bytes.withUnsafeBytes { write($0, completion: completion) } }
+        if let finish = waitingFinish {
+            waitingFinish = nil
+            finishWriting(completion: finish)
+        }
     }
 
     private func scheduleRetransmission() {
@@ -99,9 +182,26 @@ final class TLSLayer: Layer, LayerDelegate {
         handle(outcome)
     }
 
+    /// TLS/SCTP: each user message on the stream is TLS input in order (a record split over
+    /// messages, or several in one, is accepted). TLS data sent unordered breaks TLS's in-sequence
+    /// delivery (RFC 3436 section 4.3.2): it ends this connection only.
+    func layerDidRead(message: [UInt8], properties: MessageProperties, isComplete: Bool) {
+        guard properties.ordered else {
+            fail(.protocolViolation("the peer sent TLS data unordered on this SCTP stream, which RFC 3436 section 4.3.2 forbids"))
+            return
+        }
+        message.withUnsafeBytes { layerDidRead($0) }
+    }
+
     func layerDidReadEndOfStream() {
         guard state != .failed else { return }
         if engine.receivedCloseNotify { return }
+        // We sent close_notify and the layer below ended (an SCTP SHUTDOWN leaves the peer no way
+        // to answer with its own): a clean end, not a truncation.
+        if state == .closing {
+            delegate?.layerDidReadEndOfStream()
+            return
+        }
         let outcome = engine.feedEndOfStream(handshakeDone: { handshakeDidComplete() }) { plaintext in
             delegate?.layerDidRead(owned: plaintext)
         }
@@ -155,12 +255,31 @@ final class TLSLayer: Layer, LayerDelegate {
         guard state != .failed else { return }
         state = .failed
         stopRetransmission()
+        leaveSessionLead()
+        let writes = waitingWrites
+        waitingWrites.removeAll()
+        writes.forEach { $0.1?(error) }
         delegate?.layerDidFail(error)
+    }
+
+    /// The streams waiting on this one's session stop waiting if it never came.
+    private func leaveSessionLead() {
+        stopTicketWait()
+        guard isSessionLeader else { return }
+        isSessionLeader = false
+        streamSessions?.leaderEnded()
     }
 
     // MARK: From the layer above
 
     func write(_ bytes: UnsafeRawBufferPointer, completion: ((TransportError?) -> Void)?) {
+        if readyReported && [.deferred, .awaitingSession, .handshaking].contains(state) {
+            // RFC 3436 section 5.3: the first write starts a deferred stream's handshake; the data
+            // waits for it, so no application byte leaves before the handshake has finished.
+            waitingWrites.append((Array(bytes), completion))
+            if state == .deferred { beginClientHandshake() }
+            return
+        }
         guard state == .ready else {
             completion?(.connectionClosed("TLS is not established; no application data is sent before the handshake completes"))
             return
@@ -186,7 +305,21 @@ final class TLSLayer: Layer, LayerDelegate {
         engine.drainOutbound { ciphertext, isLast in lower.write(ciphertext, completion: isLast ? completion : nil) }
     }
 
+    /// TLS/SCTP: RFC 3436 section 4.3.2 allows neither unordered delivery nor limited lifetimes
+    /// for TLS records, and a record must arrive (reliable).
+    func refusal(for properties: MessageProperties) -> TransportError? {
+        guard engine.recordPerWrite else { return nil }
+        let broken = [(!properties.ordered, "ordered = false"), (properties.lifetime != nil, "a lifetime"),
+                      (!properties.reliable, "reliable = false")].filter(\.0).map(\.1)
+        guard !broken.isEmpty else { return nil }
+        return .notSupported("\(broken.joined(separator: ", ")) cannot be used on tls-sctp: RFC 3436 section 4.3.2 requires TLS records on an SCTP stream to be delivered reliably, in order and without a limited lifetime")
+    }
+
     func finishWriting(completion: @escaping (TransportError?) -> Void) {
+        if readyReported && [.awaitingSession, .handshaking].contains(state) {
+            waitingFinish = completion
+            return
+        }
         guard state == .ready else {
             lower.finishWriting(completion: completion)
             return
@@ -200,11 +333,13 @@ final class TLSLayer: Layer, LayerDelegate {
     func setReading(_ enabled: Bool) { lower.setReading(enabled) }
     func abort() {
         stopRetransmission()
+        leaveSessionLead()
         lower.abort()
     }
 
     func close() {
         stopRetransmission()
+        leaveSessionLead()
         lower.close()
     }
 

@@ -19,6 +19,14 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     /// - SCTP: its send queue is where connPriority and msgPriority reorder what waits; a deeper
     ///   queue gives a more important message more to overtake.
     public let sendHighWater: Int
+    /// Why the stack lacks a feature that its layers would otherwise suggest, for selection's
+    /// explanations (tls-sctp: RFC 3436 forbids unordered and limited-lifetime TLS records).
+    public let restrictions: [FeatureRestriction]
+
+    public struct FeatureRestriction: Sendable, Hashable {
+        public let features: TransportFeatures
+        public let reason: String
+    }
 
     public enum LayerKind: String, Sendable, Hashable {
         case tcp, udp, tls, dtls, sctp
@@ -32,13 +40,26 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     public var description: String { name }
 
     init(name: String, layers: [LayerKind], features: TransportFeatures, security: SecurityProtocol?,
-         roles: Set<Role>, sendHighWater: Int = 4 * 1024 * 1024) {
+         roles: Set<Role>, sendHighWater: Int = 4 * 1024 * 1024, restrictions: [FeatureRestriction] = []) {
         self.name = name
         self.layers = layers
         self.features = features
         self.security = security
         self.roles = roles
         self.sendHighWater = sendHighWater
+        self.restrictions = restrictions
+    }
+
+    /// The registered stack with the same layers less the security protocol (tls-sctp: sctp), which
+    /// a plain stream of a secured association reports.
+    var withoutSecurity: ProtocolStack {
+        let plain = layers.filter { $0.security == nil }
+        return StackRegistry.standard.stacks.first { $0.layers == plain } ?? self
+    }
+
+    /// The reason the stack gives for lacking `feature`, if it gives one.
+    func restriction(on feature: TransportFeatures) -> String? {
+        restrictions.first { !$0.features.isDisjoint(with: feature) }?.reason
     }
 
     public static let tcp = ProtocolStack(
@@ -64,6 +85,22 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
                    .fullChecksumSend, .fullChecksumReceive, .congestionControl, .activeReadBeforeSend],
         security: nil, roles: [.initiate, .listen])
 
+    /// TLS over SCTP (RFC 3436): each Connection is one bidirectional SCTP stream carrying its own
+    /// TLS connection, each TLS record one user message; `clone()` opens the next stream and resumes
+    /// the group's session by `sctp.tlsHandshakes`. A byte stream per stream (a framer adds message
+    /// boundaries); streams never head-of-line block each other.
+    public static let tlsSCTP = ProtocolStack(
+        name: "tls-sctp", layers: [.udp, .sctp, .tls],
+        features: [.reliableTransfer, .orderedDelivery, .multistreaming, .fullChecksumSend, .fullChecksumReceive,
+                   .congestionControl, .activeReadBeforeSend],
+        security: .tls, roles: [.initiate, .listen],
+        restrictions: [
+            FeatureRestriction(features: .perMessageReliability,
+                               reason: "RFC 3436 section 4.3.2: TLS records on an SCTP stream must not be unordered or have limited lifetimes"),
+            FeatureRestriction(features: .messageBoundaries,
+                               reason: "TLS is a byte stream on each SCTP stream (RFC 3436); a framer adds message boundaries"),
+        ])
+
     public static let dtlsUDP = ProtocolStack(
         name: "dtls-udp", layers: [.udp, .dtls],
         features: [.messageBoundaries, .fullChecksumSend, .fullChecksumReceive, .activeReadBeforeSend],
@@ -77,6 +114,15 @@ extension ProtocolStack.LayerKind {
         case .tcp, .tls: return .byteStream
         case .sctp: return .orderedMessages
         case .udp, .dtls: return .datagrams
+        }
+    }
+
+    /// The security protocol this layer adds, if it is one.
+    var security: SecurityProtocol? {
+        switch self {
+        case .tls: return .tls
+        case .dtls: return .dtls
+        case .tcp, .udp, .sctp: return nil
         }
     }
 
@@ -102,7 +148,7 @@ public struct StackRegistry: Sendable {
 
     public init(stacks: [ProtocolStack]) { self.stacks = stacks }
 
-    public static let standard = StackRegistry(stacks: [.tlsTCP, .dtlsUDP, .tcp, .udp, .sctp])
+    public static let standard = StackRegistry(stacks: [.tlsTCP, .dtlsUDP, .tcp, .udp, .sctp, .tlsSCTP])
 
     public func stack(named name: String) -> ProtocolStack? {
         stacks.first { $0.name == name.lowercased() }

@@ -68,7 +68,7 @@ struct StackSelector {
         for (name, preference, feature) in properties.featurePreferences {
             let has = features.contains(feature)
             switch (preference, has) {
-            case (.require, false): unmet.append("\(name) required, not provided")
+            case (.require, false): unmet.append("\(name) required, not provided" + (stack.restriction(on: feature).map { " (\($0))" } ?? ""))
             case (.prohibit, true): unmet.append("\(name) prohibited, provided")
             case (.prefer, true): preferMatches += 1; notes.append("\(name) preferred, provided")
             case (.prefer, false): notes.append("\(name) preferred, not provided")

@@ -59,22 +59,35 @@ struct StackRecipe: Sendable {
     }
 
     /// The layers of a clone of `original` (RFC 9622 section 7.4): on a stack with streams, the next
-    /// stream of the same association with the stack's layers above it; nil when the clone needs a
-    /// connection of its own. Loop thread only.
-    func makeCloneLayer(of original: Layer, remote: SocketAddress?, loop: EventLoop) throws(TransportError) -> Layer? {
-        guard let sibling = try original.openSibling() else { return nil }
-        guard let index = stack.layers.firstIndex(where: \.opensStreams) else {
-            throw .notSupported("stack \(stack.name) has no layer that opens streams")
+    /// stream of the same association with the stack's layers above it (`secured: false` leaves out
+    /// the security layer: plain SCTP user data on a stream of a TLS/SCTP association, RFC 3436
+    /// section 4.3.1); nil when the clone needs a connection of its own. Loop thread only.
+    func makeCloneLayer(of original: Layer, remote: SocketAddress?, loop: EventLoop, secured: Bool = true) throws(TransportError) -> Layer? {
+        guard let index = stack.layers.firstIndex(where: \.opensStreams) else { return nil }
+        let above = stack.layers[(index + 1)...]
+        if remote == nil && secured && above.contains(.tls) {
+            // The TLS client starts each stream's handshake (RFC 3436 section 4.2); a listener's side
+            // is the TLS server and waits for ClientHellos on the streams the client opens.
+            throw .notSupported("on \(stack.name) the initiating side opens streams; a connection accepted by a listener cannot clone a TLS stream")
         }
-        return try addLayers(above: index, over: sibling, remote: remote, loop: loop)
+        guard let sibling = try original.openSibling() else { return nil }
+        let sessions = original.layerChain.lazy.compactMap { ($0 as? TLSLayer)?.streamSessions }.first
+        let layers = secured ? Array(above) : above.filter { $0.security == nil }
+        return try addLayers(layers, over: sibling, remote: remote, loop: loop, streamSessions: sessions)
     }
 
     /// Puts the stack's layers after `index` on `base`, bottom-up. A client passes the `remote` it
     /// connects to; a server passes nil.
     private func addLayers(above index: Int, over base: Layer, remote: SocketAddress?, loop: EventLoop,
                            acceptedEngine: TLSEngine? = nil) throws(TransportError) -> Layer {
+        try addLayers(Array(stack.layers[(index + 1)...]), over: base, remote: remote, loop: loop, acceptedEngine: acceptedEngine)
+    }
+
+    /// `streamSessions`: a clone's TLS/SCTP stream shares the association's sessions.
+    private func addLayers(_ kinds: [ProtocolStack.LayerKind], over base: Layer, remote: SocketAddress?, loop: EventLoop,
+                           acceptedEngine: TLSEngine? = nil, streamSessions: TLSStreamSessions? = nil) throws(TransportError) -> Layer {
         var layer = base
-        for kind in stack.layers[(index + 1)...] {
+        for kind in kinds {
             guard kind.canStand(on: layer.service) else {
                 throw .notSupported("\(kind.rawValue) cannot run over a layer that gives \(layer.service)")
             }
@@ -85,7 +98,7 @@ struct StackRecipe: Sendable {
             case .dtls where acceptedEngine != nil:
                 layer = TLSLayer(over: layer, engine: acceptedEngine!, loop: loop)
             case .tls, .dtls:
-                layer = try addSecurity(over: layer, remote: remote, loop: loop)
+                layer = try addSecurity(over: layer, remote: remote, loop: loop, streamSessions: streamSessions)
             case .tcp, .udp:
                 throw .notSupported("layer \(kind.rawValue) cannot be placed above another layer")
             }
@@ -103,14 +116,24 @@ struct StackRecipe: Sendable {
         return try association.openStream()
     }
 
-    /// TLS or DTLS over `lower`; over one SCTP stream's messages every record is its own message
-    /// (RFC 3436 section 3.2).
-    private func addSecurity(over lower: Layer, remote: SocketAddress?, loop: EventLoop) throws(TransportError) -> Layer {
+    /// TLS or DTLS over `lower`. Over one SCTP stream (RFC 3436) every record is its own message, the
+    /// stream must be bidirectional, and a client's streams share the association's sessions:
+    /// `streamSessions` for a clone, new ones for the first stream.
+    private func addSecurity(over lower: Layer, remote: SocketAddress?, loop: EventLoop,
+                             streamSessions: TLSStreamSessions?) throws(TransportError) -> Layer {
         guard let tlsContext else { throw .invalidArgument("stack \(stack.name) needs a security context") }
         let key = remote.map { "\(serverName ?? $0.ipAddress):\($0.port)" }
-        let engine = try TLSEngine(context: tlsContext, serverName: serverName, peerAddress: remote,
-                                   sessionKey: properties.isolateSession ? nil : key,
-                                   recordPerWrite: lower.service == .orderedMessages)
-        return TLSLayer(over: lower, engine: engine, loop: loop)
+        let sessionKey = properties.isolateSession ? nil : key
+        let overStream = lower.service == .orderedMessages
+        if overStream, let stream = lower as? SCTPStreamLayer, !stream.isBidirectional {
+            throw .protocolViolation("SCTP stream \(stream.streamID) has no stream back: TLS runs on bidirectional streams only (RFC 3436 section 4.4)")
+        }
+        let engine = try TLSEngine(context: tlsContext, serverName: serverName, peerAddress: remote, sessionKey: sessionKey,
+                                   recordPerWrite: overStream, offersCachedSession: !overStream)
+        guard overStream, remote != nil else { return TLSLayer(over: lower, engine: engine, loop: loop) }
+        let pattern = properties.sctp.tlsHandshakes
+        let sessions = streamSessions ?? TLSStreamSessions(pattern: pattern, earlier: sessionKey.flatMap(tlsContext.session(for:)))
+        return TLSLayer(over: lower, engine: engine, loop: loop, streamSessions: sessions,
+                        deferredUntilFirstWrite: streamSessions != nil && pattern == .delayed)
     }
 }

@@ -1,0 +1,57 @@
+import Foundation
+import XCTest
+@testable import Taps
+
+/// Preconnections and helpers for the tls-sctp tests: TLS over SCTP streams (RFC 3436) on usrsctp over
+/// loopback UDP, with the test PKI.
+enum TLSSCTP {
+    static let pki = TestPKI.shared
+
+    static func transport(_ configure: (inout TransportProperties) -> Void = { _ in }) -> TransportProperties {
+        var transport = TransportProperties.reliableInOrderStream
+        transport.multistreaming = .require
+        configure(&transport)
+        return transport
+    }
+
+    static func listener(security: SecurityParameters = pki.serverSecurity,
+                         configure: (inout TransportProperties) -> Void = { _ in }) async throws -> Listener {
+        var server = Preconnection(local: .loopback(), transport: transport(configure), security: security)
+        server.registry = StackRegistry(stacks: [.tlsSCTP])
+        return try await server.listen()
+    }
+
+    static func client(_ port: UInt16, security: SecurityParameters = pki.clientSecurity,
+                       configure: (inout TransportProperties) -> Void = { _ in }) -> Preconnection {
+        var client = Preconnection(remote: .host("localhost", port: port), transport: transport(configure), security: security)
+        client.registry = StackRegistry(stacks: [.tlsSCTP])
+        return client
+    }
+
+    /// A first connection and `count - 1` clones of it, each sending its greeting (`greeting(N)`)
+    /// once established, and the server's side of each stream, matched by the greeting it got.
+    static func openStreams(_ count: Int, from client: Preconnection,
+                            to listener: Listener) async throws -> (clients: [Connection], servers: [Int: Connection]) {
+        let first = try await client.initiate(timeout: .seconds(10))
+        var clients = [first]
+        for _ in 1..<count { clients.append(try await first.clone()) }
+        for (index, connection) in clients.enumerated() { try await connection.send(greeting(index)) }
+        return (clients, try await acceptStreams(count, on: listener))
+    }
+
+    static func greeting(_ index: Int) -> String { "hello " + String(index + 100).dropFirst() }
+
+    /// The next `count` connections `listener` accepts, by the greeting each got first.
+    static func acceptStreams(_ count: Int, on listener: Listener) async throws -> [Int: Connection] {
+        var servers: [Int: Connection] = [:]
+        var incoming = listener.connections.makeAsyncIterator()
+        while servers.count < count {
+            let next = await incoming.next()
+            let server = try XCTUnwrap(next, "the listener ended with \(servers.count) of \(count) streams")
+            let text = String(decoding: try await receiveBytes(server, count: 8), as: UTF8.self)
+            let index = try XCTUnwrap(Int(text.dropFirst("hello ".count)), "unexpected greeting \(text)")
+            servers[index] = server
+        }
+        return servers
+    }
+}
