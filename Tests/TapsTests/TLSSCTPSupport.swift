@@ -48,10 +48,21 @@ enum TLSSCTP {
         while servers.count < count {
             let next = await incoming.next()
             let server = try XCTUnwrap(next, "the listener ended with \(servers.count) of \(count) streams")
-            let text = String(decoding: try await receiveBytes(server, count: 8), as: UTF8.self)
+            let text = String(decoding: try await receiveExactly(server, count: 8), as: UTF8.self)
             let index = try XCTUnwrap(Int(text.dropFirst("hello ".count)), "unexpected greeting \(text)")
             servers[index] = server
         }
         return servers
     }
+}
+
+/// Reads exactly `count` bytes of a byte stream, leaving what follows for the next read.
+func receiveExactly(_ connection: Connection, count: Int) async throws -> [UInt8] {
+    var bytes: [UInt8] = []
+    while bytes.count < count {
+        let message = try await connection.receive(maxLength: count - bytes.count)
+        if message.content.isEmpty && message.isComplete { break }
+        bytes += message.content
+    }
+    return bytes
 }

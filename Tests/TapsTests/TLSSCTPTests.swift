@@ -40,6 +40,125 @@ final class TLSSCTPTests: XCTestCase {
     }
 }
 
+extension TLSSCTPTests {
+    /// Section 5.3: a cloned stream's handshake waits for its first write; what it sends meanwhile
+    /// waits for the handshake and never crosses the wire in clear.
+    func testDelayedPatternHandshakesOnFirstSendAndNothingLeavesInClear() async throws {
+        for count in [2, 16] {
+            let listener = try await TLSSCTP.listener()
+            var client = TLSSCTP.client(listener.localAddress.port) { $0.sctp.tlsHandshakes = .delayed }
+            client.lossyPath = LossyPath()  // no faults: it shows what this end writes
+            let first = try await client.initiate(timeout: .seconds(10))
+            let wire = try await watchWire(of: first)
+            var clones: [Connection] = []
+            for _ in 1..<count { clones.append(try await first.clone()) }
+            try await Task.sleep(for: .milliseconds(50))
+            let detailsBeforeUse = await clones.asyncMap { await $0.securityDetails }
+            XCTAssertTrue(detailsBeforeUse.allSatisfy { $0 == nil }, "no clone has done a handshake before it is used")
+            XCTAssertFalse(wire.contains(Array("localhost".utf8)), "no ClientHello (its SNI is in clear) went out for an unused stream")
+
+            let secret = Array("a secret the wire must never show".utf8)
+            for (index, connection) in ([first] + clones).enumerated() {
+                try await connection.send(Array(TLSSCTP.greeting(index).utf8) + secret)
+            }
+            let servers = try await TLSSCTP.acceptStreams(count, on: listener)
+            for index in 0..<count {
+                let server = try XCTUnwrap(servers[index])
+                let rest = try await receiveBytes(server, count: secret.count)
+                XCTAssertEqual(rest, secret, "stream \(index) delivers what was sent before its handshake")
+            }
+            XCTAssertTrue(wire.contains(Array("localhost".utf8)), "the clones' ClientHellos went out once they were used")
+            XCTAssertFalse(wire.contains(secret), "no application byte crossed the wire in clear")
+            let clonesResumed = try await clones.asyncMap { try await resumed($0) }
+            XCTAssertEqual(clonesResumed, Array(repeating: true, count: count - 1), "the clones resumed the first stream's session")
+            for connection in [first] + clones { await connection.abort() }
+            await listener.stop()
+        }
+    }
+
+    /// Section 5.4: with a session from an earlier association, no stream does a full handshake.
+    func testALaterAssociationResumesOnEveryStream() async throws {
+        for count in [2, 16] {
+            let listener = try await TLSSCTP.listener()
+            let client = TLSSCTP.client(listener.localAddress.port) { $0.sctp.tlsHandshakes = .parallel }
+            let earlier = try await client.initiate(timeout: .seconds(10))
+            try await earlier.send(TLSSCTP.greeting(0))
+            let accepted = try await TLSSCTP.acceptStreams(1, on: listener)
+            let earlierServer = try XCTUnwrap(accepted[0])
+            try await earlierServer.send("bye")
+            _ = try await receiveBytes(earlier, count: 3)  // the session ticket came before this
+            await earlier.close()
+            await earlierServer.close()
+
+            let (clients, servers) = try await TLSSCTP.openStreams(count, from: client, to: listener)
+            let clientResumed = try await clients.asyncMap { try await resumed($0) }
+            let serverResumed = try await (0..<count).asyncMap { try await resumed(try XCTUnwrap(servers[$0])) }
+            XCTAssertEqual(clientResumed, Array(repeating: true, count: count), "client side, \(count) streams")
+            XCTAssertEqual(serverResumed, Array(repeating: true, count: count), "server side, \(count) streams")
+            for connection in clients { await connection.abort() }
+            await listener.stop()
+        }
+    }
+
+    /// Section 4.3.2: TLS records are never sent unordered, with a lifetime or unreliably.
+    func testUnorderedLifetimeAndUnreliableMessagesAreSendErrors() async throws {
+        let listener = try await TLSSCTP.listener()
+        let echo = startEcho(listener)
+        let connection = try await TLSSCTP.client(listener.localAddress.port).initiate(timeout: .seconds(10))
+        let events = await connection.events()
+        var unordered = MessageProperties(), expiring = MessageProperties(), unreliable = MessageProperties()
+        unordered.ordered = false
+        expiring.lifetime = .seconds(1)
+        unreliable.reliable = false
+        for properties in [unordered, expiring, unreliable] {
+            let error = await XCTAssertThrowsTransportError(.notSupported) {
+                try await connection.send("never", context: MessageContext(properties: properties))
+            }
+            XCTAssertTrue(error?.message.contains("RFC 3436 section 4.3.2") ?? false, "\(String(describing: error))")
+        }
+        var sendErrors = 0
+        for await event in events {
+            if case .sendError = event { sendErrors += 1 }
+            if sendErrors == 3 { break }
+        }
+        try await connection.send("ordered")
+        let reply = try await receiveBytes(connection, count: 7)
+        XCTAssertEqual(String(decoding: reply, as: UTF8.self), "ordered", "the connection goes on")
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    /// A peer that sends TLS data unordered breaks that stream's TLS (section 4.3.2): that connection
+    /// fails with a protocol violation, the association's other streams carry on.
+    func testTLSDataArrivingUnorderedFailsThatStreamOnly() async throws {
+        let listener = try await TLSSCTP.listener()
+        let (clients, servers) = try await TLSSCTP.openStreams(2, from: TLSSCTP.client(listener.localAddress.port), to: listener)
+        let victim = try XCTUnwrap(servers[1])
+        let victimEvents = await victim.events()
+        // A record-like message sent unordered on stream 1, below TLS.
+        let unordered = { var properties = MessageProperties(); properties.ordered = false; return properties }()
+        try await clients[1].loop.submit {
+            clients[1].assumeIsolated { connection in
+                let stream = connection.layer.layerChain.first { $0 is SCTPStreamLayer }
+                stream?.write([23, 3, 3, 0, 1, 0], properties: unordered, completion: nil)
+            }
+        }
+        var failure: TransportError?
+        for await event in victimEvents {
+            if case .connectionError(let error) = event { failure = error; break }
+        }
+        XCTAssertEqual(failure?.code, .protocolViolation, "\(String(describing: failure))")
+        XCTAssertTrue(failure?.message.contains("RFC 3436") ?? false)
+        let survivor = try XCTUnwrap(servers[0])
+        try await clients[0].send("still here")
+        let text = try await receiveBytes(survivor, count: 10)
+        XCTAssertEqual(String(decoding: text, as: UTF8.self), "still here")
+        for connection in clients { await connection.abort() }
+        await listener.stop()
+    }
+}
+
 /// Whether `connection`'s TLS handshake resumed a session; fails the test when it has no security details.
 func resumed(_ connection: Connection, file: StaticString = #filePath, line: UInt = #line) async throws -> Bool {
     try await securityDetails(of: connection, file: file, line: line).resumed

@@ -163,6 +163,40 @@ func lossyCounters(of connection: Connection, file: StaticString = #filePath, li
     return try XCTUnwrap(counters, "no LossyLayer under the connection's layers", file: file, line: line)
 }
 
+/// The datagrams one end of a connection wrote to its path, as the `LossyLayer` under it saw them.
+final class WireLog: @unchecked Sendable {
+    // @unchecked Sendable: `datagrams` is only touched under `lock`.
+    private let lock = NSLock()
+    private var datagrams: [[UInt8]] = []
+
+    func append(_ datagram: [UInt8]) { lock.withLock { datagrams.append(datagram) } }
+
+    var count: Int { lock.withLock { datagrams.count } }
+
+    /// Whether any datagram carries `bytes` in clear.
+    func contains(_ bytes: [UInt8]) -> Bool {
+        lock.withLock {
+            datagrams.contains { datagram in
+                datagram.count >= bytes.count && (0...(datagram.count - bytes.count)).contains { datagram[$0..<($0 + bytes.count)].elementsEqual(bytes) }
+            }
+        }
+    }
+}
+
+/// Starts recording what `connection`'s end writes to its datagram path (it needs a `lossyPath`).
+func watchWire(of connection: Connection, file: StaticString = #filePath, line: UInt = #line) async throws -> WireLog {
+    let log = WireLog()
+    let installed = try await connection.loop.submit {
+        connection.assumeIsolated { connection -> Bool in
+            guard let lossy = connection.layer.layerChain.lazy.compactMap({ $0 as? LossyLayer }).first else { return false }
+            lossy.observeWrites = { log.append($0) }
+            return true
+        }
+    }
+    XCTAssertTrue(installed, "no LossyLayer under the connection's layers", file: file, line: line)
+    return log
+}
+
 /// Sends 8 MB in 64 KB messages from `client` to the first connection `listener` accepts, whose
 /// reader first lets megabytes pile up (reading pauses at the receive queue's high-water mark) and
 /// then drains: asserts that every byte arrives, in order, and that the stream ends with a final

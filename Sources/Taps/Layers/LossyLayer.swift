@@ -59,9 +59,13 @@ final class LossyLayer: Layer, LayerDelegate {
         write(Array(bytes), completion: completion)
     }
 
+    /// Sees every datagram this end writes, before any fault (tests read the wire through it).
+    var observeWrites: (([UInt8]) -> Void)?
+
     func write(_ array: [UInt8], completion: ((TransportError?) -> Void)?) {
         // The datagram counts as sent whatever happens to it on the way.
         counters.written += 1
+        observeWrites?(array)
         completion?(nil)
         disturb(array, held: \.heldOutgoing) { [weak self] datagram in self?.lower.write(datagram, completion: nil) }
     }

@@ -107,9 +107,12 @@ final class TLSEngine {
         }
     }
 
-    /// Client, before the handshake starts: offers `session` for resumption.
+    /// Client, before the handshake starts: offers a copy of `session` for resumption (OpenSSL
+    /// changes the session a connection resumed, so connections never share one).
     func offer(_ session: OpaquePointer) {
-        SSL_set_session(ssl, session)
+        guard let copy = SSL_SESSION_dup(session) else { return }
+        SSL_set_session(ssl, copy)
+        SSL_SESSION_free(copy)
     }
 
     /// Client: called with each new resumable session the server gives (TLS 1.3 tickets, a TLS 1.2

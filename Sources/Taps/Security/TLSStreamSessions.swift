@@ -6,18 +6,20 @@ import COpenSSL
 final class TLSStreamSessions {
     let pattern: SCTPOptions.TLSHandshakes
     /// The session a new stream offers: one from an earlier association (the cache, or an imported
-    /// one, section 5.4) until the streams get newer ones. OpenSSL marks a client session it resumed
-    /// not resumable once the server sends its replacement, so the newest is kept here.
+    /// one, section 5.4) until the streams get newer ones. A copy of its own: OpenSSL marks a client
+    /// session not resumable once the connection that used it gets a replacement ticket, and each
+    /// stream offers a copy of this one for the same reason.
     private var offered: OpaquePointer?
     /// A stream is doing the full handshake the others wait for.
     private var leading = false
     /// Streams waiting for a session (resumeFirst, delayed).
     private var waiting: [(OpaquePointer?) -> Void] = []
 
-    /// - Parameter earlier: a retained session, released with this object.
+    /// - Parameter earlier: a retained session, released here.
     init(pattern: SCTPOptions.TLSHandshakes, earlier: OpaquePointer?) {
         self.pattern = pattern
-        offered = earlier
+        offered = earlier.flatMap(SSL_SESSION_dup)
+        if let earlier { SSL_SESSION_free(earlier) }
     }
 
     deinit {
@@ -43,9 +45,9 @@ final class TLSStreamSessions {
     /// association's are kept: this association's full handshakes are not resumed (section 5.1).
     func sessionArrived(_ session: OpaquePointer, onResumedStream: Bool) {
         guard pattern != .parallel || onResumedStream else { return }
-        SSL_SESSION_up_ref(session)
+        guard let copy = SSL_SESSION_dup(session) else { return }
         if let offered { SSL_SESSION_free(offered) }
-        offered = session
+        offered = copy
         leading = false
         release(with: session)
     }
