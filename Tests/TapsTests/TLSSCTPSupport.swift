@@ -66,3 +66,30 @@ func receiveExactly(_ connection: Connection, count: Int) async throws -> [UInt8
     }
     return bytes
 }
+
+extension TLSSCTP {
+    /// Byte `offset` of stream `stream`'s test data.
+    static func patternByte(stream: Int, offset: Int) -> UInt8 { UInt8(truncatingIfNeeded: (offset &* 31 &+ stream) % 251) }
+
+    /// Sends `total` bytes of stream `stream`'s pattern in `chunk`-byte messages.
+    static func sendPattern(_ connection: Connection, stream: Int, total: Int, chunk: Int = 16_384) async throws {
+        for start in stride(from: 0, to: total, by: chunk) {
+            try await connection.send((start..<min(total, start + chunk)).map { patternByte(stream: stream, offset: $0) })
+        }
+    }
+
+    /// Receives `total` bytes and checks them against stream `stream`'s pattern; returns how many
+    /// matched before the first difference (total when all did).
+    static func receivePattern(_ connection: Connection, stream: Int, total: Int) async throws -> Int {
+        var received = 0
+        while received < total {
+            let message = try await connection.receive(maxLength: total - received)
+            if message.content.isEmpty && message.isComplete { break }
+            for byte in message.content {
+                guard byte == patternByte(stream: stream, offset: received) else { return received }
+                received += 1
+            }
+        }
+        return received
+    }
+}

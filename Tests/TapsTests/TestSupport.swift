@@ -173,6 +173,9 @@ final class WireLog: @unchecked Sendable {
 
     var count: Int { lock.withLock { datagrams.count } }
 
+    /// The size of the largest datagram written.
+    var largest: Int { lock.withLock { datagrams.map(\.count).max() ?? 0 } }
+
     /// Whether any datagram carries `bytes` in clear.
     func contains(_ bytes: [UInt8]) -> Bool {
         lock.withLock {

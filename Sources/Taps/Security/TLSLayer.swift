@@ -182,10 +182,15 @@ final class TLSLayer: Layer, LayerDelegate {
         handle(outcome)
     }
 
+    /// TLS/SCTP: the largest user message that arrived (diagnostics: a whole record is at most
+    /// 18,437 bytes, RFC 3436 section 3.2).
+    private(set) var largestInboundMessage = 0
+
     /// TLS/SCTP: each user message on the stream is TLS input in order (a record split over
     /// messages, or several in one, is accepted). TLS data sent unordered breaks TLS's in-sequence
     /// delivery (RFC 3436 section 4.3.2): it ends this connection only.
     func layerDidRead(message: [UInt8], properties: MessageProperties, isComplete: Bool) {
+        largestInboundMessage = max(largestInboundMessage, message.count)
         guard properties.ordered else {
             fail(.protocolViolation("the peer sent TLS data unordered on this SCTP stream, which RFC 3436 section 4.3.2 forbids"))
             return
