@@ -176,3 +176,33 @@ extension Sequence {
         return results
     }
 }
+
+extension TLSSCTPTests {
+    /// The group operations SCTP implements reach it through the TLS layer: connPriority becomes the
+    /// stream's priority, and abortGroup ABORTs the association, ending every stream.
+    func testPriorityAndAbortGroupReachTheAssociation() async throws {
+        let listener = try await TLSSCTP.listener()
+        let (clients, servers) = try await TLSSCTP.openStreams(2, from: TLSSCTP.client(listener.localAddress.port), to: listener)
+        await clients[1].setConnPriority(7)
+        let priority = try await clients[1].loop.submit {
+            clients[1].assumeIsolated { connection -> Int? in
+                let stream = connection.layer.layerChain.lazy.compactMap { $0 as? SCTPStreamLayer }.first
+                return stream.flatMap { $0.association.priority(of: $0.streamID) }
+            }
+        }
+        XCTAssertEqual(priority, 7, "the stream under TLS got the connection's priority")
+        let other = try XCTUnwrap(servers[0])
+        let events = await other.events()
+        let watchdog = abort(other, after: .seconds(10))  // an `aborted` error then fails the check below
+        defer { watchdog.cancel() }
+        await clients[1].abortGroup()
+        var failure: TransportError?
+        for await event in events {
+            if case .connectionError(let error) = event { failure = error; break }
+        }
+        XCTAssertEqual(failure?.code, .connectionReset, "the other stream's peer saw the association's ABORT: \(String(describing: failure))")
+        let firstState = await clients[0].state
+        XCTAssertEqual(firstState, .closed, "abortGroup closed every connection of the group")
+        await listener.stop()
+    }
+}

@@ -309,6 +309,9 @@ final class SCTPAssociation: SCTPPathOwner {
         applyPriority(on: streamID)
     }
 
+    /// The connPriority a stream set, if it set one.
+    func priority(of streamID: UInt16) -> Int? { streamPriorities[streamID] }
+
     private func applyPriority(on streamID: UInt16) {
         guard let socket, state == .established, let priority = streamPriorities[streamID] else { return }
         try? socket.set(SCTP_SS_VALUE, sctp_stream_value(assoc_id: 0, stream_id: streamID, stream_value: UInt16(clamping: priority)))
