@@ -206,3 +206,46 @@ extension TLSSCTPTests {
         await listener.stop()
     }
 }
+
+extension TLSSCTPTests {
+    /// Section 4.3.1: a stream may carry plain SCTP user data, only when both ends ask for it: the
+    /// client with `clone(security: .disabled)`, the listener with `sctp.plainStreams`. Such a
+    /// connection reports the sctp stack and no security; without the listener's consent the stream
+    /// fails alone.
+    func testPlainStreamsOnlyWhenBothEndsAskForThem() async throws {
+        for listenerAllows in [true, false] {
+            let listener = try await TLSSCTP.listener { $0.sctp.plainStreams = listenerAllows }
+            var client = TLSSCTP.client(listener.localAddress.port)
+            client.lossyPath = LossyPath()
+            let (clients, servers) = try await TLSSCTP.openStreams(1, from: client, to: listener)
+            let wire = try await watchWire(of: clients[0])
+            await XCTAssertThrowsTransportError(.invalidArgument) { try await clients[0].clone(security: TLSSCTP.pki.clientSecurity) }
+            let plain = try await clients[0].clone(security: .disabled)
+            XCTAssertEqual(plain.stack.name, "sctp")
+            let plainDetails = await plain.securityDetails
+            XCTAssertNil(plainDetails, "a plain stream reports no security")
+            let words = Array("plain words on stream 2".utf8)
+            try await plain.send(words)
+            if listenerAllows {
+                let accepted = try await listener.firstConnection()
+                XCTAssertEqual(accepted.stack.name, "sctp")
+                let acceptedDetails = await accepted.securityDetails
+                XCTAssertNil(acceptedDetails)
+                let message = try await accepted.receive()
+                XCTAssertEqual(message.content, words)
+            } else {
+                for _ in 0..<200 where await listener.failedEstablishments == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                let failures = await listener.failedEstablishments
+                XCTAssertEqual(failures, 1, "the plain stream failed as TLS")
+                let error = await listener.lastEstablishmentError
+                XCTAssertEqual(error?.code, .protocolViolation, "\(String(describing: error))")
+            }
+            XCTAssertTrue(wire.contains(words), "plain SCTP user data is in clear on the wire, as asked")
+            try await clients[0].send("tls goes on")
+            let text = try await receiveExactly(try XCTUnwrap(servers[0]), count: 11)
+            XCTAssertEqual(String(decoding: text, as: UTF8.self), "tls goes on")
+            await clients[0].abortGroup()
+            await listener.stop()
+        }
+    }
+}

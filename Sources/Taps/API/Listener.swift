@@ -207,20 +207,33 @@ public actor Listener {
             return
         }
         let group = ConnectionGroup(recipe: recipe, remote: nil, framer: framer, loop: loop)
-        association.onIncomingStream = { [weak self] stream in
+        association.onIncomingStream = { [weak self] stream, firstBytes in
             nonisolated(unsafe) let stream = stream  // made on the loop, this actor's executor
-            self?.assumeIsolated { $0.establishStream(stream, in: group) }
+            self?.assumeIsolated { $0.establishStream(stream, in: group, firstBytes: firstBytes) }
         }
         establishStream(first, in: group)
     }
 
-    private func establishStream(_ stream: SCTPStreamLayer, in group: ConnectionGroup) {
+    /// `firstBytes`: what arrived first on a stream the peer opened after the first one. With
+    /// `sctp.plainStreams`, such a stream on a secured stack that does not begin with a TLS handshake
+    /// record carries plain SCTP user data (RFC 3436 section 4.3.1) and becomes a connection of the
+    /// stack without security.
+    private func establishStream(_ stream: SCTPStreamLayer, in group: ConnectionGroup, firstBytes: [UInt8]? = nil) {
         do throws(TransportError) {
-            establish(try recipe.makeServerLayer(over: stream, baseKind: .sctp, loop: loop), in: group)
+            if let firstBytes, recipe.properties.sctp.plainStreams, !Self.beginsTLSHandshake(firstBytes) {
+                establish(stream, in: group, stack: recipe.stack.withoutSecurity)
+            } else {
+                establish(try recipe.makeServerLayer(over: stream, baseKind: .sctp, loop: loop), in: group)
+            }
         } catch {
             stream.abort()
             recordFailure(error)
         }
+    }
+
+    /// A TLS handshake record's header: content type 22, then a 3.x legacy version (RFC 8446 section 5.1).
+    private static func beginsTLSHandshake(_ bytes: [UInt8]) -> Bool {
+        bytes.count >= 2 && bytes[0] == 22 && bytes[1] == 3
     }
 
     private func peerClosed(_ sender: SocketAddress) {
@@ -229,10 +242,10 @@ public actor Listener {
         if stopped && udpPeers.isEmpty { udpSocket?.close() }
     }
 
-    private func establish(_ layer: Layer, in existingGroup: ConnectionGroup? = nil) {
+    private func establish(_ layer: Layer, in existingGroup: ConnectionGroup? = nil, stack: ProtocolStack? = nil) {
         nonisolated(unsafe) let layer = layer  // made on this loop; the connection runs on it too
         let group = existingGroup ?? ConnectionGroup(recipe: recipe, remote: nil, framer: framer, loop: loop)
-        let connection = Connection(loop: loop, stack: stack, layer: layer, properties: recipe.properties,
+        let connection = Connection(loop: loop, stack: stack ?? self.stack, layer: layer, properties: recipe.properties,
                                     framer: framer, group: group)
         group.add(connection)
         connection.assumeIsolated { connection in

@@ -35,8 +35,9 @@ final class SCTPAssociation: SCTPPathOwner {
     private var closeTimer: UVTimer?
     private let loop: EventLoop
 
-    /// A stream the peer opened (its first message arrived); the listener makes it a Connection.
-    var onIncomingStream: ((SCTPStreamLayer) -> Void)?
+    /// A stream the peer opened, with the first message (or first piece of it) that arrived on it;
+    /// the listener makes it a Connection before that message is delivered.
+    var onIncomingStream: ((SCTPStreamLayer, _ firstBytes: [UInt8]) -> Void)?
 
     init(path: SCTPPath, role: Role, options: SCTPOptions, loop: EventLoop) {
         self.path = path
@@ -195,7 +196,7 @@ final class SCTPAssociation: SCTPPathOwner {
         } else {
             message.append(contentsOf: receiveBuffer[..<count])
         }
-        let stream = stream(for: streamID)
+        let stream = stream(for: streamID, firstBytes: message)
         let partMinimum = stream?.partialDeliveryMinimum
         guard complete || partMinimum.map({ message.count >= $0 }) == true else {
             partialMessages[streamID] = message
@@ -208,12 +209,12 @@ final class SCTPAssociation: SCTPPathOwner {
     }
 
     /// The stream for an incoming message; the peer's first message (or part of one) on a new stream opens it.
-    private func stream(for streamID: UInt16) -> SCTPStreamLayer? {
+    private func stream(for streamID: UInt16, firstBytes: [UInt8]) -> SCTPStreamLayer? {
         if let stream = streams[streamID] { return stream }
         guard !retiredStreams.contains(streamID), let onIncomingStream else { return nil }
         let stream = SCTPStreamLayer(association: self, streamID: streamID)
         streams[streamID] = stream
-        onIncomingStream(stream)
+        onIncomingStream(stream, firstBytes)
         return stream
     }
 

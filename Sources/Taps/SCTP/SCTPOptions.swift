@@ -35,6 +35,13 @@ public struct SCTPOptions: Sendable, Hashable {
     /// tls-sctp: how the TLS handshakes of a group's streams go (RFC 3436 section 5).
     public var tlsHandshakes: TLSHandshakes = .resumeFirst
 
+    /// tls-sctp listeners: a stream the client opens after the first whose first message is not a
+    /// TLS handshake record carries plain SCTP user data (RFC 3436 section 4.3.1; the client asks
+    /// for it with `clone(security: .disabled)`) and becomes a connection of the `sctp` stack, with
+    /// no security details. Off by default: every stream must then do TLS, and one that does not
+    /// fails alone as a protocol violation.
+    public var plainStreams = false
+
     /// When each stream of a tls-sctp association does its TLS handshake, and whether it resumes
     /// (RFC 3436 section 5). Whatever the pattern, a session from an earlier association (the
     /// session cache, or `SecurityParameters.resumptionSession`) is offered on every stream, so a
