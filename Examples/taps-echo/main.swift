@@ -13,8 +13,11 @@ struct TapsEcho: AsyncParsableCommand {
 }
 
 struct StackOptions: ParsableArguments {
-    @Option(name: .long, help: "Stack: tcp, udp, tls-tcp, dtls-udp, sctp (default: chosen by selection, tls-tcp with security).")
+    @Option(name: .long, help: "Stack: tcp, udp, tls-tcp, dtls-udp, sctp, tls-sctp (default: chosen by selection, tls-tcp with security).")
     var stack: String?
+
+    @Option(name: .long, help: "tls-sctp: the streams' handshake pattern (RFC 3436 section 5): parallel, resumeFirst, delayed.")
+    var handshakes: SCTPOptions.TLSHandshakes = .resumeFirst
 
     @Option(name: .long, help: "sctp: the peer's UDP encapsulation port (RFC 6951; default: the SCTP port).")
     var udpPort: UInt16?
@@ -35,10 +38,12 @@ struct StackOptions: ParsableArguments {
     func properties() -> TransportProperties {
         guard let stack, let found = StackRegistry.standard.stack(named: stack) else { return .reliableInOrderStream }
         if found.features.contains(.multistreaming) {
-            var properties = TransportProperties.reliableMessage
+            // tls-sctp is a byte stream on each stream; sctp keeps message boundaries.
+            var properties = found.isByteStream ? TransportProperties.reliableInOrderStream : .reliableMessage
             properties.multistreaming = .require
             properties.sctp.remoteUDPPort = udpPort
             properties.sctp.localUDPPort = localUDPPort
+            properties.sctp.tlsHandshakes = handshakes
             return properties
         }
         return found.isByteStream ? .reliableInOrderStream : .unreliableDatagram
@@ -223,6 +228,9 @@ struct Connect: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds to wait for the reply.")
     var timeout: Double = 10
 
+    @Option(name: .long, help: "sctp, tls-sctp: send the message on this many streams of one association (clones of the first connection).")
+    var streams: Int = 1
+
     mutating func run() async throws {
         let (registry, secured) = try stackOptions.registry()
         var security = SecurityParameters.disabled
@@ -242,10 +250,28 @@ struct Connect: AsyncParsableCommand {
         let connection = try await preconnection.initiate(timeout: .seconds(timeout))
         try await securityOptions.printEstablished(connection)
         let byteStream = connection.stack.isByteStream
-        try await connection.send(message + (byteStream ? "\n" : ""))
-        let reply = try await Self.readReply(connection, byteStream: byteStream)
-        say(reply)
-        await connection.close()
+        guard streams > 1 else {
+            try await connection.send(message + (byteStream ? "\n" : ""))
+            let reply = try await Self.readReply(connection, byteStream: byteStream)
+            say(reply)
+            await connection.close()
+            return
+        }
+        var connections = [connection]
+        for _ in 1..<streams { connections.append(try await connection.clone()) }
+        for (index, stream) in connections.enumerated() {
+            try await stream.send("\(message) (stream \(index))" + (byteStream ? "\n" : ""))
+            let reply = try await Self.readReply(stream, byteStream: byteStream)
+            // After the reply: on a delayed stream the handshake runs when it first sends.
+            say("stream \(index): " + (await Self.securityLine(stream)) + "reply: \(reply)")
+        }
+        for stream in connections.reversed() { await stream.close() }
+    }
+
+    /// One stream's negotiated TLS: version, cipher and whether it resumed.
+    static func securityLine(_ connection: Connection) async -> String {
+        guard let details = await connection.securityDetails else { return "no security, " }
+        return "\(details.protocolVersion), \(details.cipherSuite), resumed: \(details.resumed ? "yes" : "no"), "
     }
 
     /// A byte stream's reply is everything up to the first newline; a datagram stack's is one message.
@@ -261,6 +287,8 @@ struct Connect: AsyncParsableCommand {
         return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .init(charactersIn: "\r"))
     }
 }
+
+extension SCTPOptions.TLSHandshakes: ExpressibleByArgument {}
 
 /// Writes a line to standard output at once (unbuffered), so scripts reading a pipe see it.
 func say(_ line: String) {

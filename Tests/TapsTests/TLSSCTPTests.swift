@@ -249,3 +249,29 @@ extension TLSSCTPTests {
         }
     }
 }
+
+extension TLSSCTPTests {
+    /// taps-echo both ways on tls-sctp, through a UDP port apart from the SCTP port: the client
+    /// prints each stream's TLS version, cipher, whether it resumed, and the reply.
+    func testEchoExampleOnSeveralStreams() async throws {
+        let pki = TLSSCTP.pki
+        let sctpPort = try await freePort(udp: true)
+        let udpPort = try await freePort(udp: true)
+        let server = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["listen", "--stack", "tls-sctp", "--port", "\(sctpPort)", "--local-udp-port", "\(udpPort)",
+                                       "--cert", pki.serverCert, "--key", pki.serverKey])
+        defer { server.terminate() }
+        let listening = await server.waitFor("listening on")
+        XCTAssertTrue(listening, server.text)
+        let client = try ChildProcess(ChildProcess.product("taps-echo"),
+                                      ["connect", "localhost", "\(sctpPort)", "--stack", "tls-sctp", "--udp-port", "\(udpPort)",
+                                       "--ca", pki.caPEM, "--streams", "3", "--message", "per stream"])
+        let status = await client.finish()
+        XCTAssertEqual(status, 0, client.text + server.text)
+        for (index, resumed) in ["no", "yes", "yes"].enumerated() {
+            let line = client.text.split(separator: "\n").first { $0.hasPrefix("stream \(index): ") } ?? ""
+            XCTAssertTrue(line.hasPrefix("stream \(index): TLSv1.3, TLS_"), client.text)
+            XCTAssertTrue(line.hasSuffix("resumed: \(resumed), reply: per stream (stream \(index))"), client.text)
+        }
+    }
+}
