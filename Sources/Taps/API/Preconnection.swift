@@ -68,10 +68,13 @@ public struct Preconnection: Sendable {
         }
     }
 
-    /// SCTP associations all live on the SCTP runtime's loop (usrsctp is one instance per process);
-    /// other stacks spread over the shared group.
+    /// SCTP associations all live on the SCTP runtime's loop (usrsctp is one instance per process),
+    /// so a race led by an SCTP stack runs there; other races spread over the shared group and leave
+    /// out the SCTP candidates further down, which cannot run there. Ranking
+    /// by the first candidate keeps every secure stream connection off one loop now that tls-sctp
+    /// qualifies for them too.
     private static func defaultLoop(for recipes: [StackRecipe]) -> EventLoop {
-        recipes.contains { $0.stack.layers.contains(.sctp) } ? SCTPRuntime.shared.loop : EventLoopGroup.shared.next()
+        recipes.first?.stack.layers.contains(.sctp) == true ? SCTPRuntime.shared.loop : EventLoopGroup.shared.next()
     }
 
     // MARK: Initiate (RFC 9622 section 7.1)
@@ -80,8 +83,12 @@ public struct Preconnection: Sendable {
     /// connection that is ready. A requirement no stack meets throws before any packet is sent.
     public func initiate(timeout: Duration? = nil) async throws -> Connection {
         guard let remote else { throw TransportError.invalidArgument("initiate needs a remote endpoint") }
-        let recipes = try recipes(for: .initiate)
-        let loop = self.loop ?? Self.defaultLoop(for: recipes)
+        let qualifying = try recipes(for: .initiate)
+        let loop = self.loop ?? Self.defaultLoop(for: qualifying)
+        // SCTP candidates cannot run off the SCTP loop; a race of others leaves them out (unless
+        // nothing else is left, so that the reason is reported).
+        let runnable = qualifying.filter { !$0.stack.layers.contains(.sctp) || loop === SCTPRuntime.shared.loop }
+        let recipes = runnable.isEmpty ? qualifying : runnable
         let framer = self.framer
         let stagger = transport.racingStagger
         let remotes = [remote] + alternativeRemotes
