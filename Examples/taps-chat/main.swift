@@ -5,7 +5,9 @@ import Taps
 /// Several streams of one SCTP association side by side, one per topic: `clone()` opens each topic's
 /// stream, and the listener sees each new stream as a connection in the same group. Messages on
 /// one topic stay in order; a slow topic does not hold the others back (no head-of-line blocking
-/// across streams).
+/// across streams). With `--tls` each topic's stream carries its own TLS connection (tls-sctp, RFC
+/// 3436), the later topics resuming the first one's session, and a framer keeps message boundaries
+/// over TLS's byte stream.
 @main
 struct TapsChat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,11 +20,23 @@ struct TapsChat: AsyncParsableCommand {
     @Option(name: .long, help: "Messages per topic.")
     var messages = 3
 
+    @Flag(name: .long, help: "TLS on every topic's stream (tls-sctp), with a certificate made for this run.")
+    var tls = false
+
     mutating func run() async throws {
         let topicNames = topics.split(separator: ",").map(String.init)
         var transport = TransportProperties.reliableMessage
         transport.multistreaming = .require
-        let listener = try await Preconnection(local: .loopback(), transport: transport, security: .disabled).listen()
+        var serverSecurity = SecurityParameters.disabled, clientSecurity = SecurityParameters.disabled
+        if tls {
+            let (identity, certificatePEM) = try SecurityParameters.Identity.selfSigned()
+            serverSecurity = .server(identity: identity)
+            clientSecurity = .clientDefault
+            clientSecurity.trustedRoots = .pem(.bytes(certificatePEM))
+        }
+        let framer: (any MessageFramer)? = tls ? LengthPrefixFramer() : nil
+        let listener = try await Preconnection(local: .loopback(), transport: transport, security: serverSecurity,
+                                               framer: framer).listen()
         print("listener: \(listener.stack.name) on \(listener.localAddress)")
         let expected = topicNames.count * messages
         let server = Task {
@@ -34,7 +48,8 @@ struct TapsChat: AsyncParsableCommand {
                         var count = 0
                         for try await message in connection.messages {
                             if message.isFinal && message.content.isEmpty { break }
-                            print("  server (group of \(connection.group.count)): \(message.text)")
+                            let security = await connection.securityDetails.map { $0.resumed ? ", TLS resumed" : ", TLS" } ?? ""
+                            print("  server (group of \(connection.group.count)\(security)): \(message.text)")
                             try await connection.send("ack: \(message.text)")
                             count += 1
                         }
@@ -47,11 +62,11 @@ struct TapsChat: AsyncParsableCommand {
             }
         }
 
-        let first = try await Preconnection(remote: .loopback(port: listener.localAddress.port), transport: transport,
-                                            security: .disabled).initiate()
+        let first = try await Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: transport,
+                                            security: clientSecurity, framer: framer).initiate()
         var streams = [first]
         for _ in topicNames.dropFirst() { streams.append(try await first.clone()) }
-        print("client: \(streams.count) streams in one association (group of \(first.group.count))")
+        print("client: \(streams.count) streams in one association (group of \(first.group.count)) on \(first.stack.name)")
         let pairs = Array(zip(topicNames, streams))
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in pairs.indices {

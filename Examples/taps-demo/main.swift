@@ -10,7 +10,7 @@ struct TapsDemo: AsyncParsableCommand {
         commandName: "taps-demo",
         abstract: "Show stack selection, security details, messaging and throughput on loopback.")
 
-    @Option(name: .long, help: "Run only the scenario whose chosen stack has this name (tls-tcp, dtls-udp, tcp, udp, sctp).")
+    @Option(name: .long, help: "Run only the scenario whose chosen stack has this name (tls-tcp, dtls-udp, tcp, udp, sctp, tls-sctp).")
     var stack: String?
 
     @Option(name: .long, help: "Megabytes to echo in the throughput step of stream stacks.")
@@ -41,6 +41,11 @@ struct TapsDemo: AsyncParsableCommand {
                 transport.multistreaming = .require
                 return transport
             }(), server: .disabled, client: .disabled, framer: nil),
+            Scenario(title: "TLS on each of several streams (RFC 3436)", transport: {
+                var transport = TransportProperties.reliableMessage
+                transport.multistreaming = .require
+                return transport
+            }(), server: .server(identity: identity), client: clientSecurity, framer: LengthPrefixFramer(), streams: 4),
         ]
         for scenario in scenarios {
             let chosen = scenario.clientPreconnection(port: 1).candidateStacks().first { $0.rank == 0 }?.stack.name
@@ -56,6 +61,8 @@ struct Scenario {
     let server: SecurityParameters
     let client: SecurityParameters
     let framer: (any MessageFramer)?
+    /// Clones of the first connection to open on a multistreaming stack, each its own stream.
+    var streams = 1
 
     func clientPreconnection(port: UInt16) -> Preconnection {
         Preconnection(remote: .host("localhost", port: port), transport: transport, security: client, framer: framer)
@@ -94,10 +101,26 @@ struct Scenario {
             let reply = try await connection.receive()
             print("  sent \"\(text)\", echoed \"\(reply.text)\" (complete message: \(reply.isComplete))")
         }
+        try await openStreams(from: connection)
         try await measure(connection, megabytes: megabytes)
         await connection.close()
         await listener.stop()
         print("")
+    }
+
+    /// Clones on a multistreaming stack: each a new stream of the same association; on tls-sctp each
+    /// stream has its own TLS connection, and the clones resume the first stream's session.
+    private func openStreams(from connection: Connection) async throws {
+        guard streams > 1 else { return }
+        for index in 1..<streams {
+            let clone = try await connection.clone()
+            try await clone.send("stream \(index)")
+            let reply = try await clone.receive()
+            let details = await clone.securityDetails
+            let security = details.map { "\($0.protocolVersion), \($0.resumed ? "resumed" : "full handshake")" } ?? "no security"
+            print("  clone \(index): \(security), echoed \"\(reply.text)\"")
+            await clone.close()
+        }
     }
 
     /// Echo throughput: pipelined for streams, lock-step for datagrams (which may be lost).

@@ -171,8 +171,17 @@ extension SCTPTests {
         let chat = try ChildProcess(ChildProcess.product("taps-chat"), ["--topics", "a,b,c,d", "--messages", "5"])
         let status = await chat.finish(timeout: 30)
         XCTAssertEqual(status, 0, chat.text)
-        XCTAssertTrue(chat.text.contains("client: 4 streams in one association (group of 4)"), chat.text)
+        XCTAssertTrue(chat.text.contains("client: 4 streams in one association (group of 4) on sctp"), chat.text)
         XCTAssertTrue(chat.text.contains("delivered 20 of 20 messages"), chat.text)
+    }
+
+    func testChatExampleOnTLSStreams() async throws {
+        let chat = try ChildProcess(ChildProcess.product("taps-chat"), ["--topics", "a,b,c", "--messages", "3", "--tls"])
+        let status = await chat.finish(timeout: 30)
+        XCTAssertEqual(status, 0, chat.text)
+        XCTAssertTrue(chat.text.contains("client: 3 streams in one association (group of 3) on tls-sctp"), chat.text)
+        XCTAssertTrue(chat.text.contains("TLS resumed): #b message 1"), "the second topic's stream resumed: \(chat.text)")
+        XCTAssertTrue(chat.text.contains("delivered 9 of 9 messages"), chat.text)
     }
 
     func testRunningOutOfStreamsIsACloneError() async throws {
