@@ -91,9 +91,10 @@ final class SCTPAssociation: SCTPPathOwner {
             path.start()
         case .established:
             stream.associationDidBecomeReady()
-        case .connecting, .shuttingDown: break
-        case .closed, .failed:
-            stream.associationDidFail(.connectionClosed("the SCTP association has ended"))
+        case .connecting: break
+        case .shuttingDown, .closed, .failed:
+            // A stream opened just before the association began to close would otherwise wait forever.
+            stream.associationDidFail(.connectionClosed("the SCTP association has ended or is shutting down"))
         }
     }
 
