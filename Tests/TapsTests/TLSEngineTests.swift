@@ -43,17 +43,22 @@ final class TLSEngineTests: XCTestCase {
     // MARK: Record framing (TLS over SCTP user messages, RFC 3436 section 3.2)
 
     /// Handshake flights (which OpenSSL writes coalesced) and a write of many records each leave
-    /// as writes of exactly one record, and the peer reads them back.
+    /// as writes of exactly one record, and a plain OpenSSL connection reading a byte stream (the
+    /// server here frames nothing) reads them back.
     func testRecordFramingWritesEachRecordOnItsOwn() throws {
-        var units: [[UInt8]] = []
-        let (client, server) = try connectedPair(recordPerWrite: true) { units.append($0) }
-        XCTAssertGreaterThanOrEqual(units.count, 4, "the TLS 1.3 flights are several records")
+        var clientUnits: [[UInt8]] = [], serverUnits: [[UInt8]] = []
+        let (client, server) = try connectedPair(recordPerWrite: true, serverRecordPerWrite: false) { fromClient, unit in
+            if fromClient { clientUnits.append(unit) } else { serverUnits.append(unit) }
+        }
+        XCTAssertGreaterThanOrEqual(clientUnits.count, 2, "the client's flights are several records")
         let sent = pattern(200_000)
         XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
         var written: [[UInt8]] = []
         client.drainOutbound { unit, _ in written.append(unit) }
         XCTAssertEqual(written.count, 13, "200,000 bytes are 13 records of at most 16 KB")
-        for unit in units + written {
+        XCTAssertTrue(serverUnits.contains { unit in unit.count != 5 + (Int(unit[3]) << 8 | Int(unit[4])) },
+                      "the stream-framed server wrote its flight coalesced, as OpenSSL does")
+        for unit in clientUnits + written {
             XCTAssertEqual(unit.count, 5 + (Int(unit[3]) << 8 | Int(unit[4])), "a write is one whole record")
         }
         var received: [UInt8] = []
@@ -85,18 +90,18 @@ final class TLSEngineTests: XCTestCase {
     }
 
     /// Two engines that completed a TLS handshake with each other.
-    /// `written` sees every write either engine made during the handshake.
-    private func connectedPair(recordPerWrite: Bool = false,
-                               written: ([UInt8]) -> Void = { _ in }) throws -> (client: TLSEngine, server: TLSEngine) {
+    /// `written` sees every write either engine made during the handshake, and whether the client made it.
+    private func connectedPair(recordPerWrite: Bool = false, serverRecordPerWrite: Bool? = nil,
+                               written: (_ fromClient: Bool, [UInt8]) -> Void = { _, _ in }) throws -> (client: TLSEngine, server: TLSEngine) {
         let client = try TLSEngine(context: TLSContext(pki.clientSecurity, role: .client), serverName: "localhost",
                                    peerAddress: nil, sessionKey: nil, recordPerWrite: recordPerWrite)
         let server = try TLSEngine(context: TLSContext(pki.serverSecurity, role: .server), serverName: nil,
-                                   peerAddress: nil, sessionKey: nil, recordPerWrite: recordPerWrite)
+                                   peerAddress: nil, sessionKey: nil, recordPerWrite: serverRecordPerWrite ?? recordPerWrite)
         _ = client.handshake()
         var clientDone = false, serverDone = false
         for _ in 0..<5 where !(clientDone && serverDone) {
-            pass(from: client, to: server, written: written) { serverDone = true }
-            pass(from: server, to: client, written: written) { clientDone = true }
+            pass(from: client, to: server, written: { written(true, $0) }) { serverDone = true }
+            pass(from: server, to: client, written: { written(false, $0) }) { clientDone = true }
         }
         XCTAssertTrue(clientDone && serverDone, "the handshake completes")
         return (client, server)
