@@ -7,12 +7,22 @@ import Taps
 /// without the loop as its preferred executor is moved again each time a suspended `receive()`
 /// resumes (Docs/Benchmarks.md has the figures; Docs/GettingStarted.md the pattern).
 enum BulkTransfer {
-    /// Connects and sends `messageSize`-byte messages for `seconds`, then closes gracefully.
-    static func send(_ client: Preconnection, seconds: Double, messageSize: Int) async throws {
-        let connection = try await client.initiate()
-        try await Task(executorPreference: connection.loop) {
-            try await send(on: connection, seconds: seconds, messageSize: messageSize)
-        }.value
+    /// Connects and sends `messageSize`-byte messages for `seconds`, then closes gracefully; with
+    /// `streams` above one, on that many clones (streams of one association) side by side.
+    static func send(_ client: Preconnection, streams: Int = 1, seconds: Double, messageSize: Int) async throws {
+        let first = try await client.initiate()
+        var connections = [first]
+        for _ in 1..<max(1, streams) { connections.append(try await first.clone()) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for connection in connections {
+                group.addTask {
+                    try await Task(executorPreference: connection.loop) {
+                        try await send(on: connection, seconds: seconds, messageSize: messageSize)
+                    }.value
+                }
+            }
+            try await group.waitForAll()
+        }
     }
 
     private static func send(on connection: isolated Connection, seconds: Double, messageSize: Int) async throws {
@@ -66,11 +76,40 @@ extension BulkTransfer {
         await Task(executorPreference: listener.loop) { () -> (bytes: Int, elapsed: Duration) in
             var iterator = listener.connections.makeAsyncIterator()
             guard let connection = await iterator.next() else { return (0, .zero) }
-            return await receive(on: connection)
+            let received = await receive(on: connection)
+            return (received.bytes, received.first.map { received.last - $0 } ?? .zero)
         }.value
     }
 
-    private static func receive(on connection: isolated Connection) async -> (bytes: Int, elapsed: Duration) {
+    /// The receiving side of a transfer on several streams: the listener's first `connections`
+    /// connections, counted together, from the first message carrying data on any to the last.
+    static func receive(on listener: Listener, connections: Int) async -> (bytes: Int, elapsed: Duration) {
+        guard connections > 1 else { return await receive(on: listener) }
+        return await withTaskGroup(of: Received.self) { group in
+            var iterator = listener.connections.makeAsyncIterator()
+            for _ in 0..<connections {
+                guard let connection = await iterator.next() else { break }
+                group.addTask { await Task(executorPreference: connection.loop) { await receive(on: connection) }.value }
+            }
+            var bytes = 0
+            var first: ContinuousClock.Instant?, last: ContinuousClock.Instant?
+            for await received in group {
+                bytes += received.bytes
+                if let start = received.first { first = min(first ?? start, start) }
+                last = max(last ?? received.last, received.last)
+            }
+            guard let first, let last else { return (bytes, .zero) }
+            return (bytes, last - first)
+        }
+    }
+
+    private struct Received {
+        let bytes: Int
+        let first: ContinuousClock.Instant?
+        let last: ContinuousClock.Instant
+    }
+
+    private static func receive(on connection: isolated Connection) async -> Received {
         var bytes = 0
         var first: ContinuousClock.Instant?
         var last = ContinuousClock.now
@@ -83,6 +122,6 @@ extension BulkTransfer {
             if message.isFinal { break }
         }
         await connection.close()
-        return (bytes, first.map { last - $0 } ?? .zero)
+        return Received(bytes: bytes, first: first, last: last)
     }
 }

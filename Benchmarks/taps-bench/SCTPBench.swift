@@ -1,28 +1,46 @@
 import Foundation
 import Taps
 
-/// The sctp stack's bulk throughput through the public API, and the baseline: usrsctp's own UDP
-/// encapsulation (taps-sctp-baseline). As two real endpoints would be, each side runs in its own
+/// The sctp and tls-sctp stacks' bulk throughput through the public API, on one stream or several
+/// of one association, and sctp's C baseline: usrsctp's own UDP encapsulation (taps-sctp-baseline).
+/// tls-sctp's baseline is Taps' plain sctp, measured the same way. As two real endpoints would be, each side runs in its own
 /// process, for both: the Taps server is this program started again with `--sctp-server`, the
 /// baseline forks its server. (A process runs all its SCTP on one loop, so both ends in one process
 /// would share one core.)
 struct SCTPBench {
     let mtu: Int
+    /// tls-sctp's identity (certificate and key files), or nil for plain sctp.
+    var tls: (cert: String, key: String)? = nil
+    /// Streams of the association that carry the transfer side by side.
+    var streams = 1
 
-    static func preconnection(mtu: Int, local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil) -> Preconnection {
-        var transport = TransportProperties.reliableMessage
+    static func preconnection(mtu: Int, tls: (cert: String, key: String)?, local: LocalEndpoint? = nil,
+                              remote: RemoteEndpoint? = nil) -> Preconnection {
+        // tls-sctp is a byte stream on each stream; sctp keeps message boundaries.
+        var transport = tls == nil ? TransportProperties.reliableMessage : .reliableInOrderStream
         transport.multistreaming = .require
         transport.sctp.pathMTU = mtu
-        var preconnection = Preconnection(local: local, remote: remote, transport: transport, security: .disabled)
-        preconnection.registry = StackRegistry(stacks: [.sctp])
+        var security = SecurityParameters.disabled
+        if let tls {
+            if local != nil {
+                security = .server(identity: .pemFiles(certificate: tls.cert, key: tls.key))
+            } else {
+                security = .clientDefault
+                security.trustedRoots = .pem(file: tls.cert)
+            }
+        }
+        var preconnection = Preconnection(local: local, remote: remote, transport: transport, security: security)
+        preconnection.registry = StackRegistry(stacks: [tls == nil ? .sctp : .tlsSCTP])
         return preconnection
     }
 
-    /// MB/s (10^6 bytes) as the server process received them, between its first and last message.
+    /// MB/s (10^6 bytes) as the server process received them on all streams, between its first and
+    /// last message.
     func throughput(seconds: Double, messageSize: Int) async throws -> Double {
         let server = Process()
         server.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        server.arguments = ["--sctp-server", "--mtu", "\(mtu)"]
+        server.arguments = ["--sctp-server", "--mtu", "\(mtu)", "--streams", "\(streams)"]
+            + (tls.map { ["--server-cert", $0.cert, "--server-key", $0.key] } ?? [])
         let output = Pipe()
         server.standardOutput = output
         try server.run()
@@ -31,8 +49,9 @@ struct SCTPBench {
         guard let portLine = lines.next(), let port = UInt16(portLine) else {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process did not report its port"])
         }
-        let client = Self.preconnection(mtu: mtu, remote: .loopback(port: port))
-        try await BulkTransfer.send(client, seconds: seconds, messageSize: messageSize)
+        // tls-sctp: the certificate is for localhost.
+        let client = Self.preconnection(mtu: mtu, tls: tls, remote: tls == nil ? .loopback(port: port) : .host("localhost", port: port))
+        try await BulkTransfer.send(client, streams: streams, seconds: seconds, messageSize: messageSize)
         guard let resultLine = lines.next(), let megabytesPerSecond = Double(resultLine) else {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process reported no figure"])
         }
@@ -40,12 +59,12 @@ struct SCTPBench {
         return megabytesPerSecond
     }
 
-    /// The server process: prints its port, receives one connection until the peer's final message,
-    /// prints the MB/s it measured.
-    static func serve(mtu: Int) async throws {
-        let listener = try await preconnection(mtu: mtu, local: .loopback()).listen()
+    /// The server process: prints its port, receives `streams` connections until each peer's final
+    /// message, prints the MB/s it measured over all of them.
+    static func serve(mtu: Int, tls: (cert: String, key: String)?, streams: Int) async throws {
+        let listener = try await preconnection(mtu: mtu, tls: tls, local: .loopback()).listen()
         FileHandle.standardOutput.write(Data("\(listener.localAddress.port)\n".utf8))
-        let (bytes, elapsed) = await BulkTransfer.receive(on: listener)
+        let (bytes, elapsed) = await BulkTransfer.receive(on: listener, connections: streams)
         FileHandle.standardOutput.write(Data("\(BulkTransfer.megabytesPerSecond(bytes, elapsed))\n".utf8))
     }
 

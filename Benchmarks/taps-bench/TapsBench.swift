@@ -12,7 +12,7 @@ struct TapsBench: AsyncParsableCommand {
         abstract: "Measure Taps throughput against a C baseline (libuv + OpenSSL) on loopback.",
         discussion: "Build in release mode: swift run -c release taps-bench --stack tls-tcp --seconds 3")
 
-    @Option(name: .long, help: "Stack to measure (tcp, tls-tcp, sctp); repeat for several.")
+    @Option(name: .long, help: "Stack to measure (tcp, tls-tcp, sctp, tls-sctp); repeat for several.")
     var stack: [String] = []
 
     @Option(name: .long, help: "Seconds per measurement.")
@@ -21,8 +21,11 @@ struct TapsBench: AsyncParsableCommand {
     @Option(name: .long, help: "Bytes per send.")
     var messageSize: Int = 65_536
 
-    @Flag(name: .long, help: "Measure connection establishments per second instead of bulk throughput.")
+    @Flag(name: .long, help: "Measure connection establishments per second instead of bulk throughput (tls-sctp: stream set-ups, resumeFirst against parallel).")
     var handshakes = false
+
+    @Option(name: .long, help: "sctp / tls-sctp bulk: streams of one association carrying the transfer side by side.")
+    var streams = 1
 
     @Flag(name: .long, help: "Print one JSON object per stack.")
     var json = false
@@ -45,14 +48,21 @@ struct TapsBench: AsyncParsableCommand {
     @Flag(name: .long, help: .hidden)
     var sctpServer = false
 
+    @Option(name: .long, help: .hidden)
+    var serverCert: String?
+
+    @Option(name: .long, help: .hidden)
+    var serverKey: String?
+
     mutating func run() async throws {
-        if sctpServer {  // the receiving process of an sctp measurement (SCTPBench)
-            try await SCTPBench.serve(mtu: mtu)
+        if sctpServer {  // the receiving process of an sctp or tls-sctp measurement (SCTPBench)
+            let tls = serverCert.flatMap { cert in serverKey.map { (cert: cert, key: $0) } }
+            try await SCTPBench.serve(mtu: mtu, tls: tls, streams: streams)
             Glibc.exit(0)
         }
         let stacks = stack.isEmpty ? ["tcp", "tls-tcp"] : stack.map { $0.lowercased() }
-        for name in stacks where !["tcp", "tls-tcp", "sctp"].contains(name) {
-            throw ValidationError("taps-bench measures tcp, tls-tcp and sctp (no C baseline for \(name) yet)")
+        for name in stacks where !["tcp", "tls-tcp", "sctp", "tls-sctp"].contains(name) {
+            throw ValidationError("taps-bench measures tcp, tls-tcp, sctp and tls-sctp (no baseline for \(name) yet)")
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("taps-bench-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -72,7 +82,7 @@ struct TapsBench: AsyncParsableCommand {
             clientLoop.shutdown()
         }
         for name in stacks {
-            if name == "sctp" && handshakes { throw ValidationError("--handshakes measures tcp and tls-tcp") }
+            if name == "sctp" && handshakes { throw ValidationError("--handshakes measures tcp, tls-tcp and tls-sctp") }
             let bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
             let runTaps = only != "baseline", runBaseline = only != "taps"
             let unit = handshakes ? "handshakes_per_second" : "mbps"
@@ -90,10 +100,10 @@ struct TapsBench: AsyncParsableCommand {
                 var ours = Measurement(), baseline = Measurement()
                 for tapsTurn in round % 2 == 0 ? [true, false] : [false, true] {
                     if tapsTurn && runTaps { ours = try await measureTaps(bench) }
-                    if !tapsTurn && runBaseline { baseline = try measureBaseline(bench) }
+                    if !tapsTurn && runBaseline { baseline = try await measureBaseline(bench) }
                 }
                 if baseline.error != 0 { baselineError = baseline.error }
-                if mixed && !handshakes && name != "sctp" {
+                if mixed && !handshakes && !name.hasSuffix("sctp") {
                     mixes.append((try await bench.throughputToBaselineServer(seconds: seconds, messageSize: messageSize),
                                   try await bench.throughputFromBaselineClient(seconds: seconds, messageSize: messageSize)))
                 }
@@ -119,16 +129,33 @@ struct TapsBench: AsyncParsableCommand {
     }
 
     private func measureTaps(_ bench: Bench) async throws -> Measurement {
-        if bench.stack == "sctp" { return Measurement(value: try await SCTPBench(mtu: mtu).throughput(seconds: seconds, messageSize: messageSize)) }
+        if bench.stack == "sctp" {
+            return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageSize))
+        }
+        if bench.stack == "tls-sctp" {
+            if handshakes {
+                return Measurement(value: try await StreamSetupBench.rate(pattern: .resumeFirst, seconds: seconds, cert: bench.cert, key: bench.key, mtu: mtu))
+            }
+            let tls = SCTPBench(mtu: mtu, tls: (bench.cert, bench.key), streams: streams)
+            return Measurement(value: try await tls.throughput(seconds: seconds, messageSize: messageSize))
+        }
         if handshakes { return Measurement(value: try await bench.handshakeRate(seconds: seconds)) }
         let cpu = CPUTime.now()
         let transfer = try await bench.throughput(seconds: seconds, messageSize: messageSize)
         return Measurement(value: transfer.megabytesPerSecond, perCPU: CPUTime.megabytesPerSecond(transfer.bytes, since: cpu))
     }
 
-    private func measureBaseline(_ bench: Bench) throws -> Measurement {
+    /// The baseline: the C programs for tcp, tls-tcp and sctp; for tls-sctp, Taps' plain sctp in the
+    /// same set-up (bulk), or full handshakes on every stream (`parallel`, for stream set-ups).
+    private func measureBaseline(_ bench: Bench) async throws -> Measurement {
         let tls: Int32 = bench.tls ? 1 : 0, cert = bench.cert, key = bench.key
         if bench.stack == "sctp" { return Measurement(value: try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu)) }
+        if bench.stack == "tls-sctp" {
+            if handshakes {
+                return Measurement(value: try await StreamSetupBench.rate(pattern: .parallel, seconds: seconds, cert: cert, key: key, mtu: mtu))
+            }
+            return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageSize))
+        }
         if handshakes {
             let result = taps_baseline_handshakes(tls, seconds, cert, key)
             return Measurement(value: result.handshakes_per_second, error: result.error)
@@ -148,7 +175,8 @@ struct TapsBench: AsyncParsableCommand {
             let baselineKey = unit == "mbps" ? "baseline_mbps" : "baseline_\(unit)"
             var fields = ["\"stack\": \"\(stack)\"", "\"\(unit)\": \(Self.format(ours))", "\"\(baselineKey)\": \(Self.format(baseline))",
                           "\"ratio\": \(String(format: "%.3f", ratio))", "\"message_size\": \(messageSize)", "\"seconds\": \(seconds)"]
-            if stack == "sctp" { fields.append("\"mtu\": \(mtu)") } else { fields.append("\"pinned\": \(pinned)") }
+            if stack.hasSuffix("sctp") { fields += ["\"mtu\": \(mtu)", "\"streams\": \(streams)"] } else { fields.append("\"pinned\": \(pinned)") }
+            if stack == "tls-sctp" { fields.append("\"baseline\": \"\(handshakes ? "parallel" : "sctp")\"") }
             if !efficiency.isEmpty {
                 fields += ["\"mb_per_cpu_second\": \(Self.format(oursPerCPU))", "\"baseline_mb_per_cpu_second\": \(Self.format(baselinePerCPU))",
                            "\"cpu_ratio\": \(String(format: "%.3f", cpuRatio))"]
@@ -161,7 +189,8 @@ struct TapsBench: AsyncParsableCommand {
         } else {
             let label = unit == "mbps" ? "MB/s" : "handshakes/s"
             let median = pairs.count > 1 ? " (median of \(pairs.count))" : ""
-            print("\(stack.padding(toLength: 8, withPad: " ", startingAt: 0)) taps \(String(format: "%9.1f", ours)) \(label)   C baseline \(String(format: "%9.1f", baseline)) \(label)   ratio \(String(format: "%.2f", ratio))\(median)")
+            let baselineName = stack != "tls-sctp" ? "C baseline" : handshakes ? "parallel" : "sctp"
+            print("\(stack.padding(toLength: 8, withPad: " ", startingAt: 0)) taps \(String(format: "%9.1f", ours)) \(label)   \(baselineName) \(String(format: "%9.1f", baseline)) \(label)   ratio \(String(format: "%.2f", ratio))\(median)")
             if !efficiency.isEmpty {
                 print("         taps \(String(format: "%9.1f", oursPerCPU)) MB/CPU-s C baseline \(String(format: "%9.1f", baselinePerCPU)) MB/CPU-s ratio \(String(format: "%.2f", cpuRatio))")
             }

@@ -1,0 +1,55 @@
+import Foundation
+import Taps
+
+/// tls-sctp stream set-ups per second through the public API: a new stream of an association with
+/// its TLS handshake, one after another (each clone ready before the next), resumed from the
+/// first stream's session (`resumeFirst`) or a full handshake each (`parallel`). Both ends run in
+/// this process, on the SCTP loop. An association that runs out of streams is aborted and the next
+/// one opened; its first stream counts too, with its full handshake.
+enum StreamSetupBench {
+    static func rate(pattern: SCTPOptions.TLSHandshakes, seconds: Double, cert: String, key: String, mtu: Int) async throws -> Double {
+        let configure = { (transport: inout TransportProperties) in
+            transport.multistreaming = .require
+            transport.sctp.pathMTU = mtu
+            transport.sctp.streams = 2048  // 1,024 streams a client can open per association
+            transport.sctp.tlsHandshakes = pattern
+            transport.isolateSession = true  // no session from an earlier association: only the pattern decides
+        }
+        var serverTransport = TransportProperties.reliableInOrderStream
+        configure(&serverTransport)
+        var server = Preconnection(local: .loopback(), transport: serverTransport,
+                                   security: .server(identity: .pemFiles(certificate: cert, key: key)))
+        server.registry = StackRegistry(stacks: [.tlsSCTP])
+        let listener = try await server.listen()
+        // Accepted streams are held until the client aborts the association.
+        let accepting = Task {
+            var held: [Connection] = []
+            for await connection in listener.connections { held.append(connection) }
+            for connection in held { await connection.abort() }
+        }
+        var security = SecurityParameters.clientDefault
+        security.trustedRoots = .pem(file: cert)
+        var clientTransport = TransportProperties.reliableInOrderStream
+        configure(&clientTransport)
+        var client = Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: clientTransport, security: security)
+        client.registry = StackRegistry(stacks: [.tlsSCTP])
+
+        var count = 0
+        let started = ContinuousClock.now
+        let deadline = started + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            let first = try await client.initiate()
+            count += 1
+            while ContinuousClock.now < deadline {
+                guard let clone = try? await first.clone() else { break }  // out of streams
+                count += 1
+                await clone.abort()
+            }
+            await first.abortGroup()
+        }
+        let elapsed = ContinuousClock.now - started
+        await listener.stop()
+        accepting.cancel()
+        return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+}
