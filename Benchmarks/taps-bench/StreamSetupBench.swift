@@ -7,7 +7,10 @@ import Taps
 /// this process, on the SCTP loop. An association that runs out of streams is aborted and the next
 /// one opened; its first stream counts too, with its full handshake.
 enum StreamSetupBench {
-    static func rate(pattern: SCTPOptions.TLSHandshakes, seconds: Double, cert: String, key: String, mtu: Int) async throws -> Double {
+    /// `tls12`: TLS 1.2 only, whose abbreviated handshake has no key exchange at all (TLS 1.3's
+    /// resumption keeps an ECDHE exchange for forward secrecy).
+    static func rate(pattern: SCTPOptions.TLSHandshakes, seconds: Double, cert: String, key: String, mtu: Int,
+                     tls12: Bool) async throws -> Double {
         let configure = { (transport: inout TransportProperties) in
             transport.multistreaming = .require
             transport.sctp.pathMTU = mtu
@@ -17,8 +20,9 @@ enum StreamSetupBench {
         }
         var serverTransport = TransportProperties.reliableInOrderStream
         configure(&serverTransport)
-        var server = Preconnection(local: .loopback(), transport: serverTransport,
-                                   security: .server(identity: .pemFiles(certificate: cert, key: key)))
+        var serverSecurity = SecurityParameters.server(identity: .pemFiles(certificate: cert, key: key))
+        if tls12 { serverSecurity.allowedVersions = [.tls12] }
+        var server = Preconnection(local: .loopback(), transport: serverTransport, security: serverSecurity)
         server.registry = StackRegistry(stacks: [.tlsSCTP])
         let listener = try await server.listen()
         // Accepted streams are held until the client aborts the association.

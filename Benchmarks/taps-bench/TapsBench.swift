@@ -27,6 +27,9 @@ struct TapsBench: AsyncParsableCommand {
     @Option(name: .long, help: "sctp / tls-sctp bulk: streams of one association carrying the transfer side by side.")
     var streams = 1
 
+    @Flag(name: .long, help: "tls-sctp --handshakes: TLS 1.2 only (abbreviated handshakes without a key exchange).")
+    var tls12 = false
+
     @Flag(name: .long, help: "Print one JSON object per stack.")
     var json = false
 
@@ -134,7 +137,8 @@ struct TapsBench: AsyncParsableCommand {
         }
         if bench.stack == "tls-sctp" {
             if handshakes {
-                return Measurement(value: try await StreamSetupBench.rate(pattern: .resumeFirst, seconds: seconds, cert: bench.cert, key: bench.key, mtu: mtu))
+                return Measurement(value: try await StreamSetupBench.rate(pattern: .resumeFirst, seconds: seconds, cert: bench.cert, key: bench.key, mtu: mtu,
+                                                                            tls12: tls12))
             }
             let tls = SCTPBench(mtu: mtu, tls: (bench.cert, bench.key), streams: streams)
             return Measurement(value: try await tls.throughput(seconds: seconds, messageSize: messageSize))
@@ -152,7 +156,7 @@ struct TapsBench: AsyncParsableCommand {
         if bench.stack == "sctp" { return Measurement(value: try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu)) }
         if bench.stack == "tls-sctp" {
             if handshakes {
-                return Measurement(value: try await StreamSetupBench.rate(pattern: .parallel, seconds: seconds, cert: cert, key: key, mtu: mtu))
+                return Measurement(value: try await StreamSetupBench.rate(pattern: .parallel, seconds: seconds, cert: cert, key: key, mtu: mtu, tls12: tls12))
             }
             return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageSize))
         }
@@ -177,6 +181,7 @@ struct TapsBench: AsyncParsableCommand {
                           "\"ratio\": \(String(format: "%.3f", ratio))", "\"message_size\": \(messageSize)", "\"seconds\": \(seconds)"]
             if stack.hasSuffix("sctp") { fields += ["\"mtu\": \(mtu)", "\"streams\": \(streams)"] } else { fields.append("\"pinned\": \(pinned)") }
             if stack == "tls-sctp" { fields.append("\"baseline\": \"\(handshakes ? "parallel" : "sctp")\"") }
+            if stack == "tls-sctp" && handshakes { fields.append("\"tls_version\": \"\(tls12 ? "1.2" : "1.3")\"") }
             if !efficiency.isEmpty {
                 fields += ["\"mb_per_cpu_second\": \(Self.format(oursPerCPU))", "\"baseline_mb_per_cpu_second\": \(Self.format(baselinePerCPU))",
                            "\"cpu_ratio\": \(String(format: "%.3f", cpuRatio))"]

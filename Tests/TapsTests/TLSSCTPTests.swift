@@ -275,3 +275,23 @@ extension TLSSCTPTests {
         }
     }
 }
+
+extension TLSSCTPTests {
+    /// Section 4.4: TLS runs on bidirectional streams only. With a listener that has fewer outgoing
+    /// streams than the client, the client's higher streams have no partner back: a clone there
+    /// fails at once, naming the section, and the streams with a partner go on.
+    func testATLSStreamWithoutAPartnerBackIsRefused() async throws {
+        let listener = try await TLSSCTP.listener { $0.sctp.outboundStreams = 2 }
+        let first = try await TLSSCTP.client(listener.localAddress.port).initiate(timeout: .seconds(10))
+        try await first.send(TLSSCTP.greeting(0))
+        let accepted = try await TLSSCTP.acceptStreams(1, on: listener)
+        // Stream 2, the client's next even id, has no stream 2 back from the server.
+        let error = await XCTAssertThrowsTransportError(.protocolViolation) { try await first.clone() }
+        XCTAssertTrue(error?.message.contains("RFC 3436 section 4.4") ?? false, "\(String(describing: error))")
+        try await first.send("still here")
+        let text = try await receiveExactly(try XCTUnwrap(accepted[0]), count: 10)
+        XCTAssertEqual(String(decoding: text, as: UTF8.self), "still here", "the stream with a partner goes on")
+        await first.abort()
+        await listener.stop()
+    }
+}

@@ -25,6 +25,7 @@ final class SCTPAssociation: SCTPPathOwner {
     /// colliding; stream 0 is the client's first connection.
     private var nextStreamID: UInt16
     private(set) var outboundStreams: UInt16 = 0
+    private(set) var inboundStreams: UInt16 = 0
     private var sending = SCTPSendQueue()
     /// connPriority of streams that set one (RFC 9622 section 8.1.2); the others have the default.
     private var streamPriorities: [UInt16: Int] = [:]
@@ -278,6 +279,7 @@ final class SCTPAssociation: SCTPPathOwner {
         var status = sctp_status()
         if socket?.get(SCTP_STATUS, &status) == true {
             outboundStreams = status.sstat_outstrms
+            inboundStreams = status.sstat_instrms
         }
     }
 

@@ -3,6 +3,10 @@ public struct SCTPOptions: Sendable, Hashable {
     /// Streams asked for in each direction (SCTP_INITMSG); the association uses the smaller of ours
     /// and the peer's. Each Connection of a group is one stream.
     public var streams: UInt16 = 32
+    /// Outgoing streams asked for, when they differ from the incoming ones (`streams`). Streams the
+    /// peer sends on beyond the association's outgoing ones have no partner back (RFC 3436 section
+    /// 3.1: unidirectional), and tls-sctp refuses TLS on them.
+    public var outboundStreams: UInt16? = nil
     /// The largest IP packet on the path, in bytes. 1280 (the IPv6 minimum) suits real networks;
     /// loopback benchmarks use more. SCTP packets are this less IPv6 and UDP headers.
     public var pathMTU: Int = 1280

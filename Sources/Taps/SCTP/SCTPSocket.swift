@@ -10,7 +10,8 @@ final class SCTPSocket {
 
     /// A new socket configured for the association layer: no Nagle, explicit end-of-record (large
     /// messages go in pieces), receive info on every read, the notifications the layer handles,
-    /// stream reset allowed, the priority stream scheduler, and `streams` in each direction.
+    /// stream reset allowed, the priority stream scheduler, and `streams` in each direction (outgoing:
+    /// `options.outboundStreams` when set).
     init(runtime: SCTPRuntime = .shared, streams: UInt16, options: SCTPOptions = SCTPOptions()) throws(TransportError) {
         guard let raw = usrsctp_socket(AF_CONN, Self.streamSocketType, Int32(IPPROTO_SCTP), nil, nil, 0, nil) else {
             throw .io("usrsctp_socket failed: \(String(cString: strerror(errno)))")
@@ -18,7 +19,7 @@ final class SCTPSocket {
         self.raw = raw
         self.runtime = runtime
         runtime.socketOpened()
-        try configure(streams: streams)
+        try configure(outbound: options.outboundStreams ?? streams, inbound: streams)
         try configureRetransmission(options)
         // Before any association exists, so usrsctp starts it with this MTU: it only ever lowers the
         // association's smallest MTU later, and its Nagle and bundling decisions use that one.
@@ -38,12 +39,12 @@ final class SCTPSocket {
     /// SOCK_STREAM (one-to-one style). Spelled out: Glibc's enum is not always visible beside usrsctp's headers.
     private static let streamSocketType: Int32 = 1
 
-    private func configure(streams: UInt16) throws(TransportError) {
+    private func configure(outbound: UInt16, inbound: UInt16) throws(TransportError) {
         usrsctp_set_non_blocking(raw, 1)
         try set(SCTP_NODELAY, Int32(1))
         try set(SCTP_EXPLICIT_EOR, Int32(1))
         try set(SCTP_RECVRCVINFO, Int32(1))
-        try set(SCTP_INITMSG, sctp_initmsg(sinit_num_ostreams: streams, sinit_max_instreams: streams, sinit_max_attempts: 5, sinit_max_init_timeo: 2000))
+        try set(SCTP_INITMSG, sctp_initmsg(sinit_num_ostreams: outbound, sinit_max_instreams: inbound, sinit_max_attempts: 5, sinit_max_init_timeo: 2000))
         try set(SCTP_ENABLE_STREAM_RESET, sctp_assoc_value(assoc_id: sctp_assoc_t(SCTP_FUTURE_ASSOC), assoc_value: UInt32(SCTP_ENABLE_RESET_STREAM_REQ)))
         try set(SCTP_PLUGGABLE_SS, sctp_assoc_value(assoc_id: sctp_assoc_t(SCTP_FUTURE_ASSOC), assoc_value: UInt32(SCTP_SS_PRIORITY)))
         for type in [SCTP_ASSOC_CHANGE, SCTP_PEER_ADDR_CHANGE, SCTP_SHUTDOWN_EVENT, SCTP_STREAM_RESET_EVENT,

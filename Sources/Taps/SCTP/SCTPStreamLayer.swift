@@ -23,8 +23,10 @@ final class SCTPStreamLayer: Layer {
     var remoteAddress: SocketAddress? { association.path.lower.remoteAddress }
 
     /// The stream has a partner of the same id in the other direction (RFC 3436 section 3.1): its
-    /// id is below the outgoing streams the association negotiated.
-    var isBidirectional: Bool { association.outboundStreams == 0 || streamID < association.outboundStreams }
+    /// id is below both stream counts the association negotiated (known once it is up).
+    var isBidirectional: Bool {
+        association.outboundStreams == 0 || streamID < min(association.outboundStreams, association.inboundStreams)
+    }
 
     func start() {
         started = true

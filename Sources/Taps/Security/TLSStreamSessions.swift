@@ -1,4 +1,5 @@
 import COpenSSL
+import Glibc
 
 /// The client's TLS sessions for the streams of one tls-sctp association (RFC 3436 section 5): which
 /// session a stream's handshake offers, and whether it must wait for one first. Shared by the TLS
@@ -30,7 +31,7 @@ final class TLSStreamSessions {
     /// once or, for a stream that waits on the first one's session, when that session arrives.
     /// `isLeader` is true for the stream whose full handshake the others wait for.
     func handshakeMayStart(_ start: @escaping (_ session: OpaquePointer?, _ isLeader: Bool) -> Void) {
-        if let offered, SSL_SESSION_is_resumable(offered) == 1 { return start(offered, false) }
+        if let offered, !Self.isStale(offered) { return start(offered, false) }
         if pattern == .parallel { return start(nil, false) }
         guard leading else {
             leading = true
@@ -45,11 +46,20 @@ final class TLSStreamSessions {
     /// association's are kept: this association's full handshakes are not resumed (section 5.1).
     func sessionArrived(_ session: OpaquePointer, onResumedStream: Bool) {
         guard pattern != .parallel || onResumedStream else { return }
-        guard let copy = SSL_SESSION_dup(session) else { return }
-        if let offered { SSL_SESSION_free(offered) }
-        offered = copy
+        // The copy held stays resumable until it expires, so a newer one is copied only then (a
+        // copy per ticket, two tickets per stream, showed in the stream set-up profile).
+        if offered.map(Self.isStale) ?? true, let copy = SSL_SESSION_dup(session) {
+            if let offered { SSL_SESSION_free(offered) }
+            offered = copy
+        }
         leading = false
-        release(with: session)
+        release(with: offered)
+    }
+
+    /// Not resumable, or within a tenth of its lifetime of expiring (OpenSSL would soon not offer it).
+    private static func isStale(_ session: OpaquePointer) -> Bool {
+        let lifetime = SSL_SESSION_get_timeout(session)
+        return SSL_SESSION_is_resumable(session) != 1 || Int(time(nil)) >= SSL_SESSION_get_time(session) + lifetime - lifetime / 10
     }
 
     /// The leading stream ended, or finished without a session in time: the waiting streams do

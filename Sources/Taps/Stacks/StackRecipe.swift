@@ -73,7 +73,12 @@ struct StackRecipe: Sendable {
         guard let sibling = try original.openSibling() else { return nil }
         let sessions = original.layerChain.lazy.compactMap { ($0 as? TLSLayer)?.streamSessions }.first
         let layers = secured ? Array(above) : above.filter { $0.security == nil }
-        return try addLayers(layers, over: sibling, remote: remote, loop: loop, streamSessions: sessions)
+        do {
+            return try addLayers(layers, over: sibling, remote: remote, loop: loop, streamSessions: sessions)
+        } catch {
+            sibling.close()  // the stream leaves the association, which may then close when the others do
+            throw error
+        }
     }
 
     /// Puts the stack's layers after `index` on `base`, bottom-up. A client passes the `remote` it
