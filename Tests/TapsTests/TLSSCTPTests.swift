@@ -22,6 +22,26 @@ final class TLSSCTPTests: XCTestCase {
         echo.cancel()
     }
 
+    /// Section 5.2 on TLS 1.2, with session tickets and with session ids (the server issuing no
+    /// tickets): the first stream does a full handshake, the others an abbreviated one.
+    func testResumeFirstOnTLS12WithTicketsAndSessionIDs() async throws {
+        for tickets in [true, false] {
+            var server = TLSSCTP.pki.serverSecurity
+            server.allowedVersions = [.tls12]
+            server.sessionTickets = tickets
+            let listener = try await TLSSCTP.listener(security: server)
+            let (clients, servers) = try await TLSSCTP.openStreams(4, from: TLSSCTP.client(listener.localAddress.port), to: listener)
+            let clientResumed = try await clients.asyncMap { try await resumed($0) }
+            let serverResumed = try await (0..<4).asyncMap { try await resumed(try XCTUnwrap(servers[$0])) }
+            XCTAssertEqual(clientResumed, [false, true, true, true], "TLS 1.2, tickets \(tickets), client side")
+            XCTAssertEqual(serverResumed, [false, true, true, true], "TLS 1.2, tickets \(tickets), server side")
+            let version = try await securityDetails(of: clients[3]).protocolVersion
+            XCTAssertEqual(version, "TLSv1.2")
+            for connection in clients { await connection.abort() }
+            await listener.stop()
+        }
+    }
+
     /// Section 5.1: every stream does a full handshake; 5.2: the first does, the others resume its
     /// session; both ends agree on which did which.
     func testParallelAndResumeFirstPatterns() async throws {

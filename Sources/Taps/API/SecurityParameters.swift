@@ -52,6 +52,9 @@ public struct SecurityParameters: Sendable, Hashable {
     /// and ticket lifetime.
     public var maxCachedSessions: Int = 100
     public var cachedSessionLifetimeSeconds: Int = 7200
+    /// CM, server: issue session tickets (RFC 5077, RFC 8446 section 4.6.1). Off, TLS 1.2 resumes by
+    /// session id from the server's cache and TLS 1.3 by tickets the server keeps state for.
+    public var sessionTickets: Bool = true
     /// CM: a cache shared across Preconnections; nil gives each Preconnection its own cache with the
     /// limits above.
     public var sessionCache: TLSSessionCache? = nil
