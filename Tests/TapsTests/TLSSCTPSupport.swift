@@ -92,4 +92,25 @@ extension TLSSCTP {
         }
         return received
     }
+
+    /// Every client stream sends `total` bytes of its pattern, side by side.
+    static func sendPatterns(on clients: [Connection], total: Int) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (stream, connection) in clients.enumerated() {
+                group.addTask { try await sendPattern(connection, stream: stream, total: total) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// The server side of `streams` receives side by side; how many bytes matched on each.
+    static func receivePatterns(on servers: [Int: Connection], streams: Range<Int>, total: Int) async throws -> [Int] {
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for stream in streams {
+                let server = try XCTUnwrap(servers[stream])
+                group.addTask { try await receivePattern(server, stream: stream, total: total) }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+    }
 }

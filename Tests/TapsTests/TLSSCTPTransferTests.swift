@@ -42,19 +42,8 @@ final class TLSSCTPTransferTests: XCTestCase {
         let listener = try await TLSSCTP.listener()
         let (clients, servers) = try await TLSSCTP.openStreams(8, from: TLSSCTP.client(listener.localAddress.port), to: listener)
         let total = 2 * 1024 * 1024
-        async let sending: Void = withThrowingTaskGroup(of: Void.self) { group in
-            for (stream, connection) in clients.enumerated() {
-                group.addTask { try await TLSSCTP.sendPattern(connection, stream: stream, total: total) }
-            }
-            try await group.waitForAll()
-        }
-        let fast = try await withThrowingTaskGroup(of: Int.self) { group in
-            for stream in 0..<7 {
-                let server = try XCTUnwrap(servers[stream])
-                group.addTask { try await TLSSCTP.receivePattern(server, stream: stream, total: total) }
-            }
-            return try await group.reduce(into: [Int]()) { $0.append($1) }
-        }
+        async let sending: Void = TLSSCTP.sendPatterns(on: clients, total: total)
+        let fast = try await TLSSCTP.receivePatterns(on: servers, streams: 0..<7, total: total)
         XCTAssertEqual(fast, Array(repeating: total, count: 7), "seven streams complete while the eighth is not read")
         let slow = try await TLSSCTP.receivePattern(try XCTUnwrap(servers[7]), stream: 7, total: total)
         XCTAssertEqual(slow, total, "the unread stream's data waited and arrives whole")
@@ -75,19 +64,8 @@ final class TLSSCTPTransferTests: XCTestCase {
         client.lossyPath = LossyPath(lossRate: 0.05, reorderRate: 0.05, duplicateRate: 0.01, corruptionRate: 0.01, seed: 7)
         let (clients, servers) = try await TLSSCTP.openStreams(4, from: client, to: listener)
         let total = 5 * 1024 * 1024
-        async let sending: Void = withThrowingTaskGroup(of: Void.self) { group in
-            for (stream, connection) in clients.enumerated() {
-                group.addTask { try await TLSSCTP.sendPattern(connection, stream: stream, total: total) }
-            }
-            try await group.waitForAll()
-        }
-        let received = try await withThrowingTaskGroup(of: Int.self) { group in
-            for stream in 0..<4 {
-                let server = try XCTUnwrap(servers[stream])
-                group.addTask { try await TLSSCTP.receivePattern(server, stream: stream, total: total) }
-            }
-            return try await group.reduce(into: [Int]()) { $0.append($1) }
-        }
+        async let sending: Void = TLSSCTP.sendPatterns(on: clients, total: total)
+        let received = try await TLSSCTP.receivePatterns(on: servers, streams: 0..<4, total: total)
         try await sending
         XCTAssertEqual(received, Array(repeating: total, count: 4))
         let faults = try await lossyCounters(of: clients[0])
