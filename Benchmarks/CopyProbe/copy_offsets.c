@@ -2,7 +2,7 @@
  * (destination minus source, within a 4 KB page) between them. `pread` copies page -> user
  * (`copy_to_iter`, as a socket read does), `pwrite` copies user -> page (`copy_from_iter`, as a
  * socket write does). On this machine's AMD EPYC (Zen 3) cores both run at a sixth of their speed
- * when the destination sits 1-31 bytes past the source (Docs/Benchmarks.md, session 7).
+ * when the destination sits 1-31 bytes past the source (Docs/Benchmarks.md).
  *
  *   gcc -O2 -o /tmp/copy_offsets Benchmarks/CopyProbe/copy_offsets.c && /tmp/copy_offsets
  */

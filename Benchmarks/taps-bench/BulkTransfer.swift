@@ -39,7 +39,7 @@ enum BulkTransfer {
     /// `rep movsb`, which on this machine's AMD cores runs at a third of the speed when the message
     /// starts 1-31 bytes before a page boundary (plain TCP 1.0 against 3.3 GB/s, Taps and the C
     /// baseline alike). Left to malloc, that was a coin toss per process that decided a run's
-    /// figures: TCP's "slow mode" of session 6 (Docs/Benchmarks.md).
+    /// figures: the "slow mode" of plain TCP in Docs/Benchmarks.md.
     static let messagePageOffset = 2048
 
     /// A `count`-byte message of 0x78 bytes that starts `pageOffset` bytes into a page. An array's

@@ -3,7 +3,7 @@
 /// Linux copies between user memory and socket buffers with `rep movsb`. On this machine's AMD
 /// EPYC (Zen 3) cores that copy runs at a sixth to a tenth of its speed when the destination sits
 /// 1-31 bytes past the source's offset within a 4 KB page: 1.8-2.6 against 20-26 GB/s for a 64 KB
-/// `pread` or `pwrite` (Benchmarks/CopyProbe, Docs/Benchmarks.md session 7).
+/// `pread` or `pwrite` (Benchmarks/CopyProbe, Docs/Benchmarks.md).
 ///
 /// A sender that writes whole pages (64 KB messages, say) keeps the kernel's page fragments at one
 /// offset from the byte stream, most often offset 0 (the kernel restarts a fragment page at 0 once

@@ -9,7 +9,7 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     public let roles: Set<Role>
     /// How much application data a Connection on this stack lets wait in user space, beyond what
     /// the kernel or usrsctp buffers, before `send` suspends (back-pressure). Chosen by measurement
-    /// (Docs/Benchmarks.md, session 6): 512 KB on TLS/TCP, 4 MB elsewhere.
+    /// (Docs/Benchmarks.md): 512 KB on TLS/TCP, 4 MB elsewhere.
     /// - TLS/TCP: at 4 MB the sender in taps-bench idled ~12 % of the time while its receiver worked
     ///   through a backlog; at 512 KB it never waits, as the C client never does. Against the C
     ///   baseline, medians of 6 alternating runs in three A/Bs: 0.79 / 0.89 / 0.91 at 4 MB, 1.07 /
