@@ -328,10 +328,12 @@ final class TLSEngine {
         return TLSSessionCache.encode(session)
     }
 
+    /// The connection runs TLS 1.3 (once the handshake chose the version).
+    var negotiatedTLS13: Bool { !datagram && SSL_version(ssl) == TLS1_3_VERSION }
+
     /// Queues a TLS 1.3 KeyUpdate, asking the peer to update its keys too when `requestPeer`.
     func updateKeys(requestPeer: Bool) throws(TransportError) {
-        let version = SSL_version(ssl)
-        guard !datagram, version == TLS1_3_VERSION else {
+        guard negotiatedTLS13 else {
             throw .notSupported("KeyUpdate needs TLS 1.3; this connection uses \(String(cString: SSL_get_version(ssl)))")
         }
         guard SSL_key_update(ssl, requestPeer ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) == 1 else {

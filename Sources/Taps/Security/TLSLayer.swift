@@ -130,7 +130,7 @@ final class TLSLayer: Layer, LayerDelegate {
 
     /// A TLS 1.2 session came with the handshake, if at all; a TLS 1.3 ticket follows it.
     private func awaitLeaderSession() {
-        guard engine.details.protocolVersion == "TLSv1.3" else { return leaveSessionLead() }
+        guard engine.negotiatedTLS13 else { return leaveSessionLead() }
         ticketTimer = UVTimer.schedule(on: loop, after: Self.ticketWait) { [weak self] in self?.leaveSessionLead() }
     }
 
@@ -313,7 +313,7 @@ final class TLSLayer: Layer, LayerDelegate {
     /// TLS/SCTP: RFC 3436 section 4.3.2 allows neither unordered delivery nor limited lifetimes
     /// for TLS records, and a record must arrive (reliable).
     func refusal(for properties: MessageProperties) -> TransportError? {
-        guard engine.recordPerWrite else { return nil }
+        guard engine.recordPerWrite, !properties.ordered || properties.lifetime != nil || !properties.reliable else { return nil }
         let broken = [(!properties.ordered, "ordered = false"), (properties.lifetime != nil, "a lifetime"),
                       (!properties.reliable, "reliable = false")].filter(\.0).map(\.1)
         guard !broken.isEmpty else { return nil }
