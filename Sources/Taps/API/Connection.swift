@@ -427,6 +427,9 @@ public actor Connection {
     }
 
     fileprivate func layerEndOfStream() {
+        // After abort() the layer's teardown may report an end (SCTP: the association's release);
+        // nothing is received after an abort (RFC 9622 section 10).
+        guard state != .closed else { return }
         peerFinished = true
         if isFramed && framerBuffer.count > 0 {
             receiveFailed(.protocolViolation("the stream ended inside a framed message (\(framerBuffer.count) bytes left)"))

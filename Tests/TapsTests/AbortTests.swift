@@ -1,0 +1,34 @@
+import XCTest
+@testable import Taps
+
+/// RFC 9622 section 10: after `abort()` nothing more is received; a receive that was waiting throws
+/// instead of looking like a clean end of stream.
+final class AbortTests: XCTestCase {
+    func testAPendingReceiveThrowsAfterAbortOnEveryStack() async throws {
+        var sctp = TransportProperties.reliableMessage
+        sctp.multistreaming = .require
+        let cases: [(ProtocolStack, TransportProperties)] = [(.tcp, .reliableInOrderStream), (.sctp, sctp)]
+        for (stack, transport) in cases {
+            var server = Preconnection(local: .loopback(), transport: transport, security: .disabled)
+            server.registry = StackRegistry(stacks: [stack])
+            let listener = try await server.listen()
+            var client = Preconnection(remote: .loopback(port: listener.localAddress.port), transport: transport, security: .disabled)
+            client.registry = StackRegistry(stacks: [stack])
+            let connection = try await client.initiate(timeout: .seconds(10))
+            try await connection.send("hello")
+            let accepted = try await listener.firstConnection()
+            let waiting = Task { try await connection.receive() }
+            try await Task.sleep(for: .milliseconds(50))  // the receive is waiting
+            await connection.abort()
+            let outcome = await waiting.result
+            switch outcome {
+            case .success(let message):
+                XCTFail("\(stack.name): a receive waiting across abort() returned \(message.content.count) bytes, final \(message.isFinal)")
+            case .failure(let error):
+                XCTAssertEqual((error as? TransportError)?.code, .connectionClosed, "\(stack.name): \(error)")
+            }
+            await accepted.abort()
+            await listener.stop()
+        }
+    }
+}
