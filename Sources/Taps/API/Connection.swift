@@ -29,7 +29,10 @@ public actor Connection {
         let continuation: UnsafeContinuation<Message, any Error>
         let minimum: Int
         let maximum: Int
+        /// Finds the receive again when its task is cancelled.
+        let id: UInt64
     }
+    private var nextReceiveID: UInt64 = 0
     private var receiveFailure: TransportError?
     private var peerFinished = false
     private var readingPaused = false
@@ -332,13 +335,28 @@ public actor Connection {
         if state == .closed || (peerFinished && inbound.isEmpty) {
             throw TransportError.connectionClosed("the connection has ended; no more messages")
         }
-        // Unsafe (no checking canary allocated per wait): each receiver leaves `receivers` once,
-        // resumed as it leaves, and this is the data path's per-read wait.
-        return try await withUnsafeThrowingContinuation { continuation in
-            receivers.append(WaitingReceive(continuation: continuation, minimum: minIncompleteLength, maximum: maxLength))
-            // Data or the end may have arrived before this body ran.
-            deliverToReceivers()
+        let id = nextReceiveID
+        nextReceiveID &+= 1
+        // A cancelled receive throws CancellationError at once and takes no message: one that
+        // arrives later waits for the next receive.
+        return try await withTaskCancellationHandler {
+            // Unsafe (no checking canary allocated per wait): each receiver leaves `receivers` once,
+            // resumed as it leaves, and this is the data path's per-read wait.
+            try await withUnsafeThrowingContinuation { continuation in
+                // Cancelled before this body ran: the handler below found nothing to cancel.
+                guard !Task.isCancelled else { return continuation.resume(throwing: CancellationError()) }
+                receivers.append(WaitingReceive(continuation: continuation, minimum: minIncompleteLength, maximum: maxLength, id: id))
+                // Data or the end may have arrived before this body ran.
+                deliverToReceivers()
+            }
+        } onCancel: {
+            loop.execute { self.assumeIsolated { $0.cancelReceive(id) } }
         }
+    }
+
+    private func cancelReceive(_ id: UInt64) {
+        guard let index = receivers.firstIndex(where: { $0.id == id }) else { return }
+        receivers.remove(at: index).continuation.resume(throwing: CancellationError())
     }
 
 
