@@ -120,6 +120,12 @@ public actor Connection {
         }
     }
 
+    /// Ends an establishment that is still under way with `error` (a listener's time limit).
+    func failEstablishment(_ error: TransportError) {
+        guard state == .establishing else { return }
+        layerFailed(error)
+    }
+
     fileprivate func layerReady() {
         guard state == .establishing else { return }
         adoptEstablished()

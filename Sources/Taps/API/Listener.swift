@@ -248,8 +248,16 @@ public actor Listener {
         let connection = Connection(loop: loop, stack: stack ?? self.stack, layer: layer, properties: recipe.properties,
                                     framer: framer, group: group)
         group.add(connection)
+        let timeout = recipe.properties.incomingEstablishmentTimeout.map { duration in
+            UVTimer.schedule(on: loop, after: UInt64(max(1, duration.milliseconds))) { [weak connection] in
+                connection?.assumeIsolated {
+                    $0.failEstablishment(.timedOut("the incoming connection did not complete its establishment within \(duration)"))
+                }
+            }
+        }
         connection.assumeIsolated { connection in
             connection.start { [weak self] error in
+                timeout?.close()
                 guard let self else { return }
                 self.assumeIsolated { listener in
                     if let error { listener.recordFailure(error) } else { listener.continuation.yield(connection) }

@@ -67,6 +67,11 @@ public struct TransportProperties: Sendable, Hashable {
 
     // MARK: Implementation settings
 
+    /// Listeners: how long an incoming connection may take to become established (its TLS or DTLS
+    /// handshake) before it is aborted and counted in `failedEstablishments` with `timedOut`, so a
+    /// peer that sends half a ClientHello cannot hold a connection open. Nil: no limit.
+    public var incomingEstablishmentTimeout: Duration? = .seconds(10)
+
     /// Delay between starting successive racing attempts (Happy Eyeballs v2, RFC 8305 section 5).
     public var racingStagger: Duration = .milliseconds(250)
     /// SCTP-specific settings (RFC 9622 allows protocol-specific properties).
