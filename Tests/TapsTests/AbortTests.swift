@@ -64,3 +64,49 @@ extension AbortTests {
         }
     }
 }
+
+extension AbortTests {
+    /// A connection dropped without close() after its sends closes gracefully: the peer receives
+    /// every byte `send()` accepted and a clean end (issue 16; only abort() discards).
+    func testADroppedConnectionDeliversEverythingItAccepted() async throws {
+        let pki = TestPKI.shared
+        var sctp = TransportProperties.reliableMessage
+        sctp.multistreaming = .require
+        let cases: [(ProtocolStack, TransportProperties, SecurityParameters, SecurityParameters)] = [
+            (.tcp, .reliableInOrderStream, .disabled, .disabled),
+            (.tlsTCP, .reliableInOrderStream, pki.serverSecurity, pki.clientSecurity),
+            (.sctp, sctp, .disabled, .disabled),
+        ]
+        let count = 200, size = 16_384
+        for (stack, transport, serverSecurity, clientSecurity) in cases {
+            var server = Preconnection(local: .loopback(), transport: transport, security: serverSecurity)
+            server.registry = StackRegistry(stacks: [stack])
+            let listener = try await server.listen()
+            var client = Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: transport,
+                                       security: clientSecurity)
+            client.registry = StackRegistry(stacks: [stack])
+            for round in 0..<5 {
+                try await Self.sendAndDrop(client, count: count, size: size)
+                let accepted = try await listener.firstConnection()
+                let watchdog = abort(accepted, after: .seconds(20))
+                var received = 0, endedCleanly = false
+                while true {
+                    let message = try await accepted.receive()
+                    received += message.content.count
+                    if message.isFinal { endedCleanly = true; break }
+                }
+                watchdog.cancel()
+                XCTAssertEqual(received, count * size, "\(stack.name) round \(round): every accepted byte arrived")
+                XCTAssertTrue(endedCleanly, "\(stack.name) round \(round)")
+                await accepted.close()
+            }
+            await listener.stop()
+        }
+    }
+
+    /// Sends and lets the connection go without close(): its last reference ends here.
+    private static func sendAndDrop(_ client: Preconnection, count: Int, size: Int) async throws {
+        let connection = try await client.initiate(timeout: .seconds(10))
+        for index in 0..<count { try await connection.send([UInt8](repeating: UInt8(truncatingIfNeeded: index), count: size)) }
+    }
+}

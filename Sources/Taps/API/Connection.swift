@@ -90,10 +90,15 @@ public actor Connection {
         if properties.connPriority != TransportProperties().connPriority { layer.setPriority(properties.connPriority) }
     }
 
-    /// Runs on the loop (an isolated deinit), where the layer must be released. A connection
-    /// dropped without `close()` is aborted.
+    /// Runs on the loop (an isolated deinit), where the layer must be released. An established
+    /// connection dropped without `close()` closes gracefully (`LingeringClose`): what `send()`
+    /// accepted is delivered, never silently dropped. One still establishing is aborted.
     isolated deinit {
-        if state != .closed { layer.abort() }
+        switch state {
+        case .closed: break
+        case .establishing: layer.abort()
+        case .established, .closing: LingeringClose.start(layer, loop: loop, sendSideEnded: sentFinal || state == .closing)
+        }
     }
 
     // MARK: Establishment
