@@ -110,3 +110,49 @@ extension AbortTests {
         for index in 0..<count { try await connection.send([UInt8](repeating: UInt8(truncatingIfNeeded: index), count: size)) }
     }
 }
+
+extension AbortTests {
+    /// An abort after a final message, with megabytes still queued, reaches the peer as a reset: the
+    /// peer never sees a clean end with bytes missing (issue 16: uv_tcp_close_reset is refused while
+    /// the final message's shutdown is pending).
+    func testAbortAfterAFinalMessageIsAResetNeverACleanShortEnd() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: .disabled).listen()
+        let client = Preconnection(remote: .loopback(port: listener.localAddress.port), transport: .reliableInOrderStream, security: .disabled)
+        let count = 400, size = 65_536
+        var outcomes: [String] = []
+        for _ in 0..<5 {
+            let connection = try await client.initiate(timeout: .seconds(10))
+            let accepted = try await listener.firstConnection()
+            let reader = Task { () -> (bytes: Int, cleanEnd: Bool, error: TransportError?) in
+                var bytes = 0
+                do {
+                    while true {
+                        let message = try await accepted.receive()
+                        bytes += message.content.count
+                        if message.isFinal { return (bytes, true, nil) }
+                        try await Task.sleep(for: .milliseconds(1))  // a slow reader: the sender's queue stays full
+                    }
+                } catch {
+                    return (bytes, false, error as? TransportError)
+                }
+            }
+            for index in 0..<count {
+                var properties = MessageProperties()
+                properties.final = index == count - 1
+                try await connection.send([UInt8](repeating: 1, count: size), context: MessageContext(properties: properties))
+            }
+            await connection.abort()
+            let result = await reader.value
+            if result.cleanEnd {
+                XCTAssertEqual(result.bytes, count * size, "a clean end must come after every byte")
+                outcomes.append("complete")
+            } else {
+                XCTAssertEqual(result.error?.code, .connectionReset, "\(String(describing: result.error))")
+                outcomes.append("reset")
+            }
+            await accepted.abort()
+        }
+        await listener.stop()
+        XCTAssertTrue(outcomes.contains("reset"), "with megabytes queued, an abort is a reset: \(outcomes)")
+    }
+}

@@ -341,11 +341,20 @@ final class UVTCPSocket: UVHandle {
         }
     }
 
-    /// Closes with an RST instead of a FIN (abort).
+    /// Closes with an RST instead of a FIN (abort). libuv refuses `uv_tcp_close_reset` while a
+    /// shutdown is pending (a final message was sent); a plain close would then drop the queued
+    /// writes and still send a FIN, so the peer would see a clean end with bytes missing. Here the
+    /// socket lingers for zero seconds instead, which makes the kernel's close an RST all the same.
     func reset() {
         let tcp = self.tcp
+        let fd = fileDescriptor
         closeHandle { handle, callback in
-            if uv_tcp_close_reset(tcp, callback) != 0 { uv_close(handle, callback) }
+            guard uv_tcp_close_reset(tcp, callback) != 0 else { return }
+            if let fd {
+                var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            }
+            uv_close(handle, callback)
         }
     }
 }
