@@ -66,8 +66,9 @@ extension AbortTests {
 }
 
 extension AbortTests {
-    /// A connection dropped without close() after its sends closes gracefully: the peer receives
-    /// every byte `send()` accepted and a clean end (issue 16; only abort() discards).
+    /// A connection dropped without close() after its sends, with or without a final message,
+    /// closes gracefully: the peer receives every byte `send()` accepted and a clean end (issue 16;
+    /// only abort() discards).
     func testADroppedConnectionDeliversEverythingItAccepted() async throws {
         let pki = TestPKI.shared
         var sctp = TransportProperties.reliableMessage
@@ -85,8 +86,9 @@ extension AbortTests {
             var client = Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: transport,
                                        security: clientSecurity)
             client.registry = StackRegistry(stacks: [stack])
-            for round in 0..<5 {
-                try await Self.sendAndDrop(client, count: count, size: size)
+            for round in 0..<6 {
+                // Every other round the last message is final, which starts the send side's end.
+                try await Self.sendAndDrop(client, count: count, size: size, lastIsFinal: round % 2 == 1)
                 let accepted = try await listener.firstConnection()
                 let watchdog = abort(accepted, after: .seconds(20))
                 var received = 0, endedCleanly = false
@@ -105,9 +107,14 @@ extension AbortTests {
     }
 
     /// Sends and lets the connection go without close(): its last reference ends here.
-    private static func sendAndDrop(_ client: Preconnection, count: Int, size: Int) async throws {
+    private static func sendAndDrop(_ client: Preconnection, count: Int, size: Int, lastIsFinal: Bool) async throws {
         let connection = try await client.initiate(timeout: .seconds(10))
-        for index in 0..<count { try await connection.send([UInt8](repeating: UInt8(truncatingIfNeeded: index), count: size)) }
+        for index in 0..<count {
+            var properties = MessageProperties()
+            properties.final = lastIsFinal && index == count - 1
+            try await connection.send([UInt8](repeating: UInt8(truncatingIfNeeded: index), count: size),
+                                      context: MessageContext(properties: properties))
+        }
     }
 }
 
