@@ -4,19 +4,28 @@ import XCTest
 /// RFC 9622 section 10: after `abort()` nothing more is received; a receive that was waiting throws
 /// instead of looking like a clean end of stream.
 final class AbortTests: XCTestCase {
-    func testAPendingReceiveThrowsAfterAbortOnEveryStack() async throws {
+    /// tcp and sctp without security, each with the transport properties that select it.
+    static var plainStacks: [(ProtocolStack, TransportProperties)] {
         var sctp = TransportProperties.reliableMessage
         sctp.multistreaming = .require
-        let cases: [(ProtocolStack, TransportProperties)] = [(.tcp, .reliableInOrderStream), (.sctp, sctp)]
-        for (stack, transport) in cases {
-            var server = Preconnection(local: .loopback(), transport: transport, security: .disabled)
-            server.registry = StackRegistry(stacks: [stack])
-            let listener = try await server.listen()
-            var client = Preconnection(remote: .loopback(port: listener.localAddress.port), transport: transport, security: .disabled)
-            client.registry = StackRegistry(stacks: [stack])
-            let connection = try await client.initiate(timeout: .seconds(10))
-            try await connection.send("hello")
-            let accepted = try await listener.firstConnection()
+        return [(.tcp, .reliableInOrderStream), (.sctp, sctp)]
+    }
+
+    /// A listener on `stack`, a client connected to it that sent "hello", and the accepted side.
+    static func connectedPair(_ stack: ProtocolStack, _ transport: TransportProperties) async throws -> (Listener, Connection, Connection) {
+        var server = Preconnection(local: .loopback(), transport: transport, security: .disabled)
+        server.registry = StackRegistry(stacks: [stack])
+        let listener = try await server.listen()
+        var client = Preconnection(remote: .loopback(port: listener.localAddress.port), transport: transport, security: .disabled)
+        client.registry = StackRegistry(stacks: [stack])
+        let connection = try await client.initiate(timeout: .seconds(10))
+        try await connection.send("hello")
+        return (listener, connection, try await listener.firstConnection())
+    }
+
+    func testAPendingReceiveThrowsAfterAbortOnEveryStack() async throws {
+        for (stack, transport) in Self.plainStacks {
+            let (listener, connection, accepted) = try await Self.connectedPair(stack, transport)
             let waiting = Task { try await connection.receive() }
             try await Task.sleep(for: .milliseconds(50))  // the receive is waiting
             await connection.abort()
@@ -37,17 +46,8 @@ extension AbortTests {
     /// A cancelled receive throws CancellationError promptly and takes no message: the next
     /// receive gets what arrives afterwards (issue 16).
     func testCancelledReceiveThrowsAndLosesNoMessage() async throws {
-        var sctp = TransportProperties.reliableMessage
-        sctp.multistreaming = .require
-        for (stack, transport) in [(ProtocolStack.tcp, TransportProperties.reliableInOrderStream), (.sctp, sctp)] {
-            var server = Preconnection(local: .loopback(), transport: transport, security: .disabled)
-            server.registry = StackRegistry(stacks: [stack])
-            let listener = try await server.listen()
-            var client = Preconnection(remote: .loopback(port: listener.localAddress.port), transport: transport, security: .disabled)
-            client.registry = StackRegistry(stacks: [stack])
-            let connection = try await client.initiate(timeout: .seconds(10))
-            try await connection.send("hello")
-            let accepted = try await listener.firstConnection()
+        for (stack, transport) in Self.plainStacks {
+            let (listener, connection, accepted) = try await Self.connectedPair(stack, transport)
             let waiting = Task { try await connection.receive() }
             try await Task.sleep(for: .milliseconds(50))  // the receive is waiting
             let started = ContinuousClock.now
