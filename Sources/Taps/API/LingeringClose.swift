@@ -21,7 +21,8 @@ final class LingeringClose: LayerDelegate {
         let closing = LingeringClose(layer)
         closing.keepAlive = closing
         layer.delegate = closing
-        closing.timer = UVTimer.schedule(on: loop, after: linger) { [weak closing] in closing?.finish(abortive: true) }
+        // As close() does: after the linger the layers are released, gracefully.
+        closing.timer = UVTimer.schedule(on: loop, after: linger) { [weak closing] in closing?.finish(abortive: false) }
         let waitsForPeer = !layer.service.keepsMessageBoundaries
         guard !sendSideEnded else {
             if !waitsForPeer { closing.finish(abortive: false) }
