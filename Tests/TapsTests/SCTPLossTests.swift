@@ -307,3 +307,39 @@ extension SCTPLossTests {
         await listener.stop()
     }
 }
+
+extension SCTPLossTests {
+    /// A peer that vanishes (SIGKILL: no ABORT, no SHUTDOWN) is noticed by an end that only receives
+    /// once keepAlive sends heartbeats and connTimeout bounds the retransmissions (issue 16: over
+    /// 120 s of silence before).
+    func testAVanishedPeerEndsAReceivingConnection() async throws {
+        let port = try await freePort(udp: true)
+        let peer = try ChildProcess(ChildProcess.product("taps-echo"), ["listen", "--stack", "sctp", "--port", "\(port)"])
+        defer { peer.terminate() }
+        let listening = await peer.waitFor("listening on")
+        XCTAssertTrue(listening, peer.text)
+        var transport = TransportProperties.reliableMessage
+        transport.multistreaming = .require
+        transport.keepAlive = .require
+        transport.keepAliveTimeout = .milliseconds(200)
+        transport.connTimeout = .seconds(1)
+        var client = Preconnection(remote: .loopback(port: port), transport: transport, security: .disabled)
+        client.registry = StackRegistry(stacks: [.sctp])
+        let connection = try await client.initiate(timeout: .seconds(5))
+        try await connection.send("ping")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "ping")
+        // usrsctp's defaults take minutes; the watchdog's abort would show as `aborted`.
+        let watchdog = abort(connection, after: .seconds(20))
+        defer { watchdog.cancel() }
+        peer.terminate()
+        do {
+            let message = try await connection.receive()
+            XCTFail("received \(message.content.count) bytes from a dead peer")
+        } catch let error as TransportError {
+            // The association was lost: not a clean end, nor the watchdog's abort (connectionClosed).
+            XCTAssertEqual(error.code, .connectionReset, "\(error)")
+        }
+        await connection.abort()
+    }
+}

@@ -116,6 +116,25 @@ public struct TransportProperties: Sendable, Hashable {
         return properties
     }
 
+    /// The SCTP settings with the connection properties applied (RFC 9622 section 8.1): `keepAlive`
+    /// with `keepAliveTimeout` sends heartbeats at that interval; `connTimeout` bounds how long the
+    /// association retransmits before it gives up, as four retransmissions with timeouts of at most
+    /// a fifth of it each. Settings made in `sctp` itself win.
+    var sctpWithConnectionProperties: SCTPOptions {
+        var options = sctp
+        if keepAlive == .require || keepAlive == .prefer, options.heartbeatInterval == nil {
+            options.heartbeatInterval = keepAliveTimeout ?? .seconds(30)
+        }
+        if let connTimeout {
+            let step = max(Duration.milliseconds(10), connTimeout / 5)
+            options.maximumRetransmissions = options.maximumRetransmissions ?? 4
+            options.retransmissionTimeoutMaximum = options.retransmissionTimeoutMaximum ?? step
+            options.retransmissionTimeoutInitial = options.retransmissionTimeoutInitial ?? min(.seconds(3), step)
+            options.retransmissionTimeoutMinimum = options.retransmissionTimeoutMinimum ?? min(.seconds(1), step)
+        }
+        return options
+    }
+
     /// The selection properties that map one-to-one onto a transport feature, with their names as
     /// the RFC spells them (used by selection and in its explanations).
     var featurePreferences: [(name: String, preference: Preference, feature: TransportFeatures)] {

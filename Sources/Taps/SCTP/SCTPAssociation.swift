@@ -57,7 +57,7 @@ final class SCTPAssociation: SCTPPathOwner {
         installUpcall(on: socket)
         readStreamCounts()
         state = .established
-        applyPathMTU()
+        applyPathParameters()
         streams[0] = SCTPStreamLayer(association: self, streamID: 0)
         // Data may already wait in the socket.
         scheduleEvents()
@@ -247,7 +247,7 @@ final class SCTPAssociation: SCTPPathOwner {
             guard state == .connecting else { return }
             state = .established
             readStreamCounts()
-            applyPathMTU()
+            applyPathParameters()
             streamPriorities.keys.forEach(applyPriority(on:))
             streams.values.forEach { $0.associationDidBecomeReady() }
         case SCTP_COMM_LOST:
@@ -284,8 +284,8 @@ final class SCTPAssociation: SCTPPathOwner {
     }
 
     /// Again on the association itself: the socket's setting covers associations created after it.
-    private func applyPathMTU() {
-        socket?.setPathMTU(options.pathMTU)
+    private func applyPathParameters() {
+        socket?.setPathParameters(options)
     }
 
     // MARK: Sending

@@ -63,6 +63,15 @@ public struct SCTPOptions: Sendable, Hashable {
         case delayed
     }
 
+    /// Heartbeats on an idle path (RFC 9260 section 8.3), so a peer that vanished is noticed even by
+    /// an end that only receives; nil keeps usrsctp's (30 s). `keepAlive` with `keepAliveTimeout`
+    /// sets it.
+    public var heartbeatInterval: Duration? = nil
+    /// Retransmissions, of data or heartbeats, after which the peer is taken for dead and the
+    /// association ends (Association.Max.Retrans and Path.Max.Retrans, RFC 9260 section 8); nil
+    /// keeps usrsctp's (10 and 5). `connTimeout` sets it with the retransmission timeouts.
+    public var maximumRetransmissions: Int? = nil
+
     /// IPv6 (40) and UDP (8) headers.
     static let headerOverhead = 48
 

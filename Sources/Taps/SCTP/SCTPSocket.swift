@@ -23,7 +23,7 @@ final class SCTPSocket {
         try configureRetransmission(options)
         // Before any association exists, so usrsctp starts it with this MTU: it only ever lowers the
         // association's smallest MTU later, and its Nagle and bundling decisions use that one.
-        setPathMTU(options.pathMTU)
+        setPathParameters(options)
     }
 
     /// Wraps a socket usrsctp_accept returned.
@@ -58,6 +58,12 @@ final class SCTPSocket {
 
     /// SCTP_RTOINFO; zero fields keep usrsctp's values.
     private func configureRetransmission(_ options: SCTPOptions) throws(TransportError) {
+        if let retransmissions = options.maximumRetransmissions {
+            var info = sctp_assocparams()
+            info.sasoc_assoc_id = sctp_assoc_t(SCTP_FUTURE_ASSOC)
+            info.sasoc_asocmaxrxt = UInt16(clamping: max(1, retransmissions))
+            try set(SCTP_ASSOCINFO, info)
+        }
         let bounds = [options.retransmissionTimeoutInitial, options.retransmissionTimeoutMaximum, options.retransmissionTimeoutMinimum]
         guard bounds.contains(where: { $0 != nil }) else { return }
         let milliseconds = bounds.map { $0.map { UInt32(clamping: max(1, $0.milliseconds)) } ?? 0 }
@@ -72,11 +78,20 @@ final class SCTPSocket {
 
     /// Path MTU discovery off; the configured MTU less IPv6 and UDP headers is the SCTP packet size.
     /// Applies to the association and to every path of it (the AF_CONN wildcard address).
-    func setPathMTU(_ mtu: Int) {
+    /// The path's MTU (discovery off), and the heartbeat interval and path retransmission limit when
+    /// set. Again on the association itself: the socket's setting covers associations created after it.
+    func setPathParameters(_ options: SCTPOptions) {
         var parameters = sctp_paddrparams()
         parameters.spp_assoc_id = sctp_assoc_t(SCTP_FUTURE_ASSOC)
         parameters.spp_flags = UInt32(SPP_PMTUD_DISABLE)
-        parameters.spp_pathmtu = UInt32(max(SCTPOptions.minimumPathMTU, mtu) - SCTPOptions.headerOverhead)
+        parameters.spp_pathmtu = UInt32(max(SCTPOptions.minimumPathMTU, options.pathMTU) - SCTPOptions.headerOverhead)
+        if let interval = options.heartbeatInterval {
+            parameters.spp_flags |= UInt32(SPP_HB_ENABLE)
+            parameters.spp_hbinterval = UInt32(clamping: max(1, interval.milliseconds))
+        }
+        if let retransmissions = options.maximumRetransmissions {
+            parameters.spp_pathmaxrxt = UInt16(clamping: max(1, retransmissions))
+        }
         var wildcard = Self.address(nil, port: 0)
         withUnsafeBytes(of: &wildcard) { source in
             withUnsafeMutableBytes(of: &parameters.spp_address) { $0.copyMemory(from: source) }

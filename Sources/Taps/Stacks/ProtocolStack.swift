@@ -82,7 +82,7 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     public static let sctp = ProtocolStack(
         name: "sctp", layers: [.udp, .sctp],
         features: [.reliableTransfer, .messageBoundaries, .perMessageReliability, .orderedDelivery, .multistreaming,
-                   .fullChecksumSend, .fullChecksumReceive, .congestionControl, .activeReadBeforeSend],
+                   .fullChecksumSend, .fullChecksumReceive, .congestionControl, .keepAlive, .activeReadBeforeSend],
         security: nil, roles: [.initiate, .listen])
 
     /// TLS over SCTP (RFC 3436): each Connection is one bidirectional SCTP stream carrying its own
@@ -92,7 +92,7 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     public static let tlsSCTP = ProtocolStack(
         name: "tls-sctp", layers: [.udp, .sctp, .tls],
         features: [.reliableTransfer, .orderedDelivery, .multistreaming, .fullChecksumSend, .fullChecksumReceive,
-                   .congestionControl, .activeReadBeforeSend],
+                   .congestionControl, .keepAlive, .activeReadBeforeSend],
         security: .tls, roles: [.initiate, .listen],
         restrictions: [
             FeatureRestriction(features: .perMessageReliability,

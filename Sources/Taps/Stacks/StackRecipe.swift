@@ -117,7 +117,7 @@ struct StackRecipe: Sendable {
         let path = SCTPPath(over: lower)
         let localPort = lower.localAddress?.port ?? 0
         let association = SCTPAssociation(path: path, role: .client(localPort: localPort, remotePort: remote.port),
-                                          options: properties.sctp, loop: loop)
+                                          options: properties.sctpWithConnectionProperties, loop: loop)
         return try association.openStream()
     }
 
