@@ -91,6 +91,16 @@ final class SCTPLossTests: XCTestCase {
 }
 
 extension SCTPLossTests {
+    /// An sctp echo listener in a process of its own (taps-echo), to be killed without a goodbye,
+    /// and its port.
+    static func echoPeerProcess(file: StaticString = #filePath, line: UInt = #line) async throws -> (ChildProcess, UInt16) {
+        let port = try await freePort(udp: true)
+        let peer = try ChildProcess(ChildProcess.product("taps-echo"), ["listen", "--stack", "sctp", "--port", "\(port)"])
+        let listening = await peer.waitFor("listening on")
+        XCTAssertTrue(listening, peer.text, file: file, line: line)
+        return (peer, port)
+    }
+
     /// An INIT chunk (RFC 9260 section 3.3.2) from `sourcePort` to `destinationPort`, checksummed.
     private static func initPacket(from sourcePort: UInt16, to destinationPort: UInt16, tag: UInt32) -> [UInt8] {
         var packet: [UInt8] = []
@@ -200,11 +210,8 @@ extension SCTPLossTests {
 
 extension SCTPLossTests {
     func testAPeerThatVanishesEndsTheAssociationWithAnError() async throws {
-        let port = try await freePort(udp: true)
-        let server = try ChildProcess(ChildProcess.product("taps-echo"), ["listen", "--stack", "sctp", "--port", "\(port)"])
+        let (server, port) = try await Self.echoPeerProcess()
         defer { server.terminate() }
-        let listening = await server.waitFor("listening on")
-        XCTAssertTrue(listening, server.text)
         let connection = try await preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
         let events = EventLog()
         await connection.setEventHandler { event in events.append(event) }
@@ -313,11 +320,8 @@ extension SCTPLossTests {
     /// once keepAlive sends heartbeats and connTimeout bounds the retransmissions (issue 16: over
     /// 120 s of silence before).
     func testAVanishedPeerEndsAReceivingConnection() async throws {
-        let port = try await freePort(udp: true)
-        let peer = try ChildProcess(ChildProcess.product("taps-echo"), ["listen", "--stack", "sctp", "--port", "\(port)"])
+        let (peer, port) = try await Self.echoPeerProcess()
         defer { peer.terminate() }
-        let listening = await peer.waitFor("listening on")
-        XCTAssertTrue(listening, peer.text)
         var transport = TransportProperties.reliableMessage
         transport.multistreaming = .require
         transport.keepAlive = .require

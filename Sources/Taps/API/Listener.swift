@@ -248,7 +248,10 @@ public actor Listener {
         let connection = Connection(loop: loop, stack: stack ?? self.stack, layer: layer, properties: recipe.properties,
                                     framer: framer, group: group)
         group.add(connection)
-        let timeout = recipe.properties.incomingEstablishmentTimeout.map { duration in
+        // Only a handshake can stall; a plain transport's incoming connection is ready at once.
+        let handshakes = (stack ?? self.stack).security != nil
+        let limit = handshakes ? recipe.properties.incomingEstablishmentTimeout : nil
+        let timeout = limit.map { duration in
             UVTimer.schedule(on: loop, after: UInt64(max(1, duration.milliseconds))) { [weak connection] in
                 connection?.assumeIsolated {
                     $0.failEstablishment(.timedOut("the incoming connection did not complete its establishment within \(duration)"))

@@ -70,9 +70,8 @@ public struct Preconnection: Sendable {
 
     /// SCTP associations all live on the SCTP runtime's loop (usrsctp is one instance per process),
     /// so a race led by an SCTP stack runs there; other races spread over the shared group and leave
-    /// out the SCTP candidates further down, which cannot run there. Ranking
-    /// by the first candidate keeps every secure stream connection off one loop now that tls-sctp
-    /// qualifies for them too.
+    /// out the SCTP candidates further down, which cannot run there. Deciding by the first candidate
+    /// keeps secure stream connections off that one loop, since tls-sctp qualifies for them too.
     private static func defaultLoop(for recipes: [StackRecipe]) -> EventLoop {
         recipes.first?.stack.layers.contains(.sctp) == true ? SCTPRuntime.shared.loop : EventLoopGroup.shared.next()
     }

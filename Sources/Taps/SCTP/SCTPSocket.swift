@@ -77,9 +77,8 @@ final class SCTPSocket {
     }
 
     /// Path MTU discovery off; the configured MTU less IPv6 and UDP headers is the SCTP packet size.
-    /// Applies to the association and to every path of it (the AF_CONN wildcard address).
-    /// The path's MTU (discovery off), and the heartbeat interval and path retransmission limit when
-    /// set. Again on the association itself: the socket's setting covers associations created after it.
+    /// With them, the heartbeat interval and the path's retransmission limit when set. Applies to the
+    /// association and to every path of it (the AF_CONN wildcard address).
     func setPathParameters(_ options: SCTPOptions) {
         var parameters = sctp_paddrparams()
         parameters.spp_assoc_id = sctp_assoc_t(SCTP_FUTURE_ASSOC)
