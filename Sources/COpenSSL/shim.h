@@ -4,3 +4,5 @@
 #include <openssl/pem.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/kdf.h>
+#include <openssl/core_names.h>

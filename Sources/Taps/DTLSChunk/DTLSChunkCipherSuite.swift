@@ -1,0 +1,91 @@
+import COpenSSL
+
+/// The TLS 1.3 cipher suites the DTLS chunk protects with (draft-ietf-tsvwg-sctp-dtls-chunk,
+/// "Mandatory-to-Implement Cipher Suites"): AES-128-GCM is mandatory, the other two are the SHOULDs.
+/// Raw values are the IANA TLS cipher suite identifiers.
+public enum DTLSChunkCipherSuite: UInt16, Sendable, CaseIterable, CustomStringConvertible {
+    case aes128GCMSHA256 = 0x1301
+    case aes256GCMSHA384 = 0x1302
+    case chacha20Poly1305SHA256 = 0x1303
+
+    /// The IANA name, as key files and logs spell it.
+    public var description: String {
+        switch self {
+        case .aes128GCMSHA256: "TLS_AES_128_GCM_SHA256"
+        case .aes256GCMSHA384: "TLS_AES_256_GCM_SHA384"
+        case .chacha20Poly1305SHA256: "TLS_CHACHA20_POLY1305_SHA256"
+        }
+    }
+
+    public init?(name: String) {
+        guard let suite = Self.allCases.first(where: { $0.description == name }) else { return nil }
+        self = suite
+    }
+
+    /// Record payload key length in bytes; the sequence-number key has the same length
+    /// (RFC 9147 section 4.2.3).
+    public var keyLength: Int { self == .aes128GCMSHA256 ? 16 : 32 }
+    /// The per-record nonce is the IV XOR the sequence number (RFC 8446 section 5.3).
+    public var ivLength: Int { 12 }
+    public var sequenceNumberKeyLength: Int { keyLength }
+    /// Every suite here has a 16-byte authentication tag.
+    static let tagLength = 16
+
+    /// The hash of the suite's HKDF (RFC 8446 section 7.1).
+    var digestName: String { self == .aes256GCMSHA384 ? "SHA384" : "SHA256" }
+
+    var aead: OpaquePointer {
+        switch self {
+        case .aes128GCMSHA256: EVP_aes_128_gcm()
+        case .aes256GCMSHA384: EVP_aes_256_gcm()
+        case .chacha20Poly1305SHA256: EVP_chacha20_poly1305()
+        }
+    }
+
+    /// The cipher that makes the record-number mask (RFC 9147 section 4.2.3): AES-ECB over the first
+    /// 16 bytes of ciphertext, or ChaCha20 keyed with them as counter and nonce.
+    var maskCipher: OpaquePointer {
+        switch self {
+        case .aes128GCMSHA256: EVP_aes_128_ecb()
+        case .aes256GCMSHA384: EVP_aes_256_ecb()
+        case .chacha20Poly1305SHA256: EVP_chacha20()
+        }
+    }
+}
+
+/// The key material for one direction of one DTLS key context (the draft's "Key Material"): record
+/// payload key, IV and sequence-number key, as the socket API's `sctp_dtls_keys` carries them.
+public struct DTLSChunkKeyMaterial: Sendable, Hashable {
+    public var key: [UInt8]
+    public var iv: [UInt8]
+    public var sequenceNumberKey: [UInt8]
+
+    public init(key: [UInt8], iv: [UInt8], sequenceNumberKey: [UInt8]) {
+        self.key = key
+        self.iv = iv
+        self.sequenceNumberKey = sequenceNumberKey
+    }
+
+    /// Checks the lengths against the suite, before any packet depends on them.
+    public func validate(for suite: DTLSChunkCipherSuite) throws(TransportError) {
+        guard key.count == suite.keyLength else {
+            throw .invalidArgument("\(suite) takes a \(suite.keyLength)-byte key, not \(key.count) bytes")
+        }
+        guard iv.count == suite.ivLength else {
+            throw .invalidArgument("\(suite) takes a \(suite.ivLength)-byte IV, not \(iv.count) bytes")
+        }
+        guard sequenceNumberKey.count == suite.sequenceNumberKeyLength else {
+            throw .invalidArgument("\(suite) takes a \(suite.sequenceNumberKeyLength)-byte sequence-number key, not \(sequenceNumberKey.count) bytes")
+        }
+    }
+
+    /// The DTLS 1.3 traffic keys of a traffic secret (RFC 9147 section 5.9 and RFC 8446 section 7.3,
+    /// with the "dtls13" label prefix): key, iv and sn.
+    public static func derive(fromTrafficSecret secret: [UInt8], suite: DTLSChunkCipherSuite) throws(TransportError) -> DTLSChunkKeyMaterial {
+        let hkdf = HKDFExpandLabel(digest: suite.digestName, prefix: "dtls13")
+        return DTLSChunkKeyMaterial(
+            key: try hkdf.expand(secret: secret, label: "key", length: suite.keyLength),
+            iv: try hkdf.expand(secret: secret, label: "iv", length: suite.ivLength),
+            sequenceNumberKey: try hkdf.expand(secret: secret, label: "sn", length: suite.sequenceNumberKeyLength))
+    }
+}
