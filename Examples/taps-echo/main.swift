@@ -9,11 +9,37 @@ struct TapsEcho: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "taps-echo",
         abstract: "Echo messages over a Taps stack.",
-        subcommands: [Listen.self, Connect.self])
+        subcommands: [Listen.self, Connect.self, MakeChunkKeys.self])
+}
+
+/// Writes a key file of fresh pre-shared parameters for dtls-chunk-sctp (KMId 0), for both ends.
+struct MakeChunkKeys: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "make-chunk-keys",
+        abstract: "Write a DTLS chunk key file (KMId 0) with fresh random keys.")
+
+    @Argument(help: "The file to write (JSON, hex strings).")
+    var file: String
+
+    @Option(name: .long, help: "TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384 or TLS_CHACHA20_POLY1305_SHA256.")
+    var cipherSuite = "TLS_AES_128_GCM_SHA256"
+
+    @Flag(name: .long, help: "Leave out the restart key context.")
+    var noRestart = false
+
+    func run() throws {
+        guard let suite = DTLSChunkCipherSuite(name: cipherSuite) else {
+            throw ValidationError("unknown cipher suite \(cipherSuite)")
+        }
+        let keys = DTLSChunkPreSharedKeys.random(cipherSuite: suite, restart: !noRestart)
+        guard FileManager.default.createFile(atPath: file, contents: Data(keys.json.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw ValidationError("cannot write \(file)")
+        }
+    }
 }
 
 struct StackOptions: ParsableArguments {
-    @Option(name: .long, help: "Stack: tcp, udp, tls-tcp, dtls-udp, sctp, tls-sctp (default: chosen by selection, tls-tcp with security).")
+    @Option(name: .long, help: "Stack: tcp, udp, tls-tcp, dtls-udp, sctp, tls-sctp, dtls-chunk-sctp (default: chosen by selection, tls-tcp with security).")
     var stack: String?
 
     @Option(name: .long, help: "tls-sctp: the streams' handshake pattern (RFC 3436 section 5): parallel, resumeFirst, delayed.")
@@ -67,6 +93,9 @@ struct SecurityOptions: ParsableArguments {
     @Option(name: .long, help: "Export keying material after establishment and print it: LABEL:LENGTH (RFC 5705).")
     var export: String?
 
+    @Option(name: .long, help: "dtls-chunk-sctp: the pre-shared parameters (KMId 0), a key file as `make-chunk-keys` writes.")
+    var chunkKeys: String?
+
     func apply(to security: inout SecurityParameters) throws {
         if let alpn { security.applicationProtocols = alpn.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
         switch (pskIdentity, pskHex) {
@@ -82,10 +111,11 @@ struct SecurityOptions: ParsableArguments {
             }
             security.require(interface)
         }
+        if let chunkKeys { security.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: chunkKeys) }
     }
 
     /// True when the options alone can authenticate (a PSK needs no certificate).
-    var hasPreSharedKey: Bool { pskIdentity != nil }
+    var hasPreSharedKey: Bool { pskIdentity != nil || chunkKeys != nil }
 
     static func bytes(hex: String) -> [UInt8]? {
         let digits = Array(hex.utf8)

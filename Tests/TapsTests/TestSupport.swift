@@ -176,6 +176,9 @@ final class WireLog: @unchecked Sendable {
     /// The size of the largest datagram written.
     var largest: Int { lock.withLock { datagrams.map(\.count).max() ?? 0 } }
 
+    /// Whether every datagram written satisfies `predicate`.
+    func all(_ predicate: ([UInt8]) -> Bool) -> Bool { lock.withLock { datagrams.allSatisfy(predicate) } }
+
     /// Whether any datagram carries `bytes` in clear.
     func contains(_ bytes: [UInt8]) -> Bool {
         lock.withLock {

@@ -77,7 +77,8 @@ public actor Listener {
                 if sctp {
                     try SCTPRuntime.shared.requireLoop(loop)
                     socket.setBufferSizes(send: 4 << 20, receive: 4 << 20)
-                    sctpAcceptor = try SCTPAcceptor(port: localAddress.port, options: recipe.properties.sctpWithConnectionProperties, loop: loop)
+                    sctpAcceptor = try SCTPAcceptor(port: localAddress.port, options: recipe.sctpOptions, loop: loop)
+                    sctpAcceptor?.dtlsChunk = recipe.dtlsChunk
                 }
             } catch {
                 socket.close()

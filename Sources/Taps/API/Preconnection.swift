@@ -54,7 +54,8 @@ public struct Preconnection: Sendable {
                                                datagram: stack.layers.contains(.dtls))
             }
             return StackRecipe(stack: stack, properties: transport, tlsContext: context,
-                               serverName: security.serverName ?? remote?.hostName, local: localAddress, lossyPath: lossyPath)
+                               serverName: security.serverName ?? remote?.hostName, local: localAddress, lossyPath: lossyPath,
+                               dtlsChunk: stack.layers.contains(.dtlsChunk) ? try DTLSChunkSettings(security: security) : nil)
         }
     }
 

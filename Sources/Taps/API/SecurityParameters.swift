@@ -22,7 +22,7 @@ public struct SecurityParameters: Sendable, Hashable {
     public private(set) var verifiesPeer: Bool = true
     public var requireClientCertificate: Bool = false
     /// Allowed protocol versions (RFC 9622 section 6.3.1, allowedSecurityProtocols).
-    public var allowedVersions: Set<ProtocolVersion> = [.tls12, .tls13, .dtls12]
+    public var allowedVersions: Set<ProtocolVersion> = [.tls12, .tls13, .dtls12, .dtls13]
     /// Application-layer protocols to offer or accept (ALPN), in preference order.
     public var applicationProtocols: [String] = []
     /// Algorithms (RFC 8922 ALG); empty lists keep OpenSSL's defaults, which are AEAD-only for TLS 1.3.
@@ -46,6 +46,13 @@ public struct SecurityParameters: Sendable, Hashable {
     /// PSKI: an external pre-shared key (RFC 9622 section 6.3.6). Only stacks whose security
     /// protocol imports PSKs qualify once it is set.
     public var preSharedKey: PreSharedKey? = nil
+
+    /// PSKI, stack dtls-chunk-sctp: the SCTP DTLS chunk's pre-shared cryptographic parameters (KMId
+    /// 0). The stack qualifies only with key management configured.
+    public var dtlsChunkKeys: DTLSChunkPreSharedKeys? = nil
+    /// dtls-chunk-sctp: DTLS chunks the replay window of each epoch spans (draft "Configure Replay
+    /// Protection"; default 64). Wider suits paths that reorder many packets.
+    public var dtlsChunkReplayWindow: Int = 64
 
     /// CM: the most sessions the Preconnection's cache keeps (oldest evicted first), and how long
     /// a session stays resumable (RFC 9622 section 6.3.5). A server applies both to its own cache
@@ -95,7 +102,7 @@ public struct SecurityParameters: Sendable, Hashable {
     /// challenge IPK, a trust verifier IV, an imported session CM.
     var configuredInterfaces: SecurityInterface {
         var interfaces: SecurityInterface = []
-        if preSharedKey != nil { interfaces.insert(.preSharedKeyImport) }
+        if preSharedKey != nil || dtlsChunkKeys != nil { interfaces.insert(.preSharedKeyImport) }
         if identityChallenge != nil { interfaces.insert(.identitiesAndPrivateKeys) }
         if trustVerifier != nil { interfaces.insert(.identityValidation) }
         if resumptionSession != nil || sessionCache != nil { interfaces.insert(.sessionCache) }
@@ -116,9 +123,10 @@ public struct SecurityParameters: Sendable, Hashable {
     }
 
     public enum ProtocolVersion: String, Sendable, Hashable, CaseIterable, Comparable {
-        case tls12 = "TLSv1.2", tls13 = "TLSv1.3", dtls12 = "DTLSv1.2"
+        /// DTLS 1.3 is the record protection of the SCTP DTLS chunk (RFC 9147 section 4).
+        case tls12 = "TLSv1.2", tls13 = "TLSv1.3", dtls12 = "DTLSv1.2", dtls13 = "DTLSv1.3"
         public static func < (lhs: Self, rhs: Self) -> Bool { lhs.order < rhs.order }
-        private var order: Int { [.tls12: 0, .tls13: 1, .dtls12: 2][self]! }
+        private var order: Int { [.tls12: 0, .tls13: 1, .dtls12: 2, .dtls13: 3][self]! }
     }
 
     /// A certificate chain (leaf first) and its private key (RSA, ECDSA or Ed25519), each PEM or

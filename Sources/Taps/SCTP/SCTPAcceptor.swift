@@ -22,6 +22,10 @@ final class SCTPAcceptor {
     private var acceptScheduled = false
     /// An association came up; its first stream is open.
     var onAssociation: ((SCTPAssociation) -> Void)?
+    /// Stacks with the DTLS chunk: each peer's path gets a responder filter. One tie-breaker key for
+    /// the listener keeps it stateless per INIT.
+    var dtlsChunk: DTLSChunkSettings?
+    private let tieBreakerKey = DTLSChunkPathFilter.randomTieBreakerKey()
 
     init(port: UInt16, options: SCTPOptions, loop: EventLoop) throws(TransportError) {
         self.options = options
@@ -51,6 +55,7 @@ final class SCTPAcceptor {
                 return
             }
             path = SCTPPath(over: makeLayer(sender))
+            path.chunkFilter = dtlsChunk?.makeFilter(side: .responder(tieBreakerKey: tieBreakerKey))
             paths[sender] = path
             unestablished[sender] = loop.nowMilliseconds
             startReaper()
@@ -114,6 +119,11 @@ final class SCTPAcceptor {
             guard let (sender, path) = paths.first(where: { $0.value.handle == address.sconn_addr }),
                   let wrapped = try? SCTPSocket(accepted: accepted) else {
                 usrsctp_close(accepted)
+                continue
+            }
+            if let filter = path.chunkFilter, case .failure = filter.readiness {
+                // The DTLS chunk was required and not agreed: the association never reaches the application.
+                wrapped.close(abort: true)
                 continue
             }
             unestablished[sender] = nil

@@ -11,7 +11,8 @@ final class SCTPAssociation: SCTPPathOwner {
         case server
     }
 
-    private enum State { case idle, connecting, established, shuttingDown, closed, failed }
+    /// `confirmingKeys`: up in SCTP, waiting for the peer's first protected packet (DTLS chunk).
+    private enum State { case idle, connecting, confirmingKeys, established, shuttingDown, closed, failed }
 
     let path: SCTPPath
     let options: SCTPOptions
@@ -47,6 +48,57 @@ final class SCTPAssociation: SCTPPathOwner {
         self.loop = loop
         if case .server = role { nextStreamID = 1 } else { nextStreamID = 0 }
         path.owner = self
+        path.chunkFilter?.onFailure = { [weak self] error in self?.fail(error) }
+    }
+
+    /// The DTLS chunk is in use and nothing from the peer has authenticated yet.
+    private var needsKeyConfirmation: Bool {
+        guard let filter = path.chunkFilter, filter.status == .agreed else { return false }
+        return !filter.peerAuthenticated
+    }
+
+    private var confirmationTimer: UVTimer?
+
+    /// Waits, asking with HEARTBEATs, for a packet of the peer that opens with our keys: only then
+    /// do both ends' keys agree, and the streams become ready. Our interpretation for KMId 0, which
+    /// has no handshake to show wrong keys: without it, ends with different keys would each see the
+    /// other ready and lose everything sent until SCTP gave up.
+    private func confirmKeys() {
+        guard let filter = path.chunkFilter else { return }
+        state = .confirmingKeys
+        let me = LoopBound(self)
+        filter.onPeerAuthenticated = { [loop] in loop.execute { me.value?.keysConfirmed() } }
+        socket?.requestHeartbeat()
+        let deadline = loop.nowMilliseconds + UInt64(max(1, options.dtlsChunkKeyConfirmationTimeout.milliseconds))
+        let timer = UVTimer(loop: loop)
+        confirmationTimer = timer
+        timer.start(after: 200, repeat: 200) { [weak self] in
+            guard let self, state == .confirmingKeys else { return }
+            guard loop.nowMilliseconds < deadline else {
+                let failures = path.chunkFilter?.protection.counters.aeadFailures ?? 0
+                fail(.handshakeFailed("no packet from the peer authenticated with the DTLS chunk keys within \(options.dtlsChunkKeyConfirmationTimeout) (\(failures) failed to): the two ends' keys differ"))
+                return
+            }
+            socket?.requestHeartbeat()
+        }
+    }
+
+    private func keysConfirmed() {
+        confirmationTimer?.close()
+        confirmationTimer = nil
+        guard state == .confirmingKeys else { return }
+        becomeEstablished()
+    }
+
+    /// With the DTLS chunk, the association is ready for the application only once its keys are in
+    /// place both ways and protection is required (or, in loose mode, plain SCTP was agreed).
+    private func chunkProtectionIsReady() -> Bool {
+        guard let filter = path.chunkFilter else { return true }
+        if case .failure(let error) = filter.readiness {
+            fail(error)
+            return false
+        }
+        return true
     }
 
     /// Server side: the socket usrsctp_accept returned, already established. Its stream 0 is the
@@ -56,9 +108,15 @@ final class SCTPAssociation: SCTPPathOwner {
         self.socket = socket
         installUpcall(on: socket)
         readStreamCounts()
-        state = .established
+        state = .connecting
         applyPathParameters()
         streams[0] = SCTPStreamLayer(association: self, streamID: 0)
+        guard chunkProtectionIsReady() else { return }
+        if needsKeyConfirmation {
+            confirmKeys()
+        } else {
+            state = .established
+        }
         // Data may already wait in the socket.
         scheduleEvents()
     }
@@ -70,7 +128,7 @@ final class SCTPAssociation: SCTPPathOwner {
 
     /// The stream a new connection of this association uses: the next unused outgoing stream id.
     func openStream() throws(TransportError) -> SCTPStreamLayer {
-        guard state == .idle || state == .connecting || state == .established else {
+        guard state == .idle || state == .connecting || state == .confirmingKeys || state == .established else {
             throw .connectionClosed("the SCTP association has ended; no new stream can be opened")
         }
         while streams[nextStreamID] != nil || retiredStreams.contains(nextStreamID) { nextStreamID &+= 2 }
@@ -92,7 +150,7 @@ final class SCTPAssociation: SCTPPathOwner {
             path.start()
         case .established:
             stream.associationDidBecomeReady()
-        case .connecting: break
+        case .connecting, .confirmingKeys: break
         case .shuttingDown, .closed, .failed:
             // A stream opened just before the association began to close would otherwise wait forever.
             stream.associationDidFail(.connectionClosed("the SCTP association has ended or is shutting down"))
@@ -227,7 +285,9 @@ final class SCTPAssociation: SCTPPathOwner {
         case SCTP_ASSOC_CHANGE:
             guard bytes.count >= MemoryLayout<sctp_assoc_change>.size else { return }
             let change = bytes.loadUnaligned(as: sctp_assoc_change.self)
-            associationChanged(Int32(change.sac_state), error: change.sac_error)
+            // On a failure, usrsctp appends the peer's ABORT chunk, if there was one (RFC 6458 6.1.1).
+            let abortCauses = SCTPHandshakeChunks.abortCauses(bytes, chunkAt: MemoryLayout<sctp_assoc_change>.size)
+            associationChanged(Int32(change.sac_state), error: change.sac_error, abortCauses: abortCauses)
         case SCTP_PEER_ADDR_CHANGE:
             streams.values.forEach { $0.delegate?.layerDidChangePath() }
         case SCTP_SHUTDOWN_EVENT:
@@ -241,15 +301,23 @@ final class SCTPAssociation: SCTPPathOwner {
         }
     }
 
-    private func associationChanged(_ change: Int32, error: UInt16) {
+    private func associationChanged(_ change: Int32, error: UInt16, abortCauses: [UInt16]) {
+        // The DTLS chunk's negotiation failed at the peer (error causes 100-103).
+        if change == SCTP_COMM_LOST || change == SCTP_CANT_STR_ASSOC,
+           let refusal = abortCauses.lazy.compactMap(DTLSChunkNegotiationFailure.init(causeCode:)).first {
+            fail(.connectionRefused("the peer aborted the association: \(refusal.peerReason)"))
+            return
+        }
         switch change {
         case SCTP_COMM_UP:
-            guard state == .connecting else { return }
-            state = .established
+            guard state == .connecting, chunkProtectionIsReady() else { return }
             readStreamCounts()
             applyPathParameters()
-            streamPriorities.keys.forEach(applyPriority(on:))
-            streams.values.forEach { $0.associationDidBecomeReady() }
+            if needsKeyConfirmation {
+                confirmKeys()
+            } else {
+                becomeEstablished()
+            }
         case SCTP_COMM_LOST:
             fail(.connectionReset("the SCTP association was lost (peer ABORT or retransmission limit reached)"))
         case SCTP_CANT_STR_ASSOC:
@@ -261,6 +329,14 @@ final class SCTPAssociation: SCTPPathOwner {
         default:
             break
         }
+    }
+
+    private func becomeEstablished() {
+        state = .established
+        streamPriorities.keys.forEach(applyPriority(on:))
+        streams.values.forEach { $0.associationDidBecomeReady() }
+        scheduleEvents()  // data may already wait in the socket
+        if !sending.isEmpty { scheduleFlush() }
     }
 
     private func streamsReset(_ bytes: UnsafeRawBufferPointer) {
@@ -291,7 +367,7 @@ final class SCTPAssociation: SCTPPathOwner {
     // MARK: Sending
 
     func send(_ bytes: [UInt8], on streamID: UInt16, properties: MessageProperties, completion: ((TransportError?) -> Void)?) {
-        guard state == .established || state == .connecting else {
+        guard state == .established || state == .connecting || state == .confirmingKeys else {
             completion?(.connectionClosed("the SCTP association has ended"))
             return
         }
@@ -363,7 +439,7 @@ final class SCTPAssociation: SCTPPathOwner {
     /// still queued here are dropped and the stream is reset; the last stream's abort is the
     /// association's ABORT.
     func abortStream(_ streamID: UInt16) {
-        guard hasOpenStreams(besides: streamID), state == .established || state == .connecting else {
+        guard hasOpenStreams(besides: streamID), state == .established || state == .connecting || state == .confirmingKeys else {
             abort()
             return
         }
@@ -402,7 +478,7 @@ final class SCTPAssociation: SCTPPathOwner {
             keepAliveWhileClosing = self
             flushSends()
             closeTimer = UVTimer.schedule(on: loop, after: 5_000) { [weak self] in self?.abort() }
-        case .idle, .connecting:
+        case .idle, .connecting, .confirmingKeys:
             abort()
         default:
             break
@@ -453,6 +529,8 @@ final class SCTPAssociation: SCTPPathOwner {
         released = true
         closeTimer?.close()
         closeTimer = nil
+        confirmationTimer?.close()
+        confirmationTimer = nil
         socket = nil
         defer { keepAliveWhileClosing = nil }
         path.close()

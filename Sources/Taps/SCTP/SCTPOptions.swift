@@ -72,6 +72,11 @@ public struct SCTPOptions: Sendable, Hashable {
     /// keeps usrsctp's (10 and 5). `connTimeout` sets it with the retransmission timeouts.
     public var maximumRetransmissions: Int? = nil
 
+    /// dtls-chunk-sctp: after the SCTP handshake each end waits this long for a packet of the peer
+    /// that authenticates with its keys (it asks for one with a HEARTBEAT); none means the two ends'
+    /// keys differ, and the association fails with `handshakeFailed`.
+    public var dtlsChunkKeyConfirmationTimeout: Duration = .seconds(5)
+
     /// IPv6 (40) and UDP (8) headers.
     static let headerOverhead = 48
 

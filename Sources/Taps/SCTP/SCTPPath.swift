@@ -10,14 +10,17 @@ protocol SCTPPathOwner: AnyObject {
 
 /// The packet-in / packet-out interface between usrsctp and a datagram layer (RFC 6951: each UDP
 /// datagram carries exactly one SCTP packet, common header first). usrsctp knows the path by its
-/// `sconn_addr` handle. Outgoing packets get their CRC32c in the runtime's output callback; incoming
-/// ones are checked here, and a short packet or a bad checksum is counted and dropped. This is where
-/// a packet filter (the DTLS chunk layer) will sit. Loop thread only.
+/// `sconn_addr` handle. Out: usrsctp's packet -> the DTLS chunk filter, if the stack has one
+/// (protection, the 0x8006 parameter) -> CRC32c over what goes on the wire -> the datagram layer. In:
+/// CRC32c check (a short packet or a bad checksum is counted and dropped) -> the filter ->
+/// `usrsctp_conninput`. Loop thread only.
 final class SCTPPath: LayerDelegate {
     let lower: Layer
     private let runtime: SCTPRuntime
     private(set) var handle: UnsafeMutableRawPointer?
     weak var owner: SCTPPathOwner?
+    /// The DTLS chunk between usrsctp and the datagram layer (stack dtls-chunk-sctp).
+    var chunkFilter: DTLSChunkPathFilter?
 
     /// Packets dropped before usrsctp saw them, process-wide (tests and diagnostics read these).
     static let droppedTooShort = Atomic<Int>(0)
@@ -36,14 +39,25 @@ final class SCTPPath: LayerDelegate {
 
     func start() { lower.start() }
 
-    func send(_ packet: UnsafeRawBufferPointer) {
+    /// One packet from usrsctp; the buffer is usrsctp's for this call, so the checksum is filled in
+    /// place. The datagram layer sends before returning, or copies what it must queue.
+    func send(_ packet: UnsafeMutableRawBufferPointer) {
         guard handle != nil else { return }
-        lower.write(packet, completion: nil)
+        guard let chunkFilter else {
+            transmit(packet)
+            return
+        }
+        chunkFilter.output(UnsafeRawBufferPointer(packet)) { transmit($0) }
     }
 
     func send(_ packet: [UInt8]) {
-        guard handle != nil else { return }
-        lower.write(packet, completion: nil)
+        var packet = packet
+        packet.withUnsafeMutableBytes { send($0) }
+    }
+
+    private func transmit(_ packet: UnsafeMutableRawBufferPointer) {
+        SCTPPacket.fillChecksum(packet)
+        lower.write(UnsafeRawBufferPointer(packet), completion: nil)
     }
 
     /// Stops taking packets from usrsctp and releases the layer below.
@@ -57,7 +71,16 @@ final class SCTPPath: LayerDelegate {
         guard let handle else { return }
         switch SCTPPacket.verify(bytes) {
         case .valid:
-            usrsctp_conninput(handle, bytes.baseAddress, bytes.count, 0)
+            guard let chunkFilter else {
+                usrsctp_conninput(handle, bytes.baseAddress, bytes.count, 0)
+                return
+            }
+            chunkFilter.input(bytes, deliver: { packet in
+                usrsctp_conninput(handle, packet.baseAddress, packet.count, 0)
+            }, reply: { abort in
+                var abort = abort
+                abort.withUnsafeMutableBytes { transmit($0) }
+            })
         case .tooShort:
             Self.droppedTooShort.add(1, ordering: .relaxed)
         case .badChecksum:

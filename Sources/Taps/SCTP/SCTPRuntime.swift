@@ -85,15 +85,13 @@ final class SCTPRuntime: @unchecked Sendable {
         livePaths.withLock { _ = $0.remove(UInt(bitPattern: handle)) }
     }
 
-    /// usrsctp's output callback: one SCTP packet for the path `handle` names. The buffer is usrsctp's
-    /// own for this call, so the checksum is written in place; on the loop the datagram layer sends it
-    /// before this returns (or copies it if it must queue).
+    /// usrsctp's output callback: one SCTP packet for the path `handle` names, which protects it
+    /// (DTLS chunk), fills its checksum and sends it.
     private func output(to handle: UnsafeMutableRawPointer, _ packet: UnsafeMutableRawBufferPointer) -> Int32 {
         let key = UInt(bitPattern: handle)
         guard livePaths.withLock({ $0.contains(key) }) else { return -1 }
-        SCTPPacket.fillChecksum(packet)
         if loop.inEventLoop {
-            Unmanaged<SCTPPath>.fromOpaque(handle).takeUnretainedValue().send(UnsafeRawBufferPointer(packet))
+            Unmanaged<SCTPPath>.fromOpaque(handle).takeUnretainedValue().send(packet)
         } else {
             // usrsctp's iterator thread: hand a copy to the loop, where the path lives.
             let copy = [UInt8](packet)

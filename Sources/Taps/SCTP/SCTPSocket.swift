@@ -98,6 +98,16 @@ final class SCTPSocket {
         try? set(SCTP_PEER_ADDR_PARAMS, parameters)
     }
 
+    /// Sends a HEARTBEAT on the primary path now (SPP_HB_DEMAND), e.g. to see the peer answer.
+    func requestHeartbeat() {
+        var status = sctp_status()
+        guard get(SCTP_STATUS, &status) else { return }
+        var parameters = sctp_paddrparams()
+        parameters.spp_address = status.sstat_primary.spinfo_address
+        parameters.spp_flags = UInt32(SPP_HB_DEMAND)
+        try? set(SCTP_PEER_ADDR_PARAMS, parameters)
+    }
+
     /// SCTP_NODELAY: off lets usrsctp hold small messages to fill a packet while data is in flight.
     /// Whether DATA the peer has not acknowledged is outstanding.
     var hasDataInFlight: Bool {

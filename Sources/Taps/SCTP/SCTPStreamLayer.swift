@@ -20,6 +20,8 @@ final class SCTPStreamLayer: Layer {
     /// here: this layer implements them on the association.
     var lowerLayer: Layer? { association.path.lower }
     var localAddress: SocketAddress? { association.path.lower.localAddress }
+    /// The DTLS chunk's protection of the association, when it has one.
+    var securityDetails: SecurityDetails? { association.path.chunkFilter?.securityDetails }
     var remoteAddress: SocketAddress? { association.path.lower.remoteAddress }
 
     /// The stream has a partner of the same id in the other direction (RFC 3436 section 3.1): its

@@ -30,6 +30,8 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
 
     public enum LayerKind: String, Sendable, Hashable {
         case tcp, udp, tls, dtls, sctp
+        /// The SCTP DTLS chunk: protection of every packet between SCTP and UDP.
+        case dtlsChunk = "dtls-chunk"
     }
 
     public enum Role: String, Sendable, Hashable { case initiate, listen, rendezvous }
@@ -101,6 +103,14 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
                                reason: "TLS is a byte stream on each SCTP stream (RFC 3436); a framer adds message boundaries"),
         ])
 
+    /// SCTP with every packet protected by the DTLS chunk (draft-ietf-tsvwg-sctp-dtls-chunk): the
+    /// association's chunks, control and data alike, travel in one DTLS 1.3 record per packet, keyed
+    /// by pre-shared parameters (KMId 0, `SecurityParameters.dtlsChunkKeys`). Everything sctp offers,
+    /// association-wide protection below it.
+    public static let dtlsChunkSCTP = ProtocolStack(
+        name: "dtls-chunk-sctp", layers: [.udp, .dtlsChunk, .sctp],
+        features: sctp.features, security: .dtlsChunk, roles: [.initiate, .listen])
+
     public static let dtlsUDP = ProtocolStack(
         name: "dtls-udp", layers: [.udp, .dtls],
         features: [.messageBoundaries, .fullChecksumSend, .fullChecksumReceive, .activeReadBeforeSend],
@@ -113,7 +123,7 @@ extension ProtocolStack.LayerKind {
         switch self {
         case .tcp, .tls: return .byteStream
         case .sctp: return .orderedMessages
-        case .udp, .dtls: return .datagrams
+        case .udp, .dtls, .dtlsChunk: return .datagrams
         }
     }
 
@@ -122,6 +132,7 @@ extension ProtocolStack.LayerKind {
         switch self {
         case .tls: return .tls
         case .dtls: return .dtls
+        case .dtlsChunk: return .dtlsChunk
         case .tcp, .udp, .sctp: return nil
         }
     }
@@ -136,7 +147,7 @@ extension ProtocolStack.LayerKind {
     func canStand(on below: LayerService) -> Bool {
         switch self {
         case .tls: return below == .byteStream || below == .orderedMessages
-        case .dtls, .sctp: return below == .datagrams
+        case .dtls, .sctp, .dtlsChunk: return below == .datagrams
         case .tcp, .udp: return false
         }
     }
@@ -148,7 +159,7 @@ public struct StackRegistry: Sendable {
 
     public init(stacks: [ProtocolStack]) { self.stacks = stacks }
 
-    public static let standard = StackRegistry(stacks: [.tlsTCP, .dtlsUDP, .tcp, .udp, .sctp, .tlsSCTP])
+    public static let standard = StackRegistry(stacks: [.tlsTCP, .dtlsUDP, .tcp, .udp, .sctp, .tlsSCTP, .dtlsChunkSCTP])
 
     public func stack(named name: String) -> ProtocolStack? {
         stacks.first { $0.name == name.lowercased() }

@@ -104,6 +104,9 @@ struct StackSelector {
         if protocolInfo.versions.isDisjoint(with: security.allowedVersions) {
             unmet.append("\(protocolInfo.name) versions \(protocolInfo.versions.map(\.rawValue).sorted()) not allowed")
         }
+        if protocolInfo.name == SecurityProtocol.dtlsChunk.name, security.dtlsChunkKeys == nil {
+            unmet.append("the DTLS chunk needs key management: SecurityParameters.dtlsChunkKeys (KMId 0)")
+        }
         let implied = security.configuredInterfaces
         for (interface, short) in SecurityInterface.all {
             // A configured feature (a PSK, a callback) requires its interface unless the

@@ -10,6 +10,16 @@ struct StackRecipe: Sendable {
     let local: SocketAddress?
     /// Testing: faults on the datagram path (client side).
     var lossyPath: LossyPath? = nil
+    /// Stacks with the DTLS chunk: its policy and keys.
+    var dtlsChunk: DTLSChunkSettings? = nil
+
+    /// The association's options; with the DTLS chunk usrsctp gets a smaller MTU, so protected
+    /// packets fit the path.
+    var sctpOptions: SCTPOptions {
+        var options = properties.sctpWithConnectionProperties
+        if dtlsChunk != nil { options.pathMTU = DTLSChunkPathFilter.plainPathMTU(forWireMTU: options.pathMTU) }
+        return options
+    }
 
     var tcpOptions: TCPLayer.TCPOptions {
         var options = TCPLayer.TCPOptions()
@@ -92,6 +102,7 @@ struct StackRecipe: Sendable {
     private func addLayers(_ kinds: [ProtocolStack.LayerKind], over base: Layer, remote: SocketAddress?, loop: EventLoop,
                            acceptedEngine: TLSEngine? = nil, streamSessions: TLSStreamSessions? = nil) throws(TransportError) -> Layer {
         var layer = base
+        var chunkFilter: DTLSChunkPathFilter?
         for kind in kinds {
             guard kind.canStand(on: layer.service) else {
                 throw .notSupported("\(kind.rawValue) cannot run over a layer that gives \(layer.service)")
@@ -99,7 +110,11 @@ struct StackRecipe: Sendable {
             switch kind {
             case .sctp:
                 guard let remote else { throw .invalidArgument("an SCTP association is opened by a client or accepted by a listener") }
-                layer = try addSCTP(over: layer, remote: remote, loop: loop)
+                layer = try addSCTP(over: layer, remote: remote, loop: loop, chunkFilter: chunkFilter)
+            case .dtlsChunk:
+                // Not a layer of its own: a filter in the SCTP path above it.
+                guard let dtlsChunk else { throw .invalidArgument("stack \(stack.name) needs the DTLS chunk's settings") }
+                chunkFilter = dtlsChunk.makeFilter(side: .initiator)
             case .dtls where acceptedEngine != nil:
                 layer = TLSLayer(over: layer, engine: acceptedEngine!, loop: loop)
             case .tls, .dtls:
@@ -112,12 +127,13 @@ struct StackRecipe: Sendable {
     }
 
     /// A client association over the datagram layer; the connection is its first stream.
-    private func addSCTP(over lower: Layer, remote: SocketAddress, loop: EventLoop) throws(TransportError) -> Layer {
+    private func addSCTP(over lower: Layer, remote: SocketAddress, loop: EventLoop, chunkFilter: DTLSChunkPathFilter?) throws(TransportError) -> Layer {
         try SCTPRuntime.shared.requireLoop(loop)
         let path = SCTPPath(over: lower)
+        path.chunkFilter = chunkFilter
         let localPort = lower.localAddress?.port ?? 0
         let association = SCTPAssociation(path: path, role: .client(localPort: localPort, remotePort: remote.port),
-                                          options: properties.sctpWithConnectionProperties, loop: loop)
+                                          options: sctpOptions, loop: loop)
         return try association.openStream()
     }
 

@@ -46,4 +46,10 @@ public struct SecurityProtocol: Sendable, Hashable {
         name: "DTLS", versions: [.dtls12],
         interfaces: [.identitiesAndPrivateKeys, .algorithms, .extensions, .sessionCache, .preSharedKeyImport, .identityValidation,
                      .sourceAddressValidation, .connectionTermination, .sharedSecretKeyExport])
+
+    /// The SCTP DTLS chunk (draft-ietf-tsvwg-sctp-dtls-chunk): DTLS 1.3 record protection of every
+    /// SCTP packet. With KMId 0 the application imports the keys (PSKI) and chooses the cipher suite
+    /// with them (ALG); there is no handshake, so no identities, key update or export.
+    public static let dtlsChunk = SecurityProtocol(
+        name: "DTLS chunk", versions: [.dtls13], interfaces: [.preSharedKeyImport, .algorithms])
 }

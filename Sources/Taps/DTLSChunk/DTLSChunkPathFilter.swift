@@ -1,0 +1,290 @@
+import COpenSSL
+
+/// The DTLS chunk on one SCTP path, between usrsctp and the datagram layer: it adds our DTLS Key
+/// Management Parameter (0x8006) to the INIT or INIT ACK usrsctp builds, reads the peer's, runs the
+/// establishment procedure, answers a failed one with an ABORT, installs the KMId 0 keys, and then
+/// protects and unprotects every packet (`DTLSChunkProtection`). Loop thread only.
+///
+/// When keys go in, for KMId 0 (so that no end ever sends what the other cannot read):
+/// - initiator: receive keys when the INIT ACK is agreed; send keys, and "require protected
+///   packets", when the COOKIE ACK (or any packet the receive keys open) arrives, before usrsctp
+///   sees it, so all it sends from then on is protected;
+/// - responder: both, and "require protected packets", right after usrsctp took the COOKIE ECHO.
+///   The COOKIE ACK it sent in that call goes in clear, as part of the initial SCTP handshake.
+/// What a stack's recipe knows about the DTLS chunk: checked once, when the Preconnection or
+/// Listener is made, and turned into a filter for each path.
+struct DTLSChunkSettings: Sendable {
+    let policy: DTLSChunkPolicy
+    let keys: DTLSChunkPreSharedKeys
+    let replayWindow: Int
+
+    init(security: SecurityParameters) throws(TransportError) {
+        guard let keys = security.dtlsChunkKeys else {
+            throw .invalidArgument("the DTLS chunk needs key management: SecurityParameters.dtlsChunkKeys (KMId 0)")
+        }
+        try keys.validate()
+        guard (1...ReplayWindow.maximumSize).contains(security.dtlsChunkReplayWindow) else {
+            throw .invalidArgument("dtlsChunkReplayWindow: 1 to \(ReplayWindow.maximumSize) records, not \(security.dtlsChunkReplayWindow)")
+        }
+        self.keys = keys
+        self.replayWindow = security.dtlsChunkReplayWindow
+        policy = DTLSChunkPolicy(methods: [.preSharedParameters])
+    }
+
+    /// The initiating end offers only the client role, so with a listener of this SDK (which offers
+    /// both) the initiator is always the key management client: `client_to_server` keys protect
+    /// what the initiator sends. A peer that offers both roles on its INIT gets the tie breaker.
+    func makeFilter(side: DTLSChunkPathFilter.Side) -> DTLSChunkPathFilter {
+        var policy = policy
+        if case .initiator = side { policy.actsAsServer = false }
+        return DTLSChunkPathFilter(policy: policy, side: side, keys: keys, replayWindow: replayWindow)
+    }
+}
+
+final class DTLSChunkPathFilter {
+    enum Side {
+        /// The end that sends the INIT; its tie breaker is random.
+        case initiator
+        /// The listener's end. It keeps no state per INIT (SCTP's cookie does that): its tie breaker
+        /// is a keyed hash of the two initiate tags, so the COOKIE ECHO reproduces it.
+        case responder(tieBreakerKey: [UInt8])
+    }
+
+    /// Where negotiation stands.
+    enum Status: Equatable {
+        case negotiating
+        /// The peer offered no DTLS chunk and we run in loose mode: plain SCTP.
+        case plain
+        /// Agreed; keys installed as far as the handshake got.
+        case agreed
+        case failed(DTLSChunkNegotiationFailure)
+    }
+
+    let policy: DTLSChunkPolicy
+    let side: Side
+    let keys: DTLSChunkPreSharedKeys?
+    private(set) var protection = DTLSChunkProtection()
+    private(set) var status: Status = .negotiating
+    private(set) var agreement: DTLSChunkAgreement?
+    private let initiatorTieBreaker = UInt32.random(in: 1...UInt32.max)
+    /// Told when negotiation fails at this end (strict mode), with the error for the application.
+    var onFailure: ((TransportError) -> Void)?
+    /// A packet from the peer authenticated with our receive keys: the two ends' keys match.
+    private(set) var peerAuthenticated = false
+    /// Told once, when that first happens (from inside packet input: defer any work).
+    var onPeerAuthenticated: (() -> Void)?
+    /// Packets are built here: the largest SCTP packet plus what protection adds.
+    private var outputBuffer = [UInt8](repeating: 0, count: 65_536 + DTLSChunkProtection.maximumOverhead)
+    private var inputBuffer = [UInt8](repeating: 0, count: 65_536)
+
+    init(policy: DTLSChunkPolicy, side: Side, keys: DTLSChunkPreSharedKeys?, replayWindow: Int = 64) {
+        self.policy = policy
+        self.side = side
+        self.keys = keys
+        try? protection.configureReplayWindow(replayWindow)  // checked by DTLSChunkSettings
+    }
+
+    /// What `Connection.securityDetails` reports once the keys are agreed and in use.
+    var securityDetails: SecurityDetails? {
+        guard status == .agreed, protection.protectsOutput, let keys, let agreement else { return nil }
+        return SecurityDetails(protocolVersion: "DTLSv1.3 (SCTP DTLS chunk, \(agreement.method))", cipherSuite: keys.cipherSuite.description,
+                               group: nil, applicationProtocol: nil, serverName: nil, peerCertificateSubject: nil, resumed: false)
+    }
+
+    /// A random key for a listener's tie breakers.
+    static func randomTieBreakerKey() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+
+    /// Ready for the application: keys in both directions and protection required, or plain SCTP
+    /// agreed in loose mode. Otherwise the error to fail the association with.
+    var readiness: Result<Bool, TransportError> {
+        switch status {
+        case .agreed where protection.protectsOutput && protection.requiresProtection: .success(true)
+        case .plain: .success(false)
+        case .failed(let failure): .failure(failure.transportError)
+        case .agreed, .negotiating:
+            .failure(.handshakeFailed("the SCTP association came up before the DTLS chunk's keys were in place"))
+        }
+    }
+
+    /// The path MTU usrsctp is given for a wire path MTU: less the chunk's overhead, less the 12
+    /// bytes usrsctp adds on AF_CONN paths, and never more than a record's 2^14 bytes of chunks.
+    static func plainPathMTU(forWireMTU mtu: Int) -> Int {
+        // usrsctp's chunks per packet are at most spp_pathmtu, which is pathMTU less IPv6 and UDP.
+        min(mtu - DTLSChunkProtection.maximumOverhead - SCTPPacket.commonHeaderLength,
+            DTLSChunkProtection.maximumPlaintext + SCTPOptions.headerOverhead)
+    }
+
+    private var isInitiator: Bool { if case .initiator = side { true } else { false } }
+
+    private func localParameter(clientTag: UInt32, serverTag: UInt32) -> DTLSKeyManagementParameter {
+        switch side {
+        case .initiator: return policy.parameter(tieBreaker: initiatorTieBreaker)
+        case .responder(let key): return policy.parameter(tieBreaker: Self.tieBreaker(key: key, clientTag: clientTag, serverTag: serverTag))
+        }
+    }
+
+    static func tieBreaker(key: [UInt8], clientTag: UInt32, serverTag: UInt32) -> UInt32 {
+        let message = withUnsafeBytes(of: clientTag.bigEndian, Array.init) + withUnsafeBytes(of: serverTag.bigEndian, Array.init)
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        _ = HMAC(EVP_sha256(), key, Int32(key.count), message, message.count, &digest, &length)
+        return UInt32(digest[0]) << 24 | UInt32(digest[1]) << 16 | UInt32(digest[2]) << 8 | UInt32(digest[3])
+    }
+
+    // MARK: Outgoing
+
+    /// Turns usrsctp's packet into what goes on the wire and hands it to `send` (checksum not yet
+    /// filled). Nothing leaves in clear once send keys are in use.
+    func output(_ packet: UnsafeRawBufferPointer, send: (UnsafeMutableRawBufferPointer) -> Void) {
+        outputBuffer.withUnsafeMutableBytes { buffer in
+            let type = SCTPHandshakeChunks.firstChunkType(packet)
+            if protection.protectsOutput {
+                guard let length = protection.protect(packet, into: buffer) else { return }
+                send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
+            } else if type == SCTPHandshakeChunks.initType || type == SCTPHandshakeChunks.initAckType,
+                      let parameter = outgoingParameter(packet, type: type!),
+                      let length = SCTPHandshakeChunks.appending(parameter, to: packet, into: buffer) {
+                send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
+            } else {
+                buffer.copyMemory(from: packet)
+                send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<packet.count]))
+            }
+        }
+    }
+
+    /// Ours goes in our INIT (initiator) or INIT ACK (responder). The INIT ACK's tags: the common
+    /// header's verification tag is the client's initiate tag, the chunk's initiate tag ours.
+    private func outgoingParameter(_ packet: UnsafeRawBufferPointer, type: UInt8) -> DTLSKeyManagementParameter? {
+        switch (side, type) {
+        case (.initiator, SCTPHandshakeChunks.initType):
+            return localParameter(clientTag: 0, serverTag: 0)
+        case (.responder, SCTPHandshakeChunks.initAckType):
+            guard let serverTag = SCTPHandshakeChunks.initiateTag(packet, chunkAt: SCTPHandshakeChunks.common) else { return nil }
+            return localParameter(clientTag: SCTPHandshakeChunks.uint32(packet, at: 4), serverTag: serverTag)
+        default:
+            return nil
+        }
+    }
+
+    // MARK: Incoming
+
+    /// Reads one packet (checksum verified) and hands what usrsctp should see to `deliver`, or an
+    /// ABORT for the peer to `reply`; drops the rest.
+    func input(_ packet: UnsafeRawBufferPointer, deliver: (UnsafeRawBufferPointer) -> Void, reply: ([UInt8]) -> Void) {
+        let type = SCTPHandshakeChunks.firstChunkType(packet)
+        switch (side, type, status) {
+        case (.responder, SCTPHandshakeChunks.initType, _):
+            // Stateless: refuse an INIT we could never agree with, else let usrsctp answer it.
+            let peer = SCTPHandshakeChunks.keyManagementParameter(packet, chunkAt: SCTPHandshakeChunks.common)
+            if let failure = compatibilityFailure(peer), policy.required {
+                if let abort = SCTPHandshakeChunks.abort(answering: packet, causeCode: failure.causeCode) { reply(abort) }
+                return
+            }
+            deliver(packet)
+        case (.initiator, SCTPHandshakeChunks.initAckType, .negotiating):
+            let peer = SCTPHandshakeChunks.keyManagementParameter(packet, chunkAt: SCTPHandshakeChunks.common)
+            guard negotiate(local: localParameter(clientTag: 0, serverTag: 0), peer: peer, reply: reply, abort: { cause in
+                SCTPHandshakeChunks.abort(answering: packet, causeCode: cause)
+            }) else { return }
+            deliver(packet)
+        case (.responder, SCTPHandshakeChunks.cookieEchoType, .negotiating):
+            guard let cookie = SCTPHandshakeChunks.cookieContents(packet) else {
+                // Not a cookie of the layout we read: usrsctp decides, and the association, if any, is plain.
+                if !policy.required { deliver(packet) }
+                return
+            }
+            let local = localParameter(clientTag: cookie.clientTag, serverTag: cookie.serverTag)
+            guard negotiate(local: local, peer: cookie.clientParameter, reply: reply, abort: { cause in
+                SCTPHandshakeChunks.abort(answering: packet, verificationTag: cookie.clientTag, causeCode: cause)
+            }) else { return }
+            deliver(packet)
+            if status == .agreed { installKeys(sending: true) }
+        case (.responder, SCTPHandshakeChunks.cookieEchoType, .agreed) where SCTPHandshakeChunks.isLone(SCTPHandshakeChunks.cookieEchoType, packet):
+            // A client whose COOKIE ACK was lost sends its COOKIE ECHO again, in clear: it has no
+            // send keys before the COOKIE ACK. Only the lone chunk passes; usrsctp checks its HMAC.
+            deliver(packet)
+        case (.initiator, SCTPHandshakeChunks.cookieAckType, .agreed) where !protection.protectsOutput:
+            installKeys(sending: true)
+            deliver(packet)
+        default:
+            unprotect(packet, deliver: deliver)
+        }
+    }
+
+    private func unprotect(_ packet: UnsafeRawBufferPointer, deliver: (UnsafeRawBufferPointer) -> Void) {
+        inputBuffer.withUnsafeMutableBytes { buffer in
+            switch protection.unprotect(packet, into: buffer) {
+            case .plain:
+                deliver(packet)
+            case .unprotected(let length):
+                // The responder has our COOKIE ECHO: an initiator whose COOKIE ACK was lost starts
+                // sending protected now.
+                if isInitiator, status == .agreed, !protection.protectsOutput { installKeys(sending: true) }
+                if !peerAuthenticated {
+                    peerAuthenticated = true
+                    onPeerAuthenticated?()
+                }
+                deliver(UnsafeRawBufferPointer(rebasing: buffer[0..<length]))
+            case .dropped:
+                break
+            }
+        }
+    }
+
+    /// The draft's "compatible": a KMId in common and a role that complements ours.
+    private func compatibilityFailure(_ peer: DTLSKeyManagementParameter?) -> DTLSChunkNegotiationFailure? {
+        guard let peer else { return .missingSupport }
+        let ours = policy.parameter(tieBreaker: 0).flags, theirs = peer.flags
+        let complements = (ours.contains(.client) && theirs.contains(.server)) || (ours.contains(.server) && theirs.contains(.client))
+        guard complements else { return .incompatibleRoles }
+        guard peer.methods.contains(where: policy.methods.contains) else { return .noCommonMethod }
+        return nil
+    }
+
+    /// Runs the establishment procedure; false when the packet must not reach usrsctp.
+    /// `abort` makes the ABORT that answers the packet, with an error cause.
+    private func negotiate(local: DTLSKeyManagementParameter, peer: DTLSKeyManagementParameter?,
+                           reply: ([UInt8]) -> Void, abort: (UInt16) -> [UInt8]?) -> Bool {
+        switch DTLSChunkNegotiation.agree(local: local, peer: peer) {
+        case .success(let agreement):
+            guard agreement.method == .preSharedParameters, keys != nil else {
+                // Only KMId 0 has keys here; a method with a handshake would take over now.
+                return fail(.noCommonMethod, reply: reply, abort: abort)
+            }
+            self.agreement = agreement
+            status = .agreed
+            installKeys(sending: false)
+            return status == .agreed
+        case .failure(.missingSupport) where !policy.required:
+            status = .plain
+            return true
+        case .failure(let failure):
+            guard policy.required else {
+                status = .plain
+                return true
+            }
+            return fail(failure, reply: reply, abort: abort)
+        }
+    }
+
+    private func fail(_ failure: DTLSChunkNegotiationFailure, reply: ([UInt8]) -> Void, abort: (UInt16) -> [UInt8]?) -> Bool {
+        status = .failed(failure)
+        if let packet = abort(failure.causeCode) { reply(packet) }
+        onFailure?(failure.transportError)
+        return false
+    }
+
+    private func installKeys(sending: Bool) {
+        guard let agreement, let keys else { return }
+        do throws(TransportError) {
+            try keys.install(role: agreement.role, sending: sending, into: &protection)
+            if sending { protection.requireProtectedPackets() }
+        } catch {
+            status = .failed(.noCommonMethod)
+            onFailure?(error)
+        }
+    }
+}
