@@ -8,6 +8,9 @@ public struct LossyPath: Sendable, Hashable {
     /// Each datagram is held up to this long (uniformly drawn); zero sends at once.
     public var maximumDelay: Duration = .zero
     public var seed: UInt64 = 1
+    /// Tests: a man in the middle that sees each datagram (outgoing or incoming) before the faults
+    /// and replaces it by any number of datagrams.
+    var rewriter: DatagramRewriter? = nil
 
     public init(lossRate: Double = 0, reorderRate: Double = 0, duplicateRate: Double = 0, corruptionRate: Double = 0,
                 maximumDelay: Duration = .zero, seed: UInt64 = 1) {
@@ -18,6 +21,15 @@ public struct LossyPath: Sendable, Hashable {
         self.maximumDelay = maximumDelay
         self.seed = seed
     }
+}
+
+/// Rewrites datagrams on a lossy path (tests: tampering, replays, downgrade attempts).
+final class DatagramRewriter: Hashable, @unchecked Sendable {
+    // @unchecked Sendable: called on the connection's loop only.
+    let rewrite: (_ datagram: [UInt8], _ outgoing: Bool) -> [[UInt8]]
+    init(_ rewrite: @escaping (_ datagram: [UInt8], _ outgoing: Bool) -> [[UInt8]]) { self.rewrite = rewrite }
+    static func == (lhs: DatagramRewriter, rhs: DatagramRewriter) -> Bool { lhs === rhs }
+    func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 }
 
 /// A datagram layer decorator that drops, duplicates, reorders, delays and corrupts datagrams in both
@@ -67,12 +79,17 @@ final class LossyLayer: Layer, LayerDelegate {
         counters.written += 1
         observeWrites?(array)
         completion?(nil)
-        disturb(array, held: \.heldOutgoing) { [weak self] datagram in self?.lower.write(datagram, completion: nil) }
+        for datagram in faults.rewriter?.rewrite(array, true) ?? [array] {
+            disturb(datagram, held: \.heldOutgoing) { [weak self] datagram in self?.lower.write(datagram, completion: nil) }
+        }
     }
 
     func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
-        disturb(Array(bytes), held: \.heldIncoming) { [weak self] datagram in
-            datagram.withUnsafeBytes { self?.delegate?.layerDidRead($0) }
+        let array = Array(bytes)
+        for datagram in faults.rewriter?.rewrite(array, false) ?? [array] {
+            disturb(datagram, held: \.heldIncoming) { [weak self] datagram in
+                datagram.withUnsafeBytes { self?.delegate?.layerDidRead($0) }
+            }
         }
     }
 
