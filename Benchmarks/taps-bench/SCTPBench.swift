@@ -3,7 +3,7 @@ import Taps
 
 /// The sctp and tls-sctp stacks' bulk throughput through the public API, on one stream or several
 /// of one association, and sctp's C baseline: usrsctp's own UDP encapsulation (taps-sctp-baseline).
-/// tls-sctp's baseline is Taps' plain sctp, measured the same way. As two real endpoints would be, each side runs in its own
+/// tls-sctp's and dtls-chunk-sctp's baseline is Taps' plain sctp, measured the same way. As two real endpoints would be, each side runs in its own
 /// process, for both: the Taps server is this program started again with `--sctp-server`, the
 /// baseline forks its server. (A process runs all its SCTP on one loop, so both ends in one process
 /// would share one core.)
@@ -13,9 +13,11 @@ struct SCTPBench {
     var tls: (cert: String, key: String)? = nil
     /// Streams of the association that carry the transfer side by side.
     var streams = 1
+    /// dtls-chunk-sctp's key file (KMId 0), both processes read it; nil for the other stacks.
+    var chunkKeys: String? = nil
 
-    static func preconnection(mtu: Int, tls: (cert: String, key: String)?, local: LocalEndpoint? = nil,
-                              remote: RemoteEndpoint? = nil) -> Preconnection {
+    static func preconnection(mtu: Int, tls: (cert: String, key: String)?, chunkKeys: String? = nil, local: LocalEndpoint? = nil,
+                              remote: RemoteEndpoint? = nil) throws -> Preconnection {
         // tls-sctp is a byte stream on each stream; sctp keeps message boundaries.
         var transport = tls == nil ? TransportProperties.reliableMessage : .reliableInOrderStream
         transport.multistreaming = .require
@@ -29,8 +31,14 @@ struct SCTPBench {
                 security.trustedRoots = .pem(file: tls.cert)
             }
         }
+        var stack = tls == nil ? ProtocolStack.sctp : .tlsSCTP
+        if let chunkKeys {
+            security = SecurityParameters()
+            security.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: chunkKeys)
+            stack = .dtlsChunkSCTP
+        }
         var preconnection = Preconnection(local: local, remote: remote, transport: transport, security: security)
-        preconnection.registry = StackRegistry(stacks: [tls == nil ? .sctp : .tlsSCTP])
+        preconnection.registry = StackRegistry(stacks: [stack])
         return preconnection
     }
 
@@ -41,6 +49,7 @@ struct SCTPBench {
         server.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
         server.arguments = ["--sctp-server", "--mtu", "\(mtu)", "--streams", "\(streams)"]
             + (tls.map { ["--server-cert", $0.cert, "--server-key", $0.key] } ?? [])
+            + (chunkKeys.map { ["--chunk-keys", $0] } ?? [])
         let output = Pipe()
         server.standardOutput = output
         try server.run()
@@ -50,7 +59,8 @@ struct SCTPBench {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process did not report its port"])
         }
         // tls-sctp: the certificate is for localhost.
-        let client = Self.preconnection(mtu: mtu, tls: tls, remote: tls == nil ? .loopback(port: port) : .host("localhost", port: port))
+        let client = try Self.preconnection(mtu: mtu, tls: tls, chunkKeys: chunkKeys,
+                                            remote: tls == nil ? .loopback(port: port) : .host("localhost", port: port))
         try await BulkTransfer.send(client, streams: streams, seconds: seconds, messageSize: messageSize)
         guard let resultLine = lines.next(), let megabytesPerSecond = Double(resultLine) else {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process reported no figure"])
@@ -61,8 +71,8 @@ struct SCTPBench {
 
     /// The server process: prints its port, receives `streams` connections until each peer's final
     /// message, prints the MB/s it measured over all of them.
-    static func serve(mtu: Int, tls: (cert: String, key: String)?, streams: Int) async throws {
-        let listener = try await preconnection(mtu: mtu, tls: tls, local: .loopback()).listen()
+    static func serve(mtu: Int, tls: (cert: String, key: String)?, chunkKeys: String?, streams: Int) async throws {
+        let listener = try await preconnection(mtu: mtu, tls: tls, chunkKeys: chunkKeys, local: .loopback()).listen()
         FileHandle.standardOutput.write(Data("\(listener.localAddress.port)\n".utf8))
         let (bytes, elapsed) = await BulkTransfer.receive(on: listener, connections: streams)
         FileHandle.standardOutput.write(Data("\(BulkTransfer.megabytesPerSecond(bytes, elapsed))\n".utf8))

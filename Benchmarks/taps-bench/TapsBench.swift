@@ -12,7 +12,7 @@ struct TapsBench: AsyncParsableCommand {
         abstract: "Measure Taps throughput against a C baseline (libuv + OpenSSL) on loopback.",
         discussion: "Build in release mode: swift run -c release taps-bench --stack tls-tcp --seconds 3")
 
-    @Option(name: .long, help: "Stack to measure (tcp, tls-tcp, sctp, tls-sctp); repeat for several.")
+    @Option(name: .long, help: "Stack to measure (tcp, tls-tcp, sctp, tls-sctp, dtls-chunk-sctp); repeat for several.")
     var stack: [String] = []
 
     @Option(name: .long, help: "Seconds per measurement.")
@@ -57,15 +57,18 @@ struct TapsBench: AsyncParsableCommand {
     @Option(name: .long, help: .hidden)
     var serverKey: String?
 
+    @Option(name: .long, help: .hidden)
+    var chunkKeys: String?
+
     mutating func run() async throws {
         if sctpServer {  // the receiving process of an sctp or tls-sctp measurement (SCTPBench)
             let tls = serverCert.flatMap { cert in serverKey.map { (cert: cert, key: $0) } }
-            try await SCTPBench.serve(mtu: mtu, tls: tls, streams: streams)
+            try await SCTPBench.serve(mtu: mtu, tls: tls, chunkKeys: chunkKeys, streams: streams)
             Glibc.exit(0)
         }
         let stacks = stack.isEmpty ? ["tcp", "tls-tcp"] : stack.map { $0.lowercased() }
-        for name in stacks where !["tcp", "tls-tcp", "sctp", "tls-sctp"].contains(name) {
-            throw ValidationError("taps-bench measures tcp, tls-tcp, sctp and tls-sctp (no baseline for \(name) yet)")
+        for name in stacks where !["tcp", "tls-tcp", "sctp", "tls-sctp", "dtls-chunk-sctp"].contains(name) {
+            throw ValidationError("taps-bench measures tcp, tls-tcp, sctp, tls-sctp and dtls-chunk-sctp (no baseline for \(name) yet)")
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("taps-bench-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -73,6 +76,10 @@ struct TapsBench: AsyncParsableCommand {
         let cert = directory.appendingPathComponent("cert.pem").path
         let key = directory.appendingPathComponent("key.pem").path
         guard taps_baseline_make_identity(cert, key) == 0 else { throw ValidationError("could not write a test identity") }
+        let chunkKeyFile = directory.appendingPathComponent("chunk-keys.json").path
+        guard FileManager.default.createFile(atPath: chunkKeyFile, contents: Data(DTLSChunkPreSharedKeys.random().json.utf8)) else {
+            throw ValidationError("could not write a DTLS chunk key file")
+        }
 
         // Both ends run in this process. Unbound, the kernel's wake-affine placement sometimes puts
         // the two loops (which wake each other for every batch) on one core of two, for whichever
@@ -85,8 +92,9 @@ struct TapsBench: AsyncParsableCommand {
             clientLoop.shutdown()
         }
         for name in stacks {
-            if name == "sctp" && handshakes { throw ValidationError("--handshakes measures tcp, tls-tcp and tls-sctp") }
-            let bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
+            if (name == "sctp" || name == "dtls-chunk-sctp") && handshakes { throw ValidationError("--handshakes measures tcp, tls-tcp and tls-sctp") }
+            var bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
+            bench.chunkKeys = chunkKeyFile
             let runTaps = only != "baseline", runBaseline = only != "taps"
             let unit = handshakes ? "handshakes_per_second" : "mbps"
             var pairs: [(ours: Double, baseline: Double)] = []
@@ -135,6 +143,10 @@ struct TapsBench: AsyncParsableCommand {
         if bench.stack == "sctp" {
             return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageSize))
         }
+        if bench.stack == "dtls-chunk-sctp" {
+            let chunk = SCTPBench(mtu: mtu, streams: streams, chunkKeys: bench.chunkKeys)
+            return Measurement(value: try await chunk.throughput(seconds: seconds, messageSize: messageSize))
+        }
         if bench.stack == "tls-sctp" {
             if handshakes {
                 return Measurement(value: try await StreamSetupBench.rate(pattern: .resumeFirst, seconds: seconds, cert: bench.cert, key: bench.key, mtu: mtu,
@@ -149,11 +161,15 @@ struct TapsBench: AsyncParsableCommand {
         return Measurement(value: transfer.megabytesPerSecond, perCPU: CPUTime.megabytesPerSecond(transfer.bytes, since: cpu))
     }
 
-    /// The baseline: the C programs for tcp, tls-tcp and sctp; for tls-sctp, Taps' plain sctp in the
-    /// same set-up (bulk), or full handshakes on every stream (`parallel`, for stream set-ups).
+    /// The baseline: the C programs for tcp, tls-tcp and sctp; for tls-sctp and dtls-chunk-sctp, Taps'
+    /// plain sctp in the same set-up (bulk), or full handshakes on every stream (`parallel`, for
+    /// tls-sctp stream set-ups).
     private func measureBaseline(_ bench: Bench) async throws -> Measurement {
         let tls: Int32 = bench.tls ? 1 : 0, cert = bench.cert, key = bench.key
         if bench.stack == "sctp" { return Measurement(value: try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu)) }
+        if bench.stack == "dtls-chunk-sctp" {
+            return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageSize))
+        }
         if bench.stack == "tls-sctp" {
             if handshakes {
                 return Measurement(value: try await StreamSetupBench.rate(pattern: .parallel, seconds: seconds, cert: cert, key: key, mtu: mtu, tls12: tls12))
@@ -180,7 +196,7 @@ struct TapsBench: AsyncParsableCommand {
             var fields = ["\"stack\": \"\(stack)\"", "\"\(unit)\": \(Self.format(ours))", "\"\(baselineKey)\": \(Self.format(baseline))",
                           "\"ratio\": \(String(format: "%.3f", ratio))", "\"message_size\": \(messageSize)", "\"seconds\": \(seconds)"]
             if stack.hasSuffix("sctp") { fields += ["\"mtu\": \(mtu)", "\"streams\": \(streams)"] } else { fields.append("\"pinned\": \(pinned)") }
-            if stack == "tls-sctp" { fields.append("\"baseline\": \"\(handshakes ? "parallel" : "sctp")\"") }
+            if stack == "tls-sctp" || stack == "dtls-chunk-sctp" { fields.append("\"baseline\": \"\(handshakes ? "parallel" : "sctp")\"") }
             if stack == "tls-sctp" && handshakes { fields.append("\"tls_version\": \"\(tls12 ? "1.2" : "1.3")\"") }
             if !efficiency.isEmpty {
                 fields += ["\"mb_per_cpu_second\": \(Self.format(oursPerCPU))", "\"baseline_mb_per_cpu_second\": \(Self.format(baselinePerCPU))",
@@ -194,7 +210,7 @@ struct TapsBench: AsyncParsableCommand {
         } else {
             let label = unit == "mbps" ? "MB/s" : "handshakes/s"
             let median = pairs.count > 1 ? " (median of \(pairs.count))" : ""
-            let baselineName = stack != "tls-sctp" ? "C baseline" : handshakes ? "parallel" : "sctp"
+            let baselineName = !["tls-sctp", "dtls-chunk-sctp"].contains(stack) ? "C baseline" : handshakes ? "parallel" : "sctp"
             print("\(stack.padding(toLength: 8, withPad: " ", startingAt: 0)) taps \(String(format: "%9.1f", ours)) \(label)   \(baselineName) \(String(format: "%9.1f", baseline)) \(label)   ratio \(String(format: "%.2f", ratio))\(median)")
             if !efficiency.isEmpty {
                 print("         taps \(String(format: "%9.1f", oursPerCPU)) MB/CPU-s C baseline \(String(format: "%9.1f", baselinePerCPU)) MB/CPU-s ratio \(String(format: "%.2f", cpuRatio))")
@@ -229,6 +245,8 @@ struct Bench {
     let key: String
     let serverLoop: EventLoop
     let clientLoop: EventLoop
+    /// dtls-chunk-sctp's key file.
+    var chunkKeys: String? = nil
 
     var tls: Bool { stack == "tls-tcp" }
 

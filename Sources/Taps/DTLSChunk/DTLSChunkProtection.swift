@@ -58,20 +58,37 @@ struct DTLSChunkProtection {
     /// DTLS records carry at most 2^14 bytes of plaintext (RFC 9147 section 4, RFC 8446 section 5.1).
     static let maximumPlaintext = 1 << 14
 
-    private struct SendContext {
+    /// One installed key context's state for one direction. Classes, so a packet updates its
+    /// context in place rather than through a dictionary.
+    private final class SendContext {
         let cipher: RecordCipher
         var nextSequence: UInt64 = 0
+        var counters = DTLSEpochCounters()
+        init(cipher: RecordCipher) { self.cipher = cipher }
     }
 
-    private struct ReceiveContext {
+    private final class ReceiveContext {
+        let id: DTLSKeyContextID
         let cipher: RecordCipher
         var window: ReplayWindow
+        var counters = DTLSEpochCounters()
+        init(id: DTLSKeyContextID, cipher: RecordCipher, window: ReplayWindow) {
+            self.id = id
+            self.cipher = cipher
+            self.window = window
+        }
     }
 
     private var sendContexts: [DTLSKeyContextID: SendContext] = [:]
     private var receiveContexts: [DTLSKeyContextID: ReceiveContext] = [:]
+    /// The receive context for each R flag and pair of epoch bits a record can carry (index
+    /// restart * 4 + epoch & 3): the newest installed epoch with those bits.
+    private var receiveSlots: [ReceiveContext?] = Array(repeating: nil, count: 8)
+    /// Counters of key contexts destroyed since.
+    private var retiredCounters: [DTLSKeyContextID: DTLSEpochCounters] = [:]
     /// The send context new packets use ("Set Key to Use").
     private(set) var sendKeyInUse: DTLSKeyContextID?
+    private var sendInUse: SendContext?
     /// The newest primary epochs installed each way: the next must be one more (the first is 3).
     private var lastPrimarySendEpoch: UInt64?
     private var lastPrimaryReceiveEpoch: UInt64?
@@ -80,7 +97,40 @@ struct DTLSChunkProtection {
     /// "Configure Replay Protection": the window of every receive context installed from now on.
     private(set) var replayWindowSize = 64
     private(set) var counters = DTLSChunkCounters()
-    private(set) var epochCounters: [DTLSKeyContextID: DTLSEpochCounters] = [:]
+
+    /// The per-key-context counters, of contexts installed now or before.
+    var epochCounters: [DTLSKeyContextID: DTLSEpochCounters] {
+        var all = retiredCounters
+        func add(_ id: DTLSKeyContextID, _ counters: DTLSEpochCounters) {
+            var sum = all[id, default: DTLSEpochCounters()]
+            sum.encryptions += counters.encryptions
+            sum.decryptions += counters.decryptions
+            sum.failedDecryptions += counters.failedDecryptions
+            sum.replaysDropped += counters.replaysDropped
+            all[id] = sum
+        }
+        for (id, context) in sendContexts { add(id, context.counters) }
+        for (id, context) in receiveContexts { add(id, context.counters) }
+        return all
+    }
+
+    private mutating func retire(_ id: DTLSKeyContextID, _ counters: DTLSEpochCounters) {
+        var sum = retiredCounters[id, default: DTLSEpochCounters()]
+        sum.encryptions += counters.encryptions
+        sum.decryptions += counters.decryptions
+        sum.failedDecryptions += counters.failedDecryptions
+        sum.replaysDropped += counters.replaysDropped
+        retiredCounters[id] = sum
+    }
+
+    private mutating func refreshReceiveSlots() {
+        receiveSlots = Array(repeating: nil, count: 8)
+        for (id, context) in receiveContexts {
+            let slot = (id.restart ? 4 : 0) + Int(id.epoch & 3)
+            if let current = receiveSlots[slot], current.id.epoch > id.epoch { continue }
+            receiveSlots[slot] = context
+        }
+    }
 
     /// The first primary epoch of an association (draft "DTLS Considerations").
     static let firstEpoch: UInt64 = 3
@@ -101,6 +151,7 @@ struct DTLSChunkProtection {
         if !context.restart {
             lastPrimarySendEpoch = context.epoch
             sendKeyInUse = context
+            sendInUse = sendContexts[context]
         }
     }
 
@@ -110,7 +161,8 @@ struct DTLSChunkProtection {
         if !context.restart { try Self.checkNextPrimary(context.epoch, after: lastPrimaryReceiveEpoch, direction: "receive") }
         guard receiveContexts[context] == nil else { throw .invalidArgument("receive keys for \(context) are already installed") }
         let cipher = try RecordCipher(suite: suite, keys: keys, sealing: false)
-        receiveContexts[context] = ReceiveContext(cipher: cipher, window: ReplayWindow(size: replayWindowSize))
+        receiveContexts[context] = ReceiveContext(id: context, cipher: cipher, window: ReplayWindow(size: replayWindowSize))
+        refreshReceiveSlots()
         if !context.restart { lastPrimaryReceiveEpoch = context.epoch }
     }
 
@@ -125,21 +177,29 @@ struct DTLSChunkProtection {
     /// until others are put to use.
     @discardableResult
     mutating func destroySendKeys(for context: DTLSKeyContextID) -> Bool {
-        guard sendContexts.removeValue(forKey: context) != nil else { return false }
-        if sendKeyInUse == context { sendKeyInUse = nil }
+        guard let removed = sendContexts.removeValue(forKey: context) else { return false }
+        retire(context, removed.counters)
+        if sendKeyInUse == context {
+            sendKeyInUse = nil
+            sendInUse = nil
+        }
         return true
     }
 
     /// "Destroy Receive Key Material".
     @discardableResult
     mutating func destroyReceiveKeys(for context: DTLSKeyContextID) -> Bool {
-        receiveContexts.removeValue(forKey: context) != nil
+        guard let removed = receiveContexts.removeValue(forKey: context) else { return false }
+        retire(context, removed.counters)
+        refreshReceiveSlots()
+        return true
     }
 
     /// "Set Key to Use".
     mutating func useSendKeys(_ context: DTLSKeyContextID) -> Bool {
-        guard sendContexts[context] != nil else { return false }
+        guard let chosen = sendContexts[context] else { return false }
         sendKeyInUse = context
+        sendInUse = chosen
         return true
     }
 
@@ -170,7 +230,7 @@ struct DTLSChunkProtection {
     /// filled), then one DTLS chunk. Returns the protected length, or nil when no send keys are in
     /// use or the chunks exceed 2^14 bytes.
     mutating func protect(_ packet: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int? {
-        guard let id = sendKeyInUse, var context = sendContexts[id] else { return nil }
+        guard let id = sendKeyInUse, let context = sendInUse else { return nil }
         let common = SCTPPacket.commonHeaderLength
         guard packet.count > common else { return nil }
         let chunks = packet.count - common
@@ -196,12 +256,13 @@ struct DTLSChunkProtection {
         output[headerStart] = DTLSRecord.UnifiedHeader.chunkFixedBits | UInt8(id.epoch & 3)
         output[headerStart + 1] = UInt8(truncatingIfNeeded: sequence >> 8)
         output[headerStart + 2] = UInt8(truncatingIfNeeded: sequence)
-        // DTLSInnerPlaintext: the chunks, then the content type; sealed in place.
-        (base + recordStart).copyMemory(from: packet.baseAddress! + common, byteCount: chunks)
-        output[recordStart + chunks] = DTLSRecord.applicationData
+        // DTLSInnerPlaintext: the chunks, read where usrsctp left them, then the content type.
         let header = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(output)[headerStart..<recordStart])
-        let inner = UnsafeRawBufferPointer(start: base + recordStart, count: innerLength)
-        guard context.cipher.seal(sequence: sequence, header: header, plaintext: inner, into: base + recordStart) else { return nil }
+        let content = UnsafeRawBufferPointer(rebasing: packet[common...])
+        let sealed = withUnsafeBytes(of: DTLSRecord.applicationData) { type in
+            context.cipher.seal(sequence: sequence, header: header, plaintext: content, trailer: type, into: base + recordStart)
+        }
+        guard sealed else { return nil }
         // Record number encryption, after the AEAD (RFC 9147 section 4.2.3).
         let (mask0, mask1) = context.cipher.sequenceMask(sample: base + recordStart)
         output[headerStart + 1] ^= mask0
@@ -209,9 +270,8 @@ struct DTLSChunkProtection {
         for index in recordEnd..<total { output[index] = 0 }
 
         context.nextSequence += 1
-        sendContexts[id] = context
+        context.counters.encryptions += 1
         counters.sentProtected += 1
-        epochCounters[id, default: DTLSEpochCounters()].encryptions += 1
         return total
     }
 
@@ -267,9 +327,7 @@ struct DTLSChunkProtection {
         guard let header = DTLSRecord.UnifiedHeader.parse(record),
               header.firstByte & 0xFC == DTLSRecord.UnifiedHeader.chunkFixedBits, header.length == nil
         else { return .dropped(.malformed) }
-        guard let id = receiveContext(restart: restart, epochBits: header.epochBits), var context = receiveContexts[id] else {
-            return .dropped(.noKey)
-        }
+        guard let context = receiveSlots[(restart ? 4 : 0) + Int(header.epochBits)] else { return .dropped(.noKey) }
         let window = context.window
         let plainStart = output.baseAddress! + common
         let result = DTLSRecord.open(record, cipher: context.cipher, expected: window.expected,
@@ -278,17 +336,16 @@ struct DTLSChunkProtection {
         case .malformed:
             return .dropped(.malformed)
         case .replayed:
-            epochCounters[id, default: DTLSEpochCounters()].replaysDropped += 1
+            context.counters.replaysDropped += 1
             return .dropped(.replayed)
         case .failedAuthentication:
-            epochCounters[id, default: DTLSEpochCounters()].decryptions += 1
-            epochCounters[id, default: DTLSEpochCounters()].failedDecryptions += 1
+            context.counters.decryptions += 1
+            context.counters.failedDecryptions += 1
             return .dropped(.failedAuthentication)
         case .opened(let sequence, let innerLength):
-            epochCounters[id, default: DTLSEpochCounters()].decryptions += 1
+            context.counters.decryptions += 1
             // Authenticated: the record counts as seen even if its content turns out unusable.
             context.window.accept(sequence)
-            receiveContexts[id] = context
             let inner = UnsafeRawBufferPointer(start: plainStart, count: innerLength)
             guard let (length, type) = DTLSRecord.innerContent(inner), type == DTLSRecord.applicationData, length >= 4 else {
                 return .dropped(.malformed)
@@ -297,14 +354,6 @@ struct DTLSChunkProtection {
             counters.receivedProtected += 1
             return .unprotected(length: common + length)
         }
-    }
-
-    /// The installed receive context a record's two epoch bits name; with two candidates (epochs four
-    /// apart), the newer.
-    private func receiveContext(restart: Bool, epochBits: UInt8) -> DTLSKeyContextID? {
-        receiveContexts.keys
-            .filter { $0.restart == restart && UInt8($0.epoch & 3) == epochBits }
-            .max { $0.epoch < $1.epoch }
     }
 
     /// A packet without a DTLS chunk first: dropped if it bundles one further on, or, once protection

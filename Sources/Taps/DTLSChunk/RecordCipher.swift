@@ -1,4 +1,5 @@
 import COpenSSL
+import Glibc
 
 /// One direction's record protection for one DTLS key context: the AEAD (RFC 8446 section 5.2,
 /// nonce per section 5.3) and the record-number mask (RFC 9147 section 4.2.3). Both OpenSSL cipher
@@ -35,6 +36,19 @@ final class RecordCipher {
         EVP_CIPHER_CTX_free(mask)
     }
 
+    // The tag goes through the provider's parameters directly: EVP_CIPHER_CTX_ctrl would build the
+    // same parameter and look it up by name on every record. OSSL_PARAM keeps the pointer to its
+    // name, so the name lives in a C string of its own.
+    nonisolated(unsafe) private static let tagName = strdup(OSSL_CIPHER_PARAM_AEAD_TAG)!
+
+    private func exchangeTag(_ tag: UnsafeMutableRawPointer, set: Bool) -> Bool {
+        withUnsafeTemporaryAllocation(of: OSSL_PARAM.self, capacity: 2) { params in
+            params[0] = OSSL_PARAM_construct_octet_string(Self.tagName, tag, DTLSChunkCipherSuite.tagLength)
+            params[1] = OSSL_PARAM_construct_end()
+            return set ? EVP_CIPHER_CTX_set_params(aead, params.baseAddress) == 1 : EVP_CIPHER_CTX_get_params(aead, params.baseAddress) == 1
+        }
+    }
+
     /// The nonce: the 64-bit record sequence number, left-padded to the IV's length, XOR the IV
     /// (RFC 8446 section 5.3; DTLS 1.3 leaves the epoch out of it, RFC 9147 section 4).
     private func withNonce<R>(_ sequence: UInt64, _ body: (UnsafePointer<UInt8>) -> R) -> R {
@@ -48,19 +62,25 @@ final class RecordCipher {
         }
     }
 
-    /// Encrypts `plaintext` into `output` (plaintext.count + 16 bytes: ciphertext, then the tag),
-    /// authenticating `header`. `output` may be `plaintext`'s own memory.
-    func seal(sequence: UInt64, header: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer, into output: UnsafeMutableRawPointer) -> Bool {
+    /// Encrypts `plaintext` followed by `trailer` (DTLSInnerPlaintext: the content, then its type) into
+    /// `output` (plaintext.count + trailer.count + 16 bytes: ciphertext, then the tag), authenticating
+    /// `header`. `output` may be `plaintext`'s own memory; reading the content where it lies saves a copy.
+    func seal(sequence: UInt64, header: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer,
+              trailer: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0), into output: UnsafeMutableRawPointer) -> Bool {
         precondition(sealing)
         return withNonce(sequence) { nonce in
             var length: Int32 = 0
             guard EVP_CipherInit_ex(aead, nil, nil, nil, nonce, -1) == 1,
                   EVP_CipherUpdate(aead, nil, &length, header.baseAddress, Int32(header.count)) == 1,
-                  EVP_CipherUpdate(aead, output, &length, plaintext.baseAddress, Int32(plaintext.count)) == 1,
-                  EVP_CipherFinal_ex(aead, output + Int(length), &length) == 1
+                  EVP_CipherUpdate(aead, output, &length, plaintext.baseAddress, Int32(plaintext.count)) == 1
             else { return false }
-            return EVP_CIPHER_CTX_ctrl(aead, EVP_CTRL_AEAD_GET_TAG, Int32(DTLSChunkCipherSuite.tagLength),
-                                       output + plaintext.count) == 1
+            var written = Int(length)
+            if trailer.count > 0 {
+                guard EVP_CipherUpdate(aead, output + written, &length, trailer.baseAddress, Int32(trailer.count)) == 1 else { return false }
+                written += Int(length)
+            }
+            guard EVP_CipherFinal_ex(aead, output + written, &length) == 1 else { return false }
+            return exchangeTag(output + plaintext.count + trailer.count, set: false)
         }
     }
 
@@ -74,8 +94,7 @@ final class RecordCipher {
         return withNonce(sequence) { nonce in
             var length: Int32 = 0
             return EVP_CipherInit_ex(aead, nil, nil, nil, nonce, -1) == 1
-                && EVP_CIPHER_CTX_ctrl(aead, EVP_CTRL_AEAD_SET_TAG, Int32(tagLength),
-                                       UnsafeMutableRawPointer(mutating: ciphertext.baseAddress! + bodyLength)) == 1
+                && exchangeTag(UnsafeMutableRawPointer(mutating: ciphertext.baseAddress! + bodyLength), set: true)
                 && EVP_CipherUpdate(aead, nil, &length, header.baseAddress, Int32(header.count)) == 1
                 && EVP_CipherUpdate(aead, output, &length, ciphertext.baseAddress, Int32(bodyLength)) == 1
                 && EVP_CipherFinal_ex(aead, output + Int(length), &length) == 1
