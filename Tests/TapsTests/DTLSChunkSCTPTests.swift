@@ -34,21 +34,10 @@ final class DTLSChunkSCTPTests: XCTestCase {
         return client
     }
 
-    struct ChunkState: Sendable {
-        let counters: DTLSChunkCounters
-        let agreement: DTLSChunkAgreement?
-    }
-
-    /// What the DTLS chunk filter of a connection's association has counted and agreed.
-    static func chunkState(of connection: Connection) async throws -> ChunkState {
-        let state = try await connection.loop.submit {
-            connection.assumeIsolated { connection -> ChunkState? in
-                guard let filter = connection.layer.layerChain.lazy
-                    .compactMap({ ($0 as? SCTPStreamLayer)?.association.path.chunkFilter }).first else { return nil }
-                return ChunkState(counters: filter.protection.counters, agreement: filter.agreement)
-            }
-        }
-        return try XCTUnwrap(state, "no DTLS chunk filter under the connection")
+    /// What the DTLS chunk of a connection's association agreed and counted (public API).
+    static func chunkState(of connection: Connection) async throws -> DTLSChunkStatus {
+        let status = await connection.dtlsChunkStatus
+        return try XCTUnwrap(status, "no DTLS chunk under the connection")
     }
 
     func testMessagesOnSeveralStreamsTravelProtectedAndNeverInClear() async throws {
@@ -74,6 +63,8 @@ final class DTLSChunkSCTPTests: XCTestCase {
         XCTAssertFalse(wire.contains(Array("secret-".utf8)))
         XCTAssertTrue(wire.all { $0.count >= 16 && $0[12] == 0x41 }, "a datagram without a DTLS chunk left after the handshake")
         let state = try await Self.chunkState(of: first)
+        XCTAssertTrue(state.requiresProtection)
+        XCTAssertEqual(state.epochCounters[DTLSKeyContextID(epoch: 3)]?.encryptions, state.counters.sentProtected)
         let clientCounters = state.counters
         XCTAssertGreaterThan(clientCounters.sentProtected, 20)
         XCTAssertGreaterThan(clientCounters.receivedProtected, 20)
@@ -130,6 +121,45 @@ final class DTLSChunkSCTPTests: XCTestCase {
         XCTAssertEqual(count, 0)
     }
 
+    func testKeyManagementMessagesNeverReachTheApplication() async throws {
+        let keys = DTLSChunkPreSharedKeys.random()
+        let listener = try await Self.listener(keys: keys)
+        var incoming = listener.connections.makeAsyncIterator()
+        let client = try await Self.client(listener.localAddress.port, keys: keys).initiate(timeout: .seconds(10))
+        // The application cannot use PPID 4242 on this stack.
+        var reserved = MessageContext()
+        reserved.properties.sctpPayloadProtocolIdentifier = 4242
+        await XCTAssertThrowsTransportError(.invalidArgument) { try await client.send(Array("mine".utf8), context: reserved) }
+        // Key management messages from the peer, on the connection's stream and as the first message
+        // of a stream nobody opened yet, then application data.
+        try await client.loop.submit {
+            client.assumeIsolated { connection in
+                let stream = connection.layer.layerChain.lazy.compactMap { $0 as? SCTPStreamLayer }.first
+                stream?.association.sendKeyManagement(Array("km on stream 0".utf8), on: 0)
+                stream?.association.sendKeyManagement(Array("km opening stream 6".utf8), on: 6)
+            }
+        }
+        try await client.send("application data")
+        let first = await incoming.next()
+        let server = try XCTUnwrap(first)
+        let message = try await server.receive()
+        XCTAssertEqual(message.text, "application data")
+        let dropped = try await server.loop.submit {
+            server.assumeIsolated { connection in
+                connection.layer.layerChain.lazy.compactMap { ($0 as? SCTPStreamLayer)?.association.path.chunkFilter }.first?.keyManagementMessagesDropped
+            }
+        }
+        XCTAssertEqual(dropped, 2)
+        // No connection appeared for stream 6.
+        let another = Task { await incoming.next() }
+        try await Task.sleep(for: .milliseconds(300))
+        another.cancel()
+        await client.close()
+        await listener.stop()
+        let extra = await another.value
+        XCTAssertNil(extra)
+    }
+
     func testKeysOfTheWrongLengthAreRefusedBeforeAnyPacket() async throws {
         var keys = DTLSChunkPreSharedKeys.random()
         keys.clientToServer.key.removeLast()
@@ -159,6 +189,57 @@ final class DTLSChunkSCTPTests: XCTestCase {
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(5), "the ABORT ends the attempt at once")
         XCTAssertTrue(error?.message.contains("error cause 100") == true, "\(String(describing: error))")
         await listener.stop()
+    }
+
+    func testInLooseModePlainSCTPPeersGoOnWithoutSecurity() async throws {
+        var loose = Self.security(.random())
+        loose.dtlsChunkRequired = false
+        // A loose listener and a plain sctp client.
+        var server = Preconnection(local: .loopback(), transport: Self.transport(), security: loose)
+        server.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
+        let listener = try await server.listen()
+        let echo = startEcho(listener)
+        let plain = try await Self.client(listener.localAddress.port, keys: nil, stacks: [.sctp]).initiate(timeout: .seconds(10))
+        try await plain.send("in clear, as both agreed")
+        let reply = try await plain.receive()
+        XCTAssertEqual(reply.text, "in clear, as both agreed")
+        await plain.close()
+        await listener.stop()
+        echo.cancel()
+
+        // A loose client and a plain sctp listener.
+        let plainListener = try await Self.listener(keys: nil, stacks: [.sctp])
+        let plainEcho = startEcho(plainListener)
+        var client = Preconnection(remote: .loopback(port: plainListener.localAddress.port), transport: Self.transport(), security: loose)
+        client.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
+        let connection = try await client.initiate(timeout: .seconds(10))
+        try await connection.send("loose")
+        let echoed = try await connection.receive()
+        XCTAssertEqual(echoed.text, "loose")
+        let details = await connection.securityDetails
+        XCTAssertNil(details, "plain SCTP was agreed: no security to report")
+        await connection.close()
+        await plainListener.stop()
+        plainEcho.cancel()
+
+        // Two loose ends still agree on the DTLS chunk.
+        let keys = DTLSChunkPreSharedKeys.random()
+        var bothLoose = Self.security(keys)
+        bothLoose.dtlsChunkRequired = false
+        var looseServer = Preconnection(local: .loopback(), transport: Self.transport(), security: bothLoose)
+        looseServer.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
+        let looseListener = try await looseServer.listen()
+        let looseEcho = startEcho(looseListener)
+        var looseClient = Preconnection(remote: .loopback(port: looseListener.localAddress.port), transport: Self.transport(), security: bothLoose)
+        looseClient.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
+        let protected = try await looseClient.initiate(timeout: .seconds(10))
+        try await protected.send("protected")
+        _ = try await protected.receive()
+        let protectedDetails = await protected.securityDetails
+        XCTAssertEqual(protectedDetails?.cipherSuite, "TLS_AES_128_GCM_SHA256")
+        await protected.close()
+        await looseListener.stop()
+        looseEcho.cancel()
     }
 
     func testAStrictClientRefusesAPlainSCTPListener() async throws {

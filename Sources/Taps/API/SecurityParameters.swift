@@ -50,6 +50,11 @@ public struct SecurityParameters: Sendable, Hashable {
     /// PSKI, stack dtls-chunk-sctp: the SCTP DTLS chunk's pre-shared cryptographic parameters (KMId
     /// 0). The stack qualifies only with key management configured.
     public var dtlsChunkKeys: DTLSChunkPreSharedKeys? = nil
+    /// dtls-chunk-sctp: strict DTLS mode (the default) refuses a peer that offers no DTLS chunk, or
+    /// none we agree with, with an ABORT. False is the draft's loose mode: the DTLS chunk is only
+    /// preferred, the association then goes on in plain SCTP, and the connection reports no
+    /// security (`securityDetails` is nil).
+    public var dtlsChunkRequired: Bool = true
     /// dtls-chunk-sctp: DTLS chunks the replay window of each epoch spans (draft "Configure Replay
     /// Protection"; default 64). Wider suits paths that reorder many packets.
     public var dtlsChunkReplayWindow: Int = 64

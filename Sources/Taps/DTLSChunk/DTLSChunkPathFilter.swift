@@ -28,7 +28,7 @@ struct DTLSChunkSettings: Sendable {
         }
         self.keys = keys
         self.replayWindow = security.dtlsChunkReplayWindow
-        policy = DTLSChunkPolicy(methods: [.preSharedParameters])
+        policy = DTLSChunkPolicy(methods: [.preSharedParameters], required: security.dtlsChunkRequired)
     }
 
     /// The initiating end offers only the client role, so with a listener of this SDK (which offers
@@ -82,6 +82,19 @@ final class DTLSChunkPathFilter {
         self.side = side
         self.keys = keys
         try? protection.configureReplayWindow(replayWindow)  // checked by DTLSChunkSettings
+    }
+
+    /// The PPID of DTLS key management messages (draft "SCTP Payload Protocol Identifier").
+    static let keyManagementPPID: UInt32 = 4242
+    /// The largest key management message accepted (a DTLS or TLS handshake flight with certificates).
+    static let maximumKeyManagementMessage = 256 * 1024
+    /// Key management messages that arrived; KMId 0 has none, so any is counted and dropped.
+    private(set) var keyManagementMessagesDropped = 0
+
+    /// A whole message on PPID 4242, for the key management method.
+    func keyManagementMessage(_ message: [UInt8], on streamID: UInt16) {
+        // KMId 0 exchanges no messages; the handshake methods take them here.
+        keyManagementMessagesDropped += 1
     }
 
     /// What `Connection.securityDetails` reports once the keys are agreed and in use.

@@ -31,6 +31,8 @@ final class SCTPAssociation: SCTPPathOwner {
     /// connPriority of streams that set one (RFC 9622 section 8.1.2); the others have the default.
     private var streamPriorities: [UInt16: Int] = [:]
     private var partialMessages: [UInt16: [UInt8]] = [:]
+    /// Key management messages (PPID 4242) being joined, by stream; they never reach a connection.
+    private var partialKeyManagementMessages: [UInt16: [UInt8]] = [:]
     private var receiveBuffer = [UInt8](repeating: 0, count: 256 * 1024)
     private var eventsScheduled = false
     private var pausedStreams: Set<UInt16> = []
@@ -243,6 +245,10 @@ final class SCTPAssociation: SCTPPathOwner {
     /// joined into the whole message, or, when the stream's connection asked for partial delivery,
     /// handed up as parts of at least its minimum as they come.
     private func receive(count: Int, on streamID: UInt16, complete: Bool, info: sctp_rcvinfo) {
+        if let filter = path.chunkFilter, UInt32(bigEndian: info.rcv_ppid) == DTLSChunkPathFilter.keyManagementPPID {
+            receiveKeyManagement(count: count, on: streamID, complete: complete, filter: filter)
+            return
+        }
         // The common case, a message in one piece with nothing buffered, is one copy.
         var message = partialMessages.isEmpty ? [] : partialMessages.removeValue(forKey: streamID) ?? []
         // A part buffered here stays under the limit too: in partial delivery it is at most the
@@ -266,6 +272,23 @@ final class SCTPAssociation: SCTPPathOwner {
         properties.ordered = info.rcv_flags & UInt16(SCTP_UNORDERED) == 0
         properties.sctpPayloadProtocolIdentifier = UInt32(bigEndian: info.rcv_ppid)
         stream?.deliver(message, properties: properties, isComplete: complete)
+    }
+
+    /// With the DTLS chunk, a message on PPID 4242 belongs to key management (draft "SCTP Payload
+    /// Protocol Identifier"): it goes to the filter whole and never to the application, not even as
+    /// the first message of a new stream.
+    private func receiveKeyManagement(count: Int, on streamID: UInt16, complete: Bool, filter: DTLSChunkPathFilter) {
+        var message = partialKeyManagementMessages.removeValue(forKey: streamID) ?? []
+        guard message.count + count <= DTLSChunkPathFilter.maximumKeyManagementMessage else {
+            fail(.protocolViolation("the peer sent a DTLS key management message larger than \(DTLSChunkPathFilter.maximumKeyManagementMessage) bytes"))
+            return
+        }
+        message.append(contentsOf: receiveBuffer[..<count])
+        guard complete else {
+            partialKeyManagementMessages[streamID] = message
+            return
+        }
+        filter.keyManagementMessage(message, on: streamID)
     }
 
     /// The stream for an incoming message; the peer's first message (or part of one) on a new stream opens it.
@@ -377,6 +400,20 @@ final class SCTPAssociation: SCTPPathOwner {
         if state == .established { scheduleFlush() }
     }
 
+    /// A key management message (PPID 4242, ordered and reliable) on `streamID`, for the DTLS
+    /// chunk's key management methods; applications cannot send on this PPID.
+    func sendKeyManagement(_ bytes: [UInt8], on streamID: UInt16, completion: ((TransportError?) -> Void)? = nil) {
+        guard state == .established || state == .confirmingKeys else {
+            completion?(.connectionClosed("the SCTP association is not up"))
+            return
+        }
+        var properties = MessageProperties()
+        properties.sctpPayloadProtocolIdentifier = DTLSChunkPathFilter.keyManagementPPID
+        sending.enqueue(.message(SCTPSendQueue.Message(streamID: streamID, streamPriority: Self.defaultPriority,
+                                                       bytes: bytes, properties: properties, completion: completion)))
+        scheduleFlush()
+    }
+
     // MARK: Priorities
 
     private static let defaultPriority = TransportProperties().connPriority
@@ -412,7 +449,8 @@ final class SCTPAssociation: SCTPPathOwner {
     }
 
     private func flushSends() {
-        guard let socket, state == .established || state == .shuttingDown else { return }
+        // While the DTLS chunk's keys are confirmed only key management messages can be queued.
+        guard let socket, state == .established || state == .shuttingDown || state == .confirmingKeys else { return }
         switch sending.flush(into: socket, packetCapacity: options.packetCapacity) {
         case .blocked, .drained: break
         case .failed(let error): fail(error)

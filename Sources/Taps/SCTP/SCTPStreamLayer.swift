@@ -22,6 +22,12 @@ final class SCTPStreamLayer: Layer {
     var localAddress: SocketAddress? { association.path.lower.localAddress }
     /// The DTLS chunk's protection of the association, when it has one.
     var securityDetails: SecurityDetails? { association.path.chunkFilter?.securityDetails }
+
+    /// With the DTLS chunk, PPID 4242 belongs to key management.
+    func refusal(for properties: MessageProperties) -> TransportError? {
+        guard association.path.chunkFilter != nil, properties.sctpPayloadProtocolIdentifier == DTLSChunkPathFilter.keyManagementPPID else { return nil }
+        return .invalidArgument("PPID 4242 carries DTLS key management messages on \(ProtocolStack.dtlsChunkSCTP.name); applications use another")
+    }
     var remoteAddress: SocketAddress? { association.path.lower.remoteAddress }
 
     /// The stream has a partner of the same id in the other direction (RFC 3436 section 3.1): its

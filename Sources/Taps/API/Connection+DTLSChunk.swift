@@ -1,0 +1,23 @@
+/// What the SCTP DTLS chunk of a connection's association has agreed and counted: the draft's "Get
+/// Agreed DTLS Key Management Method and Role" and its counters, read-only.
+public struct DTLSChunkStatus: Sendable, Equatable {
+    /// Nil when no DTLS chunk was agreed (loose mode with a plain peer).
+    public let agreement: DTLSChunkAgreement?
+    /// Whether only protected packets are accepted now ("Require Protected SCTP Packets").
+    public let requiresProtection: Bool
+    public let counters: DTLSChunkCounters
+    /// Per key context: AEAD encryptions, decryptions, failed decryptions, replays.
+    public let epochCounters: [DTLSKeyContextID: DTLSEpochCounters]
+}
+
+extension Connection {
+    /// The DTLS chunk of this connection's association (stack dtls-chunk-sctp); nil on other stacks.
+    /// Every connection of the association reads the same figures.
+    public var dtlsChunkStatus: DTLSChunkStatus? {
+        guard let filter = layer.layerChain.lazy.compactMap({ ($0 as? SCTPStreamLayer)?.association.path.chunkFilter }).first else {
+            return nil
+        }
+        return DTLSChunkStatus(agreement: filter.agreement, requiresProtection: filter.protection.requiresProtection,
+                               counters: filter.protection.counters, epochCounters: filter.protection.epochCounters)
+    }
+}
