@@ -6,3 +6,5 @@ source Scripts/setup.sh
 swift build --build-tests
 # A hung test must fail the run, not hold CI for its whole budget.
 timeout 1200 swift test --skip-build "$@"
+# A bounded fuzzing run of the DTLS chunk's input paths (a crash or a wrong round trip fails it).
+if [[ $# -eq 0 ]]; then Scripts/fuzz-dtls-chunk.sh 20 --scratch > /dev/null 2>&1 || { echo "DTLS chunk fuzzer failed; run Scripts/fuzz-dtls-chunk.sh 20 --scratch"; exit 1; }; fi
