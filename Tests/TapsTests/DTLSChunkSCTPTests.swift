@@ -160,6 +160,70 @@ final class DTLSChunkSCTPTests: XCTestCase {
         XCTAssertNil(extra)
     }
 
+    /// Runs `body` on the association under `connection`, on its loop.
+    static func onAssociation<T: Sendable>(of connection: Connection, _ body: @escaping @Sendable (SCTPAssociation) throws -> T) async throws -> T {
+        try await connection.loop.submit {
+            try connection.assumeIsolated { connection in
+                let stream = try XCTUnwrap(connection.layer.layerChain.lazy.compactMap { $0 as? SCTPStreamLayer }.first)
+                return try body(stream.association)
+            }
+        }
+    }
+
+    /// The draft's abstract API on the association, driven directly over real sockets: both ends
+    /// install epoch 4 receive keys, then epoch 4 send keys (each end's receive keys before the
+    /// peer's send keys), then destroy epoch 3; data flows throughout.
+    func testRekeyingThroughTheAbstractAPIKeepsTheAssociationRunning() async throws {
+        let keys = DTLSChunkPreSharedKeys.random()
+        let listener = try await Self.listener(keys: keys)
+        var incoming = listener.connections.makeAsyncIterator()
+        let client = try await Self.client(listener.localAddress.port, keys: keys).initiate(timeout: .seconds(10))
+        try await client.send("epoch 3")
+        let first = await incoming.next()
+        let server = try XCTUnwrap(first)
+        let greeting = try await server.receive()
+        XCTAssertEqual(greeting.text, "epoch 3")
+
+        let agreement = try await Self.onAssociation(of: server) { $0.dtlsChunkAgreement }
+        XCTAssertEqual(agreement?.role, .server)
+        XCTAssertEqual(agreement?.downgradePreventionData.prefix(2), [0x80, 0x06], "the client's parameter first")
+        let next = DTLSChunkPreSharedKeys.random(cipherSuite: .chacha20Poly1305SHA256, restart: false)
+        let epoch3 = DTLSKeyContextID(epoch: 3), epoch4 = DTLSKeyContextID(epoch: 4)
+        try await Self.onAssociation(of: server) { try $0.establishReceiveKeys(next.clientToServer, suite: next.cipherSuite, for: epoch4) }
+        try await Self.onAssociation(of: client) { try $0.establishReceiveKeys(next.serverToClient, suite: next.cipherSuite, for: epoch4) }
+        try await Self.onAssociation(of: client) { try $0.establishSendKeys(next.clientToServer, suite: next.cipherSuite, for: epoch4) }
+        try await Self.onAssociation(of: server) { try $0.establishSendKeys(next.serverToClient, suite: next.cipherSuite, for: epoch4) }
+        for index in 0..<20 {
+            try await client.send("epoch 4 #\(index)")
+            let message = try await server.receive()
+            XCTAssertEqual(message.text, "epoch 4 #\(index)")
+            try await server.send("back \(index)")
+            let reply = try await client.receive()
+            XCTAssertEqual(reply.text, "back \(index)")
+        }
+        // Epoch 3 is gone both ways; the association runs on epoch 4 alone.
+        for connection in [client, server] {
+            let destroyed = try await Self.onAssociation(of: connection) { try $0.destroyReceiveKeys(for: epoch3) && $0.destroySendKeys(for: epoch3) }
+            XCTAssertTrue(destroyed)
+        }
+        try await client.send("after epoch 3")
+        let after = try await server.receive()
+        XCTAssertEqual(after.text, "after epoch 3")
+        let counters = try await Self.onAssociation(of: server) { $0.dtlsChunkCounters?.perContext }
+        let epoch4Counters = try XCTUnwrap(counters?[epoch4])
+        XCTAssertGreaterThanOrEqual(epoch4Counters.encryptions, 20)
+        XCTAssertGreaterThanOrEqual(epoch4Counters.decryptions, 21)
+        XCTAssertGreaterThan(try XCTUnwrap(counters?[epoch3]).decryptions, 0, "epoch 3's counters outlive its keys")
+        // Out-of-order epochs are refused.
+        let skipped = try await Self.onAssociation(of: server) { association -> Bool in
+            do { try association.establishSendKeys(next.serverToClient, suite: next.cipherSuite, for: DTLSKeyContextID(epoch: 6)) } catch { return true }
+            return false
+        }
+        XCTAssertTrue(skipped)
+        await client.close()
+        await listener.stop()
+    }
+
     func testKeysOfTheWrongLengthAreRefusedBeforeAnyPacket() async throws {
         var keys = DTLSChunkPreSharedKeys.random()
         keys.clientToServer.key.removeLast()

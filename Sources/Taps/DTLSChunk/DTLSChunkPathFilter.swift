@@ -104,6 +104,11 @@ final class DTLSChunkPathFilter {
                                group: nil, applicationProtocol: nil, serverName: nil, peerCertificateSubject: nil, resumed: false)
     }
 
+    /// The protection operator, for the draft's abstract API on the association.
+    func withProtection<R>(_ body: (inout DTLSChunkProtection) throws(TransportError) -> R) throws(TransportError) -> R {
+        try body(&protection)
+    }
+
     /// A random key for a listener's tie breakers.
     static func randomTieBreakerKey() -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
