@@ -1,3 +1,4 @@
+import Synchronization
 import Taps
 
 /// The two sides of a bulk measurement, shared by every stack. Each side runs as a task that
@@ -103,6 +104,9 @@ extension BulkTransfer {
         }
     }
 
+    /// dtls-chunk-sctp: the receiving association's DTLS chunk counters after the transfer.
+    static let receiverChunkCounters = Mutex<DTLSChunkCounters?>(nil)
+
     private struct Received {
         let bytes: Int
         let first: ContinuousClock.Instant?
@@ -121,6 +125,7 @@ extension BulkTransfer {
             }
             if message.isFinal { break }
         }
+        if let status = connection.dtlsChunkStatus { receiverChunkCounters.withLock { $0 = status.counters } }
         await connection.close()
         return Received(bytes: bytes, first: first, last: last)
     }

@@ -65,6 +65,10 @@ struct SCTPBench {
         guard let resultLine = lines.next(), let megabytesPerSecond = Double(resultLine) else {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process reported no figure"])
         }
+        if chunkKeys != nil, let counters = lines.next() {
+            // Diagnostics for Docs/Benchmarks.md: the AEAD cost per packet comes from these and a profile.
+            FileHandle.standardError.write(Data("receiver: protected packets opened, sealed, CPU seconds: \(counters)\n".utf8))
+        }
         server.waitUntilExit()
         return megabytesPerSecond
     }
@@ -76,6 +80,10 @@ struct SCTPBench {
         FileHandle.standardOutput.write(Data("\(listener.localAddress.port)\n".utf8))
         let (bytes, elapsed) = await BulkTransfer.receive(on: listener, connections: streams)
         FileHandle.standardOutput.write(Data("\(BulkTransfer.megabytesPerSecond(bytes, elapsed))\n".utf8))
+        // dtls-chunk-sctp: packets the receiver opened and sealed (its SACKs), and its CPU time.
+        if let counters = BulkTransfer.receiverChunkCounters.withLock({ $0 }) {
+            FileHandle.standardOutput.write(Data("\(counters.receivedProtected) \(counters.sentProtected) \(CPUTime.now())\n".utf8))
+        }
     }
 
     /// Runs taps-sctp-baseline (built beside this binary) and reads its MB/s. usrsctp's threaded
