@@ -7,11 +7,7 @@ import XCTest
 final class DTLSChunkAttackTests: XCTestCase {
     typealias Support = DTLSChunkSCTPTests
 
-    static func fastRecovery(_ transport: inout TransportProperties) {
-        transport.sctp.retransmissionTimeoutMinimum = .milliseconds(20)
-        transport.sctp.retransmissionTimeoutInitial = .milliseconds(100)
-        transport.sctp.retransmissionTimeoutMaximum = .milliseconds(400)
-    }
+    static func fastRecovery(_ transport: inout TransportProperties) { TLSSCTP.fastRecovery(&transport) }
 
     /// The packet with its checksum made right again, so only the DTLS chunk can notice the change.
     static func withChecksum(_ packet: [UInt8]) -> [UInt8] {
@@ -48,19 +44,8 @@ final class DTLSChunkAttackTests: XCTestCase {
     func testTwentyMegabytesOverFourProtectedStreamsThroughAFaultyPath() async throws {
         let keys = DTLSChunkPreSharedKeys.random()
         let listener = try await Support.listener(keys: keys, configure: Self.fastRecovery)
-        let client = Support.client(listener.localAddress.port, keys: keys,
-                                    lossy: LossyPath(lossRate: 0.05, reorderRate: 0.05, duplicateRate: 0.01, corruptionRate: 0.01, seed: 11),
-                                    configure: Self.fastRecovery)
-        let (clients, servers) = try await TLSSCTP.openStreams(4, from: client, to: listener)
-        let total = 5 * 1024 * 1024
-        async let sending: Void = TLSSCTP.sendPatterns(on: clients, total: total)
-        let received = try await TLSSCTP.receivePatterns(on: servers, streams: 0..<4, total: total)
-        try await sending
-        XCTAssertEqual(received, Array(repeating: total, count: 4))
-        let faults = try await lossyCounters(of: clients[0])
-        XCTAssertGreaterThan(faults.dropped, 0)
-        XCTAssertGreaterThan(faults.duplicated, 0)
-        XCTAssertGreaterThan(faults.corrupted, 0)
+        let client = Support.client(listener.localAddress.port, keys: keys, lossy: TLSSCTP.faultyPath, configure: Self.fastRecovery)
+        let (clients, servers) = try await TLSSCTP.transferThroughFaultyPath(from: client, to: listener)
         // Duplicated packets reach each end's replay window; corrupted ones fail the CRC32c or the AEAD.
         let serverState = try await Support.chunkState(of: try XCTUnwrap(servers[0]))
         let clientState = try await Support.chunkState(of: clients[0])
@@ -79,9 +64,11 @@ final class DTLSChunkAttackTests: XCTestCase {
             guard outgoing, Self.isProtected(datagram) else { return [datagram] }
             let index = sequence.next()
             if index % 5 == 0 {
-                // Flip one byte of the record (past the headers) and send the forgery first.
+                // Flip one byte of the encrypted record (not the post-padding, which the receiver
+                // ignores) and send the forgery first.
                 var forged = datagram
-                forged[20 + index % (datagram.count - 20)] ^= 0x20
+                let recordEnd = 12 + (Int(datagram[14]) << 8 | Int(datagram[15]))
+                forged[20 + index % (recordEnd - 20)] ^= 0x20
                 return [Self.withChecksum(forged), datagram]
             }
             if index % 7 == 0 { return [datagram, datagram] }  // a replay right behind the original
@@ -94,59 +81,51 @@ final class DTLSChunkAttackTests: XCTestCase {
         let received = try await TLSSCTP.receivePatterns(on: servers, streams: 0..<2, total: total)
         try await sending
         XCTAssertEqual(received, [total, total])
-        let state = try await Support.chunkState(of: try XCTUnwrap(servers[0]))
+        // Forgeries counted before the server's counters are read: a SACK's may still be on its way.
         let forged = sequence.value / 5
+        let state = try await Support.chunkState(of: try XCTUnwrap(servers[0]))
         XCTAssertGreaterThan(forged, 50)
-        XCTAssertGreaterThanOrEqual(state.counters.aeadFailures + state.counters.malformedDropped + state.counters.noKeyDropped, forged - 1)
+        XCTAssertGreaterThanOrEqual(state.counters.aeadFailures, forged - 2, "every forgery fails authentication")
+        XCTAssertEqual(state.counters.malformedDropped + state.counters.noKeyDropped, 0)
         XCTAssertGreaterThan(state.counters.replaysDropped, sequence.value / 7 / 2)
         for connection in clients { await connection.abort() }
         await listener.stop()
     }
 
-    func testStrippingTheParameterFromTheInitIsRefusedWithMissingSupport() async throws {
+    /// Initiates to a listener with the same keys through a man in the middle that rewrites the 0x8006
+    /// parameter of the INIT (outgoing) or the INIT ACK (incoming) with `change`; the error it gets.
+    private func initiateThroughMiddle(rewriting chunkType: UInt8, _ change: @escaping @Sendable (DTLSKeyManagementParameter) -> DTLSKeyManagementParameter?,
+                                       expecting code: TransportError.Code) async throws -> (TransportError?, failedAtListener: Int) {
         let keys = DTLSChunkPreSharedKeys.random()
         let listener = try await Support.listener(keys: keys)
         var lossy = LossyPath()
         lossy.rewriter = DatagramRewriter { datagram, outgoing in
-            guard outgoing, datagram.count > 12, datagram[12] == 1 else { return [datagram] }
-            return [Self.rewritingParameter(datagram) { _ in nil }]
+            guard outgoing == (chunkType == 1), datagram.count > 12, datagram[12] == chunkType else { return [datagram] }
+            return [Self.rewritingParameter(datagram, change)]
         }
         let client = Support.client(listener.localAddress.port, keys: keys, lossy: lossy)
-        let error = await XCTAssertThrowsTransportError(.connectionRefused) { try await client.initiate(timeout: .seconds(10)) }
-        XCTAssertTrue(error?.message.contains("error cause 100") == true, "\(String(describing: error))")
+        let error = await XCTAssertThrowsTransportError(code) { try await client.initiate(timeout: .seconds(10)) }
+        let failed = await listener.failedEstablishments
         await listener.stop()
+        return (error, failed)
+    }
+
+    func testStrippingTheParameterFromTheInitIsRefusedWithMissingSupport() async throws {
+        let (error, _) = try await initiateThroughMiddle(rewriting: 1, { _ in nil }, expecting: .connectionRefused)
+        XCTAssertTrue(error?.message.contains("error cause 100") == true, "\(String(describing: error))")
     }
 
     func testStrippingTheParameterFromTheInitAckFailsTheClient() async throws {
-        let keys = DTLSChunkPreSharedKeys.random()
-        let listener = try await Support.listener(keys: keys)
-        var lossy = LossyPath()
-        lossy.rewriter = DatagramRewriter { datagram, outgoing in
-            guard !outgoing, datagram.count > 12, datagram[12] == 2 else { return [datagram] }
-            return [Self.rewritingParameter(datagram) { _ in nil }]
-        }
-        let client = Support.client(listener.localAddress.port, keys: keys, lossy: lossy)
-        let error = await XCTAssertThrowsTransportError(.handshakeFailed) { try await client.initiate(timeout: .seconds(10)) }
+        let (error, failed) = try await initiateThroughMiddle(rewriting: 2, { _ in nil }, expecting: .handshakeFailed)
         XCTAssertTrue(error?.message.contains("cause 100") == true, "\(String(describing: error))")
-        let failed = await listener.failedEstablishments
         XCTAssertEqual(failed, 0, "no association reached the listener")
-        await listener.stop()
     }
 
     func testOfferingOnlyAnUnknownMethodIsRefusedWithNoCommonMethod() async throws {
-        let keys = DTLSChunkPreSharedKeys.random()
-        let listener = try await Support.listener(keys: keys)
-        var lossy = LossyPath()
-        lossy.rewriter = DatagramRewriter { datagram, outgoing in
-            guard outgoing, datagram.count > 12, datagram[12] == 1 else { return [datagram] }
-            return [Self.rewritingParameter(datagram) { parameter in
-                DTLSKeyManagementParameter(tieBreaker: parameter.tieBreaker, flags: parameter.flags, methods: [DTLSKeyManagementMethod(rawValue: 77)])
-            }]
-        }
-        let client = Support.client(listener.localAddress.port, keys: keys, lossy: lossy)
-        let error = await XCTAssertThrowsTransportError(.connectionRefused) { try await client.initiate(timeout: .seconds(10)) }
+        let (error, _) = try await initiateThroughMiddle(rewriting: 1, { parameter in
+            DTLSKeyManagementParameter(tieBreaker: parameter.tieBreaker, flags: parameter.flags, methods: [DTLSKeyManagementMethod(rawValue: 77)])
+        }, expecting: .connectionRefused)
         XCTAssertTrue(error?.message.contains("error cause 101") == true, "\(String(describing: error))")
-        await listener.stop()
     }
 }
 

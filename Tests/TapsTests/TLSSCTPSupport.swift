@@ -103,6 +103,32 @@ extension TLSSCTP {
         }
     }
 
+    /// Retransmission timeouts for loopback under loss: recovery in tens of milliseconds.
+    static func fastRecovery(_ transport: inout TransportProperties) {
+        transport.sctp.retransmissionTimeoutMinimum = .milliseconds(20)
+        transport.sctp.retransmissionTimeoutInitial = .milliseconds(100)
+        transport.sctp.retransmissionTimeoutMaximum = .milliseconds(400)
+    }
+
+    /// The faults of the transfer tests: 5 % loss and reordering, 1 % duplication and corruption.
+    static let faultyPath = LossyPath(lossRate: 0.05, reorderRate: 0.05, duplicateRate: 0.01, corruptionRate: 0.01, seed: 7)
+
+    /// 5 MB on each of 4 streams from `client` (with a faulty path) to `listener`; asserts every byte
+    /// arrived in order and that the path did drop and corrupt, and returns both ends' connections.
+    static func transferThroughFaultyPath(from client: Preconnection, to listener: Listener,
+                                          file: StaticString = #filePath, line: UInt = #line) async throws -> (clients: [Connection], servers: [Int: Connection]) {
+        let (clients, servers) = try await openStreams(4, from: client, to: listener)
+        let total = 5 * 1024 * 1024
+        async let sending: Void = sendPatterns(on: clients, total: total)
+        let received = try await receivePatterns(on: servers, streams: 0..<4, total: total)
+        try await sending
+        XCTAssertEqual(received, Array(repeating: total, count: 4), file: file, line: line)
+        let faults = try await lossyCounters(of: clients[0])
+        XCTAssertGreaterThan(faults.dropped, 0, file: file, line: line)
+        XCTAssertGreaterThan(faults.corrupted, 0, file: file, line: line)
+        return (clients, servers)
+    }
+
     /// The server side of `streams` receives side by side; how many bytes matched on each.
     static func receivePatterns(on servers: [Int: Connection], streams: Range<Int>, total: Int) async throws -> [Int] {
         try await withThrowingTaskGroup(of: Int.self) { group in

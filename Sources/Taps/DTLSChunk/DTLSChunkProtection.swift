@@ -19,6 +19,13 @@ public struct DTLSEpochCounters: Sendable, Equatable {
     public var decryptions = 0
     public var failedDecryptions = 0
     public var replaysDropped = 0
+
+    mutating func add(_ other: DTLSEpochCounters) {
+        encryptions += other.encryptions
+        decryptions += other.decryptions
+        failedDecryptions += other.failedDecryptions
+        replaysDropped += other.replaysDropped
+    }
 }
 
 /// The association-wide counters (the socket API's `sctp_dtls_stats`, and what the draft asks to be
@@ -101,26 +108,13 @@ struct DTLSChunkProtection {
     /// The per-key-context counters, of contexts installed now or before.
     var epochCounters: [DTLSKeyContextID: DTLSEpochCounters] {
         var all = retiredCounters
-        func add(_ id: DTLSKeyContextID, _ counters: DTLSEpochCounters) {
-            var sum = all[id, default: DTLSEpochCounters()]
-            sum.encryptions += counters.encryptions
-            sum.decryptions += counters.decryptions
-            sum.failedDecryptions += counters.failedDecryptions
-            sum.replaysDropped += counters.replaysDropped
-            all[id] = sum
-        }
-        for (id, context) in sendContexts { add(id, context.counters) }
-        for (id, context) in receiveContexts { add(id, context.counters) }
+        for (id, context) in sendContexts { all[id, default: DTLSEpochCounters()].add(context.counters) }
+        for (id, context) in receiveContexts { all[id, default: DTLSEpochCounters()].add(context.counters) }
         return all
     }
 
     private mutating func retire(_ id: DTLSKeyContextID, _ counters: DTLSEpochCounters) {
-        var sum = retiredCounters[id, default: DTLSEpochCounters()]
-        sum.encryptions += counters.encryptions
-        sum.decryptions += counters.decryptions
-        sum.failedDecryptions += counters.failedDecryptions
-        sum.replaysDropped += counters.replaysDropped
-        retiredCounters[id] = sum
+        retiredCounters[id, default: DTLSEpochCounters()].add(counters)
     }
 
     private mutating func refreshReceiveSlots() {
