@@ -15,6 +15,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // Only for the BoringSSL it vendors (DTLS 1.3, which the system OpenSSL 3.0 lacks); pinned
+        // exactly, because its C module is not swift-nio-ssl's public API.
+        .package(url: "https://github.com/apple/swift-nio-ssl", exact: "2.37.6"),
     ],
     targets: [
         // System libraries, found by pkg-config (Debian: libuv1-dev, libusrsctp-dev, libssl-dev).
@@ -25,6 +28,13 @@ let package = Package(
         .target(
             name: "CTapsShims",
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
+        // DTLS 1.3 on BoringSSL, behind a small Swift API of bytes and keys. The only module that
+        // imports CNIOBoringSSL (implementation-only): no module may see it and COpenSSL together,
+        // or same-named C functions bind to either library.
+        .target(
+            name: "TapsDTLS13",
+            dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         .target(
             name: "Taps",
@@ -76,7 +86,7 @@ let package = Package(
             cSettings: [.headerSearchPath("../../Sources/CUsrSCTP")],
             linkerSettings: [.linkedLibrary("usrsctp"), .linkedLibrary("pthread")]
         ),
-        .testTarget(name: "TapsTests", dependencies: ["Taps"]),
+        .testTarget(name: "TapsTests", dependencies: ["Taps", "TapsDTLS13"]),
     ],
     swiftLanguageModes: [.v6]
 )
