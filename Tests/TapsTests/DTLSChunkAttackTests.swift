@@ -92,6 +92,45 @@ final class DTLSChunkAttackTests: XCTestCase {
         await listener.stop()
     }
 
+    /// The COOKIE ACK is lost, and so is everything the listener sends until the client's COOKIE
+    /// ECHO has gone again. That one is in clear (the client has no send keys yet), and the listener,
+    /// which requires protection, drops it as the draft says; the association comes up anyway, through
+    /// the listener's protected key-confirmation heartbeats.
+    func testALostCookieAckDoesNotStallTheAssociation() async throws {
+        let keys = DTLSChunkPreSharedKeys.random()
+        let listener = try await Support.listener(keys: keys)
+        var incoming = listener.connections.makeAsyncIterator()
+        let cookieEchoes = Counter(), dropped = Counter()
+        var lossy = LossyPath()
+        lossy.rewriter = DatagramRewriter { datagram, outgoing in
+            guard datagram.count > 12 else { return [datagram] }
+            if outgoing {
+                if datagram[12] == 10 { _ = cookieEchoes.next() }
+                return [datagram]
+            }
+            if cookieEchoes.value < 2 && (datagram[12] == 11 || datagram[12] == 0x41) {
+                _ = dropped.next()
+                return []
+            }
+            return [datagram]
+        }
+        let client = try await Support.client(listener.localAddress.port, keys: keys, lossy: lossy) {
+            $0.sctp.retransmissionTimeoutInitial = .milliseconds(200)
+            $0.sctp.retransmissionTimeoutMinimum = .milliseconds(100)
+        }.initiate(timeout: .seconds(10))
+        XCTAssertGreaterThanOrEqual(dropped.value, 1)
+        XCTAssertGreaterThanOrEqual(cookieEchoes.value, 2, "the COOKIE ECHO went again, in clear")
+        try await client.send("after a lost COOKIE ACK")
+        let accepted = await incoming.next()
+        let server = try XCTUnwrap(accepted)
+        let message = try await server.receive()
+        XCTAssertEqual(message.text, "after a lost COOKIE ACK")
+        let status = await server.dtlsChunkStatus
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(status).counters.droppedUnprotected, 1, "the clear COOKIE ECHO was dropped")
+        await client.close()
+        await listener.stop()
+    }
+
     /// Initiates to a listener with the same keys through a man in the middle that rewrites the 0x8006
     /// parameter of the INIT (outgoing) or the INIT ACK (incoming) with `change`; the error it gets.
     private func initiateThroughMiddle(rewriting chunkType: UInt8, _ change: @escaping @Sendable (DTLSKeyManagementParameter) -> DTLSKeyManagementParameter?,

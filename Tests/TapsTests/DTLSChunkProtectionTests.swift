@@ -244,6 +244,25 @@ final class DTLSChunkProtectionTests: XCTestCase {
         XCTAssertEqual(sender.installedSendContexts, [epoch4])
     }
 
+    func testOfTwoReceiveEpochsWithTheSameLowBitsTheNewerReads() throws {
+        // Epochs 3 and 7 share the two bits on the wire (3); the newer one is tried.
+        var receiver = DTLSChunkProtection()
+        for epoch: UInt64 in 3...7 {
+            try receiver.establishReceiveKeys(Self.material(UInt8(epoch)), suite: .aes128GCMSHA256, for: DTLSKeyContextID(epoch: epoch))
+        }
+        var old = DTLSChunkProtection(), new = DTLSChunkProtection()
+        try old.establishSendKeys(Self.material(3), suite: .aes128GCMSHA256, for: DTLSKeyContextID(epoch: 3))
+        for epoch: UInt64 in 3...7 {
+            try new.establishSendKeys(Self.material(UInt8(epoch)), suite: .aes128GCMSHA256, for: DTLSKeyContextID(epoch: epoch))
+        }
+        XCTAssertEqual(new.sendKeyInUse, DTLSKeyContextID(epoch: 7))
+        XCTAssertNotNil(Self.unprotect(try Self.protect(Self.dataPacket([7]), with: &new), with: &receiver).1)
+        XCTAssertEqual(Self.unprotect(try Self.protect(Self.dataPacket([3]), with: &old), with: &receiver).0, .dropped(.failedAuthentication))
+        // Once epoch 7 is destroyed, epoch 3 reads again.
+        XCTAssertTrue(receiver.destroyReceiveKeys(for: DTLSKeyContextID(epoch: 7)))
+        XCTAssertNotNil(Self.unprotect(try Self.protect(Self.dataPacket([3]), with: &old), with: &receiver).1)
+    }
+
     func testKeyInstallationFollowsTheDraftsRules() throws {
         var protection = DTLSChunkProtection()
         let keys = Self.material(1)

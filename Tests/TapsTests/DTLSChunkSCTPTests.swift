@@ -229,6 +229,11 @@ final class DTLSChunkSCTPTests: XCTestCase {
         keys.clientToServer.key.removeLast()
         let client = Self.client(9, keys: keys)
         await XCTAssertThrowsTransportError(.invalidArgument) { try await client.initiate(timeout: .seconds(2)) }
+        var narrow = Self.security(.random())
+        narrow.dtlsChunkReplayWindow = 0
+        var narrowClient = Preconnection(remote: .loopback(port: 9), transport: Self.transport(), security: narrow)
+        narrowClient.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
+        await XCTAssertThrowsTransportError(.invalidArgument) { try await narrowClient.initiate(timeout: .seconds(2)) }
         var reused = DTLSChunkPreSharedKeys.random()
         reused.serverToClient.key = reused.clientToServer.key
         await XCTAssertThrowsTransportError(.invalidArgument) { try await Self.listener(keys: reused) }

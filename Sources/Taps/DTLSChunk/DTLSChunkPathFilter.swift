@@ -220,10 +220,6 @@ final class DTLSChunkPathFilter {
             }) else { return }
             deliver(packet)
             if status == .agreed { installKeys(sending: true) }
-        case (.responder, SCTPHandshakeChunks.cookieEchoType, .agreed) where SCTPHandshakeChunks.isLone(SCTPHandshakeChunks.cookieEchoType, packet):
-            // A client whose COOKIE ACK was lost sends its COOKIE ECHO again, in clear: it has no
-            // send keys before the COOKIE ACK. Only the lone chunk passes; usrsctp checks its HMAC.
-            deliver(packet)
         case (.initiator, SCTPHandshakeChunks.cookieAckType, .agreed) where !protection.protectsOutput:
             installKeys(sending: true)
             deliver(packet)

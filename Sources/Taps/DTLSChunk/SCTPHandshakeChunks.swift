@@ -28,12 +28,6 @@ enum SCTPHandshakeChunks {
         return length >= 4 && offset + length <= packet.count ? length : nil
     }
 
-    /// True when the packet holds exactly one chunk, of this type.
-    static func isLone(_ type: UInt8, _ packet: UnsafeRawBufferPointer) -> Bool {
-        guard firstChunkType(packet) == type, let length = chunkLength(packet, at: common) else { return false }
-        return (common + length + 3) & ~3 >= packet.count
-    }
-
     static func uint32(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt32 {
         UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8 | UInt32(bytes[offset + 3])
     }
