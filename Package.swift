@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "Taps",
             dependencies: [
-                "CLibUV", "CUsrSCTP", "COpenSSL", "CTapsShims",
+                "CLibUV", "CUsrSCTP", "COpenSSL", "CTapsShims", "TapsDTLS13",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

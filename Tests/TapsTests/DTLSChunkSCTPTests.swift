@@ -244,7 +244,7 @@ final class DTLSChunkSCTPTests: XCTestCase {
         let without = Preconnection(remote: .loopback(port: 9), transport: Self.transport(), security: security).candidateStacks()
         let report = try XCTUnwrap(without.first { $0.stack.name == "dtls-chunk-sctp" })
         XCTAssertFalse(report.qualifies)
-        XCTAssertTrue(report.reasons.contains { $0.contains("dtlsChunkKeys") }, "\(report.reasons)")
+        XCTAssertTrue(report.reasons.contains { $0.contains("dtlsChunkKeys") && $0.contains("identity") }, "\(report.reasons)")
         security.dtlsChunkKeys = .random()
         let with = Preconnection(remote: .loopback(port: 9), transport: Self.transport(), security: security).candidateStacks()
         XCTAssertEqual(with.first { $0.rank == 0 }?.stack.name, "dtls-chunk-sctp", with.table)

@@ -15,20 +15,27 @@ import COpenSSL
 /// Listener is made, and turned into a filter for each path.
 struct DTLSChunkSettings: Sendable {
     let policy: DTLSChunkPolicy
-    let keys: DTLSChunkPreSharedKeys
+    /// KMId 0's keys, when the parameters have them.
+    let keys: DTLSChunkPreSharedKeys?
+    /// The DTLS 1.3 method's contexts, when the parameters have an identity.
+    let dtls13: DTLS13Contexts?
     let replayWindow: Int
 
+    /// Offers DTLS 1.3 key management when the parameters have an identity and trust roots, and
+    /// pre-shared parameters (KMId 0) when they have keys; DTLS 1.3 first.
     init(security: SecurityParameters) throws(TransportError) {
-        guard let keys = security.dtlsChunkKeys else {
-            throw .invalidArgument("the DTLS chunk needs key management: SecurityParameters.dtlsChunkKeys (KMId 0)")
+        keys = security.dtlsChunkKeys
+        try keys?.validate()
+        dtls13 = try DTLS13Contexts(security: security)
+        guard keys != nil || dtls13 != nil else {
+            throw .invalidArgument("the DTLS chunk needs key management: an identity and trust roots (DTLS 1.3), or SecurityParameters.dtlsChunkKeys (KMId 0)")
         }
-        try keys.validate()
         guard (1...ReplayWindow.maximumSize).contains(security.dtlsChunkReplayWindow) else {
             throw .invalidArgument("dtlsChunkReplayWindow: 1 to \(ReplayWindow.maximumSize) records, not \(security.dtlsChunkReplayWindow)")
         }
-        self.keys = keys
         self.replayWindow = security.dtlsChunkReplayWindow
-        policy = DTLSChunkPolicy(methods: [.preSharedParameters], required: security.dtlsChunkRequired)
+        let methods: [DTLSKeyManagementMethod] = (dtls13 != nil ? [.dtls13] : []) + (keys != nil ? [.preSharedParameters] : [])
+        policy = DTLSChunkPolicy(methods: methods, required: security.dtlsChunkRequired)
     }
 
     /// The initiating end offers only the client role, so with a listener of this SDK (which offers
@@ -37,7 +44,9 @@ struct DTLSChunkSettings: Sendable {
     func makeFilter(side: DTLSChunkPathFilter.Side) -> DTLSChunkPathFilter {
         var policy = policy
         if case .initiator = side { policy.actsAsServer = false }
-        return DTLSChunkPathFilter(policy: policy, side: side, keys: keys, replayWindow: replayWindow)
+        let filter = DTLSChunkPathFilter(policy: policy, side: side, keys: keys, replayWindow: replayWindow)
+        filter.dtls13 = dtls13
+        return filter
     }
 }
 
@@ -63,6 +72,10 @@ final class DTLSChunkPathFilter {
     let policy: DTLSChunkPolicy
     let side: Side
     let keys: DTLSChunkPreSharedKeys?
+    /// The DTLS 1.3 method's contexts, if it is offered; the association runs the method.
+    var dtls13: DTLS13Contexts?
+    /// The suite a handshake method negotiated (KMId 0's is in its keys).
+    var negotiatedSuite: DTLSChunkCipherSuite?
     private(set) var protection = DTLSChunkProtection()
     private(set) var status: Status = .negotiating
     private(set) var agreement: DTLSChunkAgreement?
@@ -99,8 +112,8 @@ final class DTLSChunkPathFilter {
 
     /// What `Connection.securityDetails` reports once the keys are agreed and in use.
     var securityDetails: SecurityDetails? {
-        guard status == .agreed, protection.protectsOutput, let keys, let agreement else { return nil }
-        return SecurityDetails(protocolVersion: "DTLSv1.3 (SCTP DTLS chunk, \(agreement.method))", cipherSuite: keys.cipherSuite.description,
+        guard status == .agreed, protection.protectsOutput, let agreement, let suite = negotiatedSuite ?? keys?.cipherSuite else { return nil }
+        return SecurityDetails(protocolVersion: "DTLSv1.3 (SCTP DTLS chunk, \(agreement.method))", cipherSuite: suite.description,
                                group: nil, applicationProtocol: nil, serverName: nil, peerCertificateSubject: nil, resumed: false)
     }
 
@@ -120,6 +133,8 @@ final class DTLSChunkPathFilter {
     var readiness: Result<Bool, TransportError> {
         switch status {
         case .agreed where protection.protectsOutput && protection.requiresProtection: .success(true)
+        // A handshake method installs the keys after the association is up.
+        case .agreed where agreement?.method == .dtls13: .success(true)
         case .plain: .success(false)
         case .failed(let failure): .failure(failure.transportError)
         case .agreed, .negotiating:
@@ -249,6 +264,7 @@ final class DTLSChunkPathFilter {
     }
 
     /// The draft's "compatible": a KMId in common and a role that complements ours.
+    /// (Our policy lists only methods we can run.)
     private func compatibilityFailure(_ peer: DTLSKeyManagementParameter?) -> DTLSChunkNegotiationFailure? {
         guard let peer else { return .missingSupport }
         let ours = policy.parameter(tieBreaker: 0).flags, theirs = peer.flags
@@ -264,10 +280,8 @@ final class DTLSChunkPathFilter {
                            reply: ([UInt8]) -> Void, abort: (UInt16) -> [UInt8]?) -> Bool {
         switch DTLSChunkNegotiation.agree(local: local, peer: peer) {
         case .success(let agreement):
-            guard agreement.method == .preSharedParameters, keys != nil else {
-                // Only KMId 0 has keys here; a method with a handshake would take over now.
-                return fail(.noCommonMethod, reply: reply, abort: abort)
-            }
+            let supported = agreement.method == .preSharedParameters ? keys != nil : agreement.method == .dtls13 && dtls13 != nil
+            guard supported else { return fail(.noCommonMethod, reply: reply, abort: abort) }
             self.agreement = agreement
             status = .agreed
             installKeys(sending: false)

@@ -8,11 +8,16 @@ public struct DTLSKeyManagementMethod: RawRepresentable, Hashable, Sendable, Cus
     public static let preSharedParameters = DTLSKeyManagementMethod(rawValue: 0)
     /// KMId 192: TLS 1.3 key management (draft-porfiri-tsvwg-sctp-dtls-handshake).
     public static let tls13 = DTLSKeyManagementMethod(rawValue: 192)
+    /// DTLS 1.3 key management (draft-westerlund-tsvwg-sctp-dtls-handshake). That draft asks for a
+    /// 16-bit identifier the chunk draft's 8-bit registry cannot hold; 193, from the first-come
+    /// range, stands in for it.
+    public static let dtls13 = DTLSKeyManagementMethod(rawValue: 193)
 
     public var description: String {
         switch self {
         case .preSharedParameters: "pre-shared parameters (KMId 0)"
         case .tls13: "TLS 1.3 (KMId 192)"
+        case .dtls13: "DTLS 1.3 (KMId 193)"
         default: "KMId \(rawValue)"
         }
     }

@@ -59,6 +59,60 @@ final class SCTPAssociation: SCTPPathOwner {
         return !filter.peerAuthenticated
     }
 
+    /// The DTLS chunk's handshake method, while it runs and after.
+    private var keyManagement: DTLS13KeyManagement?
+
+    /// After COMM_UP: a handshake method first, or KMId 0's key confirmation, or nothing.
+    private func secureOrEstablish() {
+        if let filter = path.chunkFilter, filter.status == .agreed, let agreement = filter.agreement, agreement.method == .dtls13 {
+            startKeyManagement(agreement, contexts: filter.dtls13)
+        } else if needsKeyConfirmation {
+            confirmKeys()
+        } else {
+            becomeEstablished()
+        }
+    }
+
+    /// Runs DTLS 1.3 key management; the streams wait until it has installed the keys both ways.
+    private func startKeyManagement(_ agreement: DTLSChunkAgreement, contexts: DTLS13Contexts?) {
+        guard let contexts else { return fail(.handshakeFailed("DTLS 1.3 key management was agreed but is not configured")) }
+        do throws(TransportError) {
+            let method = try DTLS13KeyManagement(contexts: contexts, agreement: agreement, association: self, loop: loop)
+            keyManagement = method
+            state = .confirmingKeys
+            let me = LoopBound(self)
+            method.onCompletion = { [loop] error in
+                loop.execute {
+                    guard let association = me.value else { return }
+                    if let error { return association.fail(error) }
+                    association.path.chunkFilter?.negotiatedSuite = association.keyManagement?.cipherSuite
+                    association.keysConfirmed()
+                }
+            }
+            armEstablishmentDeadline()
+            method.start()
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// Runs `body` (on the loop) once a packet of the peer has authenticated with our keys.
+    func whenPeerAuthenticates(_ body: @escaping () -> Void) {
+        guard let filter = path.chunkFilter else { return }
+        nonisolated(unsafe) let body = body  // made and run on this loop
+        if filter.peerAuthenticated { return loop.execute { body() } }
+        filter.onPeerAuthenticated = { [loop] in loop.execute { body() } }
+    }
+
+    /// A handshake method that has not finished in time fails the association.
+    private func armEstablishmentDeadline() {
+        let timeout = options.dtlsChunkKeyConfirmationTimeout
+        confirmationTimer = UVTimer.schedule(on: loop, after: UInt64(max(1, timeout.milliseconds))) { [weak self] in
+            guard let self, state == .confirmingKeys else { return }
+            fail(.timedOut("DTLS 1.3 key management did not finish within \(timeout)"))
+        }
+    }
+
     private var confirmationTimer: UVTimer?
 
     /// Waits, asking with HEARTBEATs, for a packet of the peer that opens with our keys: only then
@@ -114,11 +168,7 @@ final class SCTPAssociation: SCTPPathOwner {
         applyPathParameters()
         streams[0] = SCTPStreamLayer(association: self, streamID: 0)
         guard chunkProtectionIsReady() else { return }
-        if needsKeyConfirmation {
-            confirmKeys()
-        } else {
-            state = .established
-        }
+        secureOrEstablish()
         // Data may already wait in the socket.
         scheduleEvents()
     }
@@ -288,7 +338,7 @@ final class SCTPAssociation: SCTPPathOwner {
             partialKeyManagementMessages[streamID] = message
             return
         }
-        filter.keyManagementMessage(message, on: streamID)
+        if let keyManagement { keyManagement.receive(message) } else { filter.keyManagementMessage(message, on: streamID) }
     }
 
     /// The stream for an incoming message; the peer's first message (or part of one) on a new stream opens it.
@@ -336,11 +386,7 @@ final class SCTPAssociation: SCTPPathOwner {
             guard state == .connecting, chunkProtectionIsReady() else { return }
             readStreamCounts()
             applyPathParameters()
-            if needsKeyConfirmation {
-                confirmKeys()
-            } else {
-                becomeEstablished()
-            }
+            secureOrEstablish()
         case SCTP_COMM_LOST:
             fail(.connectionReset("the SCTP association was lost (peer ABORT or retransmission limit reached)"))
         case SCTP_CANT_STR_ASSOC:

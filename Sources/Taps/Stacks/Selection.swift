@@ -104,8 +104,8 @@ struct StackSelector {
         if protocolInfo.versions.isDisjoint(with: security.allowedVersions) {
             unmet.append("\(protocolInfo.name) versions \(protocolInfo.versions.map(\.rawValue).sorted()) not allowed")
         }
-        if protocolInfo.name == SecurityProtocol.dtlsChunk.name, security.dtlsChunkKeys == nil {
-            unmet.append("the DTLS chunk needs key management: SecurityParameters.dtlsChunkKeys (KMId 0)")
+        if protocolInfo.name == SecurityProtocol.dtlsChunk.name, security.dtlsChunkKeys == nil, !DTLS13Contexts.configured(in: security) {
+            unmet.append("the DTLS chunk needs key management: an identity and trustedRoots .pem (DTLS 1.3, mutual authentication), or SecurityParameters.dtlsChunkKeys (KMId 0)")
         }
         let implied = security.configuredInterfaces
         for (interface, short) in SecurityInterface.all {

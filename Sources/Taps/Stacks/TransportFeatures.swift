@@ -48,8 +48,9 @@ public struct SecurityProtocol: Sendable, Hashable {
                      .sourceAddressValidation, .connectionTermination, .sharedSecretKeyExport])
 
     /// The SCTP DTLS chunk (draft-ietf-tsvwg-sctp-dtls-chunk): DTLS 1.3 record protection of every
-    /// SCTP packet. With KMId 0 the application imports the keys (PSKI) and chooses the cipher suite
-    /// with them (ALG); there is no handshake, so no identities, key update or export.
+    /// SCTP packet. Its DTLS 1.3 key management authenticates both ends with certificates (IPK);
+    /// with pre-shared parameters (KMId 0) the application imports the keys (PSKI) and chooses the
+    /// cipher suite with them (ALG).
     public static let dtlsChunk = SecurityProtocol(
-        name: "DTLS chunk", versions: [.dtls13], interfaces: [.preSharedKeyImport, .algorithms])
+        name: "DTLS chunk", versions: [.dtls13], interfaces: [.identitiesAndPrivateKeys, .preSharedKeyImport, .algorithms])
 }

@@ -1,0 +1,84 @@
+import Foundation
+import XCTest
+@testable import Taps
+
+/// dtls-chunk-sctp keyed by DTLS 1.3 handshakes (draft-westerlund) over loopback: certificates both
+/// ways, the handshake in PPID 4242 messages, the chunk's keys from the exporter, PVALID.
+final class DTLSChunkDTLS13Tests: XCTestCase {
+    static let pki = TestPKI.shared
+
+    /// The listener: the test server certificate; the client: the test RSA certificate. Each trusts
+    /// `trusting` (the test CA unless said otherwise).
+    static func security(server: Bool, trusting roots: String = pki.caPEM) -> SecurityParameters {
+        var security = SecurityParameters()
+        security.localIdentity = server ? .files(certificate: pki.serverCert, key: pki.serverKey) : pki.identity("rsa")
+        security.trustedRoots = .pem(file: roots)
+        return security
+    }
+
+    static func listener(_ security: SecurityParameters = security(server: true)) async throws -> Listener {
+        var server = Preconnection(local: .loopback(), transport: DTLSChunkSCTPTests.transport(), security: security)
+        server.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
+        return try await server.listen()
+    }
+
+    static func client(_ port: UInt16, _ security: SecurityParameters = security(server: false)) -> Preconnection {
+        var client = Preconnection(remote: .loopback(port: port), transport: DTLSChunkSCTPTests.transport(), security: security)
+        client.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
+        client.lossyPath = LossyPath()
+        return client
+    }
+
+    func testAMutuallyAuthenticatedHandshakeKeysTheChunkAndNothingGoesInClear() async throws {
+        let listener = try await Self.listener()
+        let echo = startEcho(listener)
+        let first = try await Self.client(listener.localAddress.port).initiate(timeout: .seconds(10))
+        let wire = try await watchWire(of: first)
+        let maybeStatus = await first.dtlsChunkStatus
+        let status = try XCTUnwrap(maybeStatus)
+        XCTAssertEqual(status.agreement?.method, .dtls13)
+        XCTAssertEqual(status.agreement?.role, .client)
+        XCTAssertTrue(status.requiresProtection)
+        let maybeDetails = await first.securityDetails
+        let details = try XCTUnwrap(maybeDetails)
+        XCTAssertTrue(details.protocolVersion.contains("DTLS 1.3 (KMId 193)"), details.protocolVersion)
+        XCTAssertTrue(DTLSChunkCipherSuite.allCases.map(\.description).contains(details.cipherSuite))
+        let second = try await first.clone()
+        for (index, connection) in [first, second].enumerated() {
+            for size in [10, 20_000] {
+                let payload = Array("secret-\(index)-".utf8) + [UInt8](repeating: UInt8(index), count: size)
+                try await connection.send(payload)
+                let reply = try await connection.receive()
+                XCTAssertEqual(reply.content, payload)
+            }
+        }
+        XCTAssertFalse(wire.contains(Array("secret-".utf8)))
+        XCTAssertTrue(wire.all { $0.count > 12 && $0[12] == 0x41 }, "after the handshake every packet is one DTLS chunk")
+        await first.close()
+        await second.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testACertificateFromAnotherCAFailsTheHandshakeAndNoConnectionIsDelivered() async throws {
+        // The client trusts only the other CA: the listener's certificate does not validate.
+        let listener = try await Self.listener()
+        let delivered = Task { () -> Int in
+            var count = 0
+            for await _ in listener.connections { count += 1 }
+            return count
+        }
+        let client = Self.client(listener.localAddress.port, Self.security(server: false, trusting: Self.pki.otherCA))
+        let error = await XCTAssertThrowsTransportError(.certificateRejected) { try await client.initiate(timeout: .seconds(10)) }
+        XCTAssertNotNil(error)
+        var failed = 0
+        for _ in 0..<100 where failed == 0 {
+            failed = await listener.failedEstablishments
+            if failed == 0 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        XCTAssertEqual(failed, 1, "the listener's end failed too")
+        await listener.stop()
+        let count = await delivered.value
+        XCTAssertEqual(count, 0)
+    }
+}
