@@ -60,6 +60,49 @@ final class DTLSChunkDTLS13Tests: XCTestCase {
         echo.cancel()
     }
 
+    /// Downgrade prevention: a man in the middle changes the client's 0x8006 parameter (only its tie
+    /// breaker, which the roles here do not depend on). The handshake itself succeeds, but the two
+    /// ends export keys from different parameters, so nothing protected ever opens: the association
+    /// fails and carries no application data.
+    func testAChangedParameterInTheInitMakesTheKeysDisagreeAndEstablishmentFail() async throws {
+        let listener = try await Self.listener()
+        var client = Self.client(listener.localAddress.port)
+        var lossy = LossyPath()
+        lossy.rewriter = DatagramRewriter { datagram, outgoing in
+            guard outgoing, datagram.count > 12, datagram[12] == 1 else { return [datagram] }
+            return [DTLSChunkAttackTests.rewritingParameter(datagram) { parameter in
+                var changed = parameter
+                changed.tieBreaker ^= 0x5A5A
+                return changed
+            }]
+        }
+        client.lossyPath = lossy
+        let started = ContinuousClock.now
+        let error = await XCTAssertThrowsTransportError(.timedOut) { try await client.initiate(timeout: .seconds(15)) }
+        XCTAssertNotNil(error)
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(12))
+        await listener.stop()
+    }
+
+    func testTheHandshakeAndTwoMegabytesGetThroughALossyPath() async throws {
+        let listener = try await Self.listener()
+        var client = Self.client(listener.localAddress.port)
+        client.transport.sctp.retransmissionTimeoutMinimum = .milliseconds(20)
+        client.transport.sctp.retransmissionTimeoutInitial = .milliseconds(100)
+        client.transport.sctp.retransmissionTimeoutMaximum = .milliseconds(400)
+        client.lossyPath = LossyPath(lossRate: 0.05, reorderRate: 0.05, duplicateRate: 0.01, corruptionRate: 0.01, seed: 5)
+        let (clients, servers) = try await TLSSCTP.openStreams(2, from: client, to: listener)
+        let total = 1024 * 1024
+        async let sending: Void = TLSSCTP.sendPatterns(on: clients, total: total)
+        let received = try await TLSSCTP.receivePatterns(on: servers, streams: 0..<2, total: total)
+        try await sending
+        XCTAssertEqual(received, [total, total])
+        let status = await clients[0].dtlsChunkStatus
+        XCTAssertEqual(status?.agreement?.method, .dtls13)
+        for connection in clients { await connection.abort() }
+        await listener.stop()
+    }
+
     func testACertificateFromAnotherCAFailsTheHandshakeAndNoConnectionIsDelivered() async throws {
         // The client trusts only the other CA: the listener's certificate does not validate.
         let listener = try await Self.listener()

@@ -23,6 +23,9 @@ final class DTLSChunkNegotiationTests: XCTestCase {
         let parsed = try XCTUnwrap(Parameter.parse(received))
         XCTAssertEqual(parsed.flags, [.client], "reserved bits are ignored")
         XCTAssertEqual(parsed.wireBytes, received, "but key derivation binds the bytes as received")
+        var changed = parsed
+        changed.tieBreaker = 2
+        XCTAssertEqual(changed.wireBytes, [0x80, 0x06, 0x00, 0x0A, 0, 0, 0, 2, 0x01, 0], "a changed field is encoded afresh")
     }
 
     func testMalformedParametersAreRefused() {

@@ -36,10 +36,11 @@ struct DTLSKeyManagementParameter: Equatable, Sendable {
         static let restart = Roles(rawValue: 0x04)
     }
 
-    var tieBreaker: UInt32
-    var flags: Roles
-    var methods: [DTLSKeyManagementMethod]
-    /// A received parameter's bytes exactly as they came (reserved bits included).
+    // A change to a field makes the parameter one of ours, encoded afresh.
+    var tieBreaker: UInt32 { didSet { receivedBytes = nil } }
+    var flags: Roles { didSet { receivedBytes = nil } }
+    var methods: [DTLSKeyManagementMethod] { didSet { receivedBytes = nil } }
+    /// A received parameter's bytes exactly as they came (reserved bits included), until a field changes.
     private var receivedBytes: [UInt8]? = nil
 
     init(tieBreaker: UInt32, flags: Roles, methods: [DTLSKeyManagementMethod]) {
