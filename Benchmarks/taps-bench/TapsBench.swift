@@ -30,6 +30,9 @@ struct TapsBench: AsyncParsableCommand {
     @Flag(name: .long, help: "tls-sctp --handshakes: TLS 1.2 only (abbreviated handshakes without a key exchange).")
     var tls12 = false
 
+    @Option(name: .long, help: "dtls-chunk-sctp --handshakes: the key management whose association set-ups are measured against tls-sctp's: dtls13 or psk.")
+    var km: AssociationSetupBench.Kind = .dtls13
+
     @Flag(name: .long, help: "Print one JSON object per stack.")
     var json = false
 
@@ -92,7 +95,7 @@ struct TapsBench: AsyncParsableCommand {
             clientLoop.shutdown()
         }
         for name in stacks {
-            if (name == "sctp" || name == "dtls-chunk-sctp") && handshakes { throw ValidationError("--handshakes measures tcp, tls-tcp and tls-sctp") }
+            if name == "sctp" && handshakes { throw ValidationError("--handshakes measures tcp, tls-tcp, tls-sctp and dtls-chunk-sctp") }
             var bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
             bench.chunkKeys = chunkKeyFile
             let runTaps = only != "baseline", runBaseline = only != "taps"
@@ -143,6 +146,10 @@ struct TapsBench: AsyncParsableCommand {
         if bench.stack == "sctp" {
             return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageSize))
         }
+        if bench.stack == "dtls-chunk-sctp" && handshakes {
+            return Measurement(value: try await AssociationSetupBench.rate(km, seconds: seconds, cert: bench.cert, key: bench.key,
+                                                                          chunkKeys: bench.chunkKeys ?? ""))
+        }
         if bench.stack == "dtls-chunk-sctp" {
             let chunk = SCTPBench(mtu: mtu, streams: streams, chunkKeys: bench.chunkKeys)
             return Measurement(value: try await chunk.throughput(seconds: seconds, messageSize: messageSize))
@@ -167,6 +174,10 @@ struct TapsBench: AsyncParsableCommand {
     private func measureBaseline(_ bench: Bench) async throws -> Measurement {
         let tls: Int32 = bench.tls ? 1 : 0, cert = bench.cert, key = bench.key
         if bench.stack == "sctp" { return Measurement(value: try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu)) }
+        if bench.stack == "dtls-chunk-sctp" && handshakes {
+            return Measurement(value: try await AssociationSetupBench.rate(.tlsSCTP, seconds: seconds, cert: bench.cert, key: bench.key,
+                                                                          chunkKeys: bench.chunkKeys ?? ""))
+        }
         if bench.stack == "dtls-chunk-sctp" {
             return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageSize))
         }
@@ -196,7 +207,9 @@ struct TapsBench: AsyncParsableCommand {
             var fields = ["\"stack\": \"\(stack)\"", "\"\(unit)\": \(Self.format(ours))", "\"\(baselineKey)\": \(Self.format(baseline))",
                           "\"ratio\": \(String(format: "%.3f", ratio))", "\"message_size\": \(messageSize)", "\"seconds\": \(seconds)"]
             if stack.hasSuffix("sctp") { fields += ["\"mtu\": \(mtu)", "\"streams\": \(streams)"] } else { fields.append("\"pinned\": \(pinned)") }
-            if stack == "tls-sctp" || stack == "dtls-chunk-sctp" { fields.append("\"baseline\": \"\(handshakes ? "parallel" : "sctp")\"") }
+            if stack == "tls-sctp" { fields.append("\"baseline\": \"\(handshakes ? "parallel" : "sctp")\"") }
+            if stack == "dtls-chunk-sctp" { fields.append("\"baseline\": \"\(handshakes ? "tls-sctp" : "sctp")\"") }
+            if stack == "dtls-chunk-sctp" && handshakes { fields.append("\"km\": \"\(km.rawValue)\"") }
             if stack == "tls-sctp" && handshakes { fields.append("\"tls_version\": \"\(tls12 ? "1.2" : "1.3")\"") }
             if !efficiency.isEmpty {
                 fields += ["\"mb_per_cpu_second\": \(Self.format(oursPerCPU))", "\"baseline_mb_per_cpu_second\": \(Self.format(baselinePerCPU))",
@@ -210,7 +223,8 @@ struct TapsBench: AsyncParsableCommand {
         } else {
             let label = unit == "mbps" ? "MB/s" : "handshakes/s"
             let median = pairs.count > 1 ? " (median of \(pairs.count))" : ""
-            let baselineName = !["tls-sctp", "dtls-chunk-sctp"].contains(stack) ? "C baseline" : handshakes ? "parallel" : "sctp"
+            let baselineName = !["tls-sctp", "dtls-chunk-sctp"].contains(stack) ? "C baseline"
+                : handshakes ? (stack == "tls-sctp" ? "parallel" : "tls-sctp") : "sctp"
             print("\(stack.padding(toLength: 8, withPad: " ", startingAt: 0)) taps \(String(format: "%9.1f", ours)) \(label)   \(baselineName) \(String(format: "%9.1f", baseline)) \(label)   ratio \(String(format: "%.2f", ratio))\(median)")
             if !efficiency.isEmpty {
                 print("         taps \(String(format: "%9.1f", oursPerCPU)) MB/CPU-s C baseline \(String(format: "%9.1f", baselinePerCPU)) MB/CPU-s ratio \(String(format: "%.2f", cpuRatio))")

@@ -176,8 +176,10 @@ final class WireLog: @unchecked Sendable {
     /// The size of the largest datagram written.
     var largest: Int { lock.withLock { datagrams.map(\.count).max() ?? 0 } }
 
-    /// Whether every datagram written satisfies `predicate`.
-    func all(_ predicate: ([UInt8]) -> Bool) -> Bool { lock.withLock { datagrams.allSatisfy(predicate) } }
+    /// Whether every datagram written (from the `after`th on) satisfies `predicate`.
+    func all(after skipped: Int = 0, _ predicate: ([UInt8]) -> Bool) -> Bool {
+        lock.withLock { datagrams.dropFirst(skipped).allSatisfy(predicate) }
+    }
 
     /// Whether any datagram carries `bytes` in clear.
     func contains(_ bytes: [UInt8]) -> Bool {

@@ -1,0 +1,56 @@
+import Foundation
+import Taps
+
+/// Association set-ups per second through the public API, one after another, both ends in this
+/// process: `initiate()` until the connection is ready (for dtls-chunk-sctp: the SCTP handshake,
+/// then the key management: a DTLS 1.3 handshake, or nothing with pre-shared keys; for tls-sctp: the
+/// SCTP handshake and the first stream's full TLS 1.3 handshake), then an abort.
+enum AssociationSetupBench {
+    enum Kind: String, CaseIterable, Sendable {
+        case dtls13, psk, tlsSCTP = "tls-sctp"
+    }
+
+    static func rate(_ kind: Kind, seconds: Double, cert: String, key: String, chunkKeys: String) async throws -> Double {
+        var transport = kind == .tlsSCTP ? TransportProperties.reliableInOrderStream : .reliableMessage
+        transport.multistreaming = .require
+        var serverSecurity = SecurityParameters(), clientSecurity = SecurityParameters()
+        switch kind {
+        case .dtls13:
+            // Both ends present the bench's certificate and trust it.
+            serverSecurity.localIdentity = .pemFiles(certificate: cert, key: key)
+            serverSecurity.trustedRoots = .pem(file: cert)
+            clientSecurity = serverSecurity
+        case .psk:
+            serverSecurity.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: chunkKeys)
+            clientSecurity = serverSecurity
+        case .tlsSCTP:
+            serverSecurity = .server(identity: .pemFiles(certificate: cert, key: key))
+            clientSecurity.trustedRoots = .pem(file: cert)
+        }
+        let stack: ProtocolStack = kind == .tlsSCTP ? .tlsSCTP : .dtlsChunkSCTP
+        var server = Preconnection(local: .loopback(), transport: transport, security: serverSecurity)
+        server.registry = StackRegistry(stacks: [stack])
+        let listener = try await server.listen()
+        let accepting = Task {
+            for await connection in listener.connections { await connection.abort() }
+        }
+        var client = Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: transport, security: clientSecurity)
+        client.registry = StackRegistry(stacks: [stack])
+        var count = 0
+        let started = ContinuousClock.now
+        let deadline = started + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            let connection = try await client.initiate()
+            count += 1
+            await connection.abortGroup()
+        }
+        let elapsed = ContinuousClock.now - started
+        await listener.stop()
+        accepting.cancel()
+        return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+}
+
+import ArgumentParser
+
+extension AssociationSetupBench.Kind: ExpressibleByArgument {}
