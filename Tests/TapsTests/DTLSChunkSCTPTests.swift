@@ -77,6 +77,30 @@ final class DTLSChunkSCTPTests: XCTestCase {
         echo.cancel()
     }
 
+    /// usrsctp gets a smaller MTU, so protected packets fit the path (SCTP packets at most the path
+    /// MTU less IPv6 and UDP headers) and a record never carries more than 2^14 bytes of chunks.
+    func testProtectedPacketsFitThePathMTU() async throws {
+        for mtu in [1280, 16_384, 65_535] {
+            // At most the path's packet, and at most one record of 2^14 bytes of chunks with its overhead.
+            let bound = min(mtu - SCTPOptions.headerOverhead, SCTPPacket.commonHeaderLength + DTLSChunkProtection.maximumPlaintext + DTLSChunkProtection.maximumOverhead)
+            let keys = DTLSChunkPreSharedKeys.random()
+            let setMTU = { (transport: inout TransportProperties) in transport.sctp.pathMTU = mtu }
+            let listener = try await Self.listener(keys: keys, configure: setMTU)
+            let echo = startEcho(listener)
+            let connection = try await Self.client(listener.localAddress.port, keys: keys, configure: setMTU).initiate(timeout: .seconds(10))
+            let wire = try await watchWire(of: connection)
+            let payload = (0..<200_000).map { UInt8(truncatingIfNeeded: $0) }
+            try await connection.send(payload)
+            let reply = try await connection.receive()
+            XCTAssertEqual(reply.content, payload)
+            XCTAssertLessThanOrEqual(wire.largest, bound, "MTU \(mtu)")
+            XCTAssertGreaterThan(wire.largest, bound - 200, "MTU \(mtu): packets are filled")
+            await connection.close()
+            await listener.stop()
+            echo.cancel()
+        }
+    }
+
     func testEverySuiteCarriesTheApplicationsBytes() async throws {
         for suite in DTLSChunkCipherSuite.allCases {
             let keys = DTLSChunkPreSharedKeys.random(cipherSuite: suite, restart: false)
