@@ -248,6 +248,23 @@ final class DTLSChunkSCTPTests: XCTestCase {
         await listener.stop()
     }
 
+    /// Churn: many more associations than the listener keeps unestablished peers (1,024), each set
+    /// up and aborted at once; with pre-shared keys the client is ready before the listener has
+    /// accepted, so many end unaccepted. Such an association must not hold its peer's path until the
+    /// setup timeout, or the listener refuses new peers for seconds.
+    func testThousandsOfQuickAssociationsDoNotExhaustTheListener() async throws {
+        let keys = DTLSChunkPreSharedKeys.random()
+        let listener = try await Self.listener(keys: keys)
+        let accepting = Task { for await connection in listener.connections { await connection.abort() } }
+        let client = Self.client(listener.localAddress.port, keys: keys, lossy: nil)
+        for _ in 0..<2_500 {
+            let connection = try await client.initiate(timeout: .seconds(5))
+            await connection.abortGroup()
+        }
+        await listener.stop()
+        accepting.cancel()
+    }
+
     func testKeysOfTheWrongLengthAreRefusedBeforeAnyPacket() async throws {
         var keys = DTLSChunkPreSharedKeys.random()
         keys.clientToServer.key.removeLast()

@@ -121,10 +121,14 @@ extension SCTPLossTests {
         let shortBefore = SCTPPath.droppedTooShort.load(ordering: .relaxed)
         let badBefore = SCTPPath.droppedBadChecksum.load(ordering: .relaxed)
 
+        let outOfTheBlueBefore = SCTPAcceptor.outOfTheBlueDatagrams.load(ordering: .relaxed)
+        // Before any INIT, a datagram from this sender makes no path: it is out of the blue.
         try await sender.send([1, 2, 3])
         var corrupted = Self.initPacket(from: 5000, to: port, tag: 7)
         corrupted[corrupted.count - 1] ^= 0xff
         try await sender.send(corrupted)
+        // Now the INIT made a path: a short packet on it is counted there.
+        try await sender.send([1, 2, 3])
         // A checksummed packet with an unknown chunk type and a wrong verification tag: usrsctp drops it.
         var unknown = Self.initPacket(from: 5000, to: port, tag: 7)
         unknown[12] = 0xbf
@@ -148,6 +152,7 @@ extension SCTPLossTests {
         watchdog.cancel()
         XCTAssertEqual(initAcks, flood)
         XCTAssertEqual(SCTPPath.droppedTooShort.load(ordering: .relaxed) - shortBefore, 1)
+        XCTAssertEqual(SCTPAcceptor.outOfTheBlueDatagrams.load(ordering: .relaxed) - outOfTheBlueBefore, 1)
         XCTAssertEqual(SCTPPath.droppedBadChecksum.load(ordering: .relaxed) - badBefore, 1)
 
         // No association came of it, and a real client still gets through.

@@ -19,6 +19,8 @@ final class SCTPAcceptor {
     /// Datagrams from new addresses dropped because that many were already waiting, process-wide
     /// (tests and diagnostics read it, as `SCTPPath`'s drop counters).
     static let refusedNewPeerDatagrams = Atomic<Int>(0)
+    /// Datagrams from addresses without a path that do not begin an association, process-wide.
+    static let outOfTheBlueDatagrams = Atomic<Int>(0)
     private var acceptScheduled = false
     /// An association came up; its first stream is open.
     var onAssociation: ((SCTPAssociation) -> Void)?
@@ -50,6 +52,13 @@ final class SCTPAcceptor {
         if let known = paths[sender] {
             path = known
         } else {
+            // Only an INIT starts an association (RFC 9260 section 5.1); anything else from a peer
+            // without a path is out of the blue, e.g. the last packets of an association that has
+            // just ended, and would otherwise hold an unestablished path until the setup timeout.
+            guard SCTPHandshakeChunks.firstChunkType(bytes) == SCTPHandshakeChunks.initType else {
+                Self.outOfTheBlueDatagrams.add(1, ordering: .relaxed)
+                return
+            }
             guard unestablished.count < options.maximumUnestablishedPeers else {
                 Self.refusedNewPeerDatagrams.add(1, ordering: .relaxed)
                 return
