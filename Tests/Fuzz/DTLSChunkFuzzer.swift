@@ -5,7 +5,8 @@
 //      restart context, and requires protection;
 //   1: the rest is a plain packet: protected, it must open to the same bytes, and with one byte
 //      changed (chosen by the input) it must not open to anything else;
-//   2: the rest is an INIT or COOKIE ECHO whose parameters are parsed.
+//   2: the rest is an INIT or COOKIE ECHO whose parameters are parsed, and a key management
+//      message (DCI byte, records) that must encode back to itself.
 // Built and run by Scripts/fuzz-dtls-chunk.sh (swiftc -sanitize=fuzzer,address).
 import Glibc
 
@@ -57,6 +58,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         _ = SCTPHandshakeChunks.keyManagementParameter(input, chunkAt: SCTPPacket.commonHeaderLength)
         _ = SCTPHandshakeChunks.cookieContents(input)
         _ = SCTPHandshakeChunks.abortCauses(input)
+        let bytes = Array(input)
+        if let message = DTLSKeyManagementMessage(bytes: bytes), message.bytes != [bytes[0] & 3] + bytes.dropFirst() { abort() }
         if let parameter = SCTPHandshakeChunks.keyManagementParameter(input, chunkAt: SCTPPacket.commonHeaderLength) {
             let ours = DTLSKeyManagementParameter(tieBreaker: 1, flags: [.client, .server], methods: [.preSharedParameters])
             _ = DTLSChunkNegotiation.agree(local: ours, peer: parameter)
