@@ -289,6 +289,14 @@ final class DTLSChunkSCTPTests: XCTestCase {
         security.dtlsChunkKeys = .random()
         let with = Preconnection(remote: .loopback(port: 9), transport: Self.transport(), security: security).candidateStacks()
         XCTAssertEqual(with.first { $0.rank == 0 }?.stack.name, "dtls-chunk-sctp", with.table)
+        let offered = try XCTUnwrap(with.first { $0.stack.name == "dtls-chunk-sctp" }).reasons
+        XCTAssertTrue(offered.contains("DTLS chunk key management offered: pre-shared parameters (KMId 0)"), "\(offered)")
+        // With an identity and roots too, DTLS 1.3 comes first.
+        security.localIdentity = DTLS13EngineTests.pki.identity("rsa")
+        security.trustedRoots = .pem(file: DTLS13EngineTests.pki.caPEM)
+        let both = Preconnection(remote: .loopback(port: 9), transport: Self.transport(), security: security).candidateStacks()
+        let bothReasons = try XCTUnwrap(both.first { $0.stack.name == "dtls-chunk-sctp" }).reasons
+        XCTAssertTrue(bothReasons.contains("DTLS chunk key management offered: DTLS 1.3 (KMId 193), pre-shared parameters (KMId 0)"), "\(bothReasons)")
     }
 
     func testAStrictListenerAbortsAPlainSCTPClientWithMissingDTLSChunkSupport() async throws {

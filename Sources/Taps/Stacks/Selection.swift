@@ -104,8 +104,14 @@ struct StackSelector {
         if protocolInfo.versions.isDisjoint(with: security.allowedVersions) {
             unmet.append("\(protocolInfo.name) versions \(protocolInfo.versions.map(\.rawValue).sorted()) not allowed")
         }
-        if protocolInfo.name == SecurityProtocol.dtlsChunk.name, security.dtlsChunkKeys == nil, !DTLS13Contexts.configured(in: security) {
-            unmet.append("the DTLS chunk needs key management: an identity and trustedRoots .pem (DTLS 1.3, mutual authentication), or SecurityParameters.dtlsChunkKeys (KMId 0)")
+        if protocolInfo.name == SecurityProtocol.dtlsChunk.name {
+            let methods = (DTLS13Contexts.configured(in: security) ? [DTLSKeyManagementMethod.dtls13] : [])
+                + (security.dtlsChunkKeys != nil ? [.preSharedParameters] : [])
+            if methods.isEmpty {
+                unmet.append("the DTLS chunk needs key management: an identity and trustedRoots .pem (DTLS 1.3, mutual authentication), or SecurityParameters.dtlsChunkKeys (KMId 0)")
+            } else {
+                notes.append("DTLS chunk key management offered: \(methods.map(\.description).joined(separator: ", "))")
+            }
         }
         let implied = security.configuredInterfaces
         for (interface, short) in SecurityInterface.all {
