@@ -113,6 +113,25 @@ final class DTLSChunkDTLS13Tests: XCTestCase {
         await listener.stop()
     }
 
+    /// With pre-shared keys configured beside the identity, DTLS 1.3 is agreed, and only its keys go in.
+    func testWithBothMethodsConfiguredDTLS13IsAgreedAndItsKeysAloneAreUsed() async throws {
+        let keys = DTLSChunkPreSharedKeys.random()
+        var server = Self.security(server: true), client = Self.security(server: false)
+        server.dtlsChunkKeys = keys
+        client.dtlsChunkKeys = keys
+        let listener = try await Self.listener(server)
+        let echo = startEcho(listener)
+        let connection = try await Self.client(listener.localAddress.port, client).initiate(timeout: .seconds(10))
+        try await connection.send("both offered")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "both offered")
+        let status = await connection.dtlsChunkStatus
+        XCTAssertEqual(status?.agreement?.method, .dtls13)
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
     func testACertificateFromAnotherCAFailsTheHandshakeAndNoConnectionIsDelivered() async throws {
         // The client trusts only the other CA: the listener's certificate does not validate.
         let listener = try await Self.listener()

@@ -286,9 +286,6 @@ final class DTLSChunkPathFilter {
             status = .agreed
             installKeys(sending: false)
             return status == .agreed
-        case .failure(.missingSupport) where !policy.required:
-            status = .plain
-            return true
         case .failure(let failure):
             guard policy.required else {
                 status = .plain
@@ -305,8 +302,9 @@ final class DTLSChunkPathFilter {
         return false
     }
 
+    /// KMId 0's keys; a handshake method installs its own through the association.
     private func installKeys(sending: Bool) {
-        guard let agreement, let keys else { return }
+        guard let agreement, agreement.method == .preSharedParameters, let keys else { return }
         do throws(TransportError) {
             try keys.install(role: agreement.role, sending: sending, into: &protection)
             if sending { protection.requireProtectedPackets() }
