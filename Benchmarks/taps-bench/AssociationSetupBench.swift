@@ -36,18 +36,14 @@ enum AssociationSetupBench {
         }
         var client = Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: transport, security: clientSecurity)
         client.registry = StackRegistry(stacks: [stack])
-        var count = 0
-        let started = ContinuousClock.now
-        let deadline = started + .seconds(seconds)
-        while ContinuousClock.now < deadline {
+        let rate = try await operationsPerSecond(for: seconds) { _ in
             let connection = try await client.initiate()
-            count += 1
             await connection.abortGroup()
+            return 1
         }
-        let elapsed = ContinuousClock.now - started
         await listener.stop()
         accepting.cancel()
-        return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return rate
     }
 }
 

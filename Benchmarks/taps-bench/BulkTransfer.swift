@@ -64,7 +64,7 @@ enum BulkTransfer {
 
     /// MB/s (10^6 bytes) over `elapsed`.
     static func megabytesPerSecond(_ bytes: Int, _ elapsed: Duration) -> Double {
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.inSeconds
         return seconds > 0 ? Double(bytes) / seconds / 1e6 : 0
     }
 }

@@ -38,22 +38,20 @@ enum StreamSetupBench {
         var client = Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: clientTransport, security: security)
         client.registry = StackRegistry(stacks: [.tlsSCTP])
 
-        var count = 0
-        let started = ContinuousClock.now
-        let deadline = started + .seconds(seconds)
-        while ContinuousClock.now < deadline {
+        // One association per step: its first stream, then clones until it runs out of streams.
+        let rate = try await operationsPerSecond(for: seconds) { deadline in
             let first = try await client.initiate()
-            count += 1
+            var count = 1
             while ContinuousClock.now < deadline {
                 guard let clone = try? await first.clone() else { break }  // out of streams
                 count += 1
                 await clone.abort()
             }
             await first.abortGroup()
+            return count
         }
-        let elapsed = ContinuousClock.now - started
         await listener.stop()
         accepting.cancel()
-        return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return rate
     }
 }

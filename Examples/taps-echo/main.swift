@@ -101,7 +101,7 @@ struct SecurityOptions: ParsableArguments {
         switch (pskIdentity, pskHex) {
         case (nil, nil): break
         case (let identity?, let hex?):
-            guard let key = Self.bytes(hex: hex) else { throw ValidationError("--psk-hex must be an even number of hex digits") }
+            guard let key = Hex.decode(hex) else { throw ValidationError("--psk-hex must be an even number of hex digits") }
             security.preSharedKey = PreSharedKey(identity: identity, key: key)
         default: throw ValidationError("--psk-identity and --psk-hex go together")
         }
@@ -116,17 +116,6 @@ struct SecurityOptions: ParsableArguments {
 
     /// True when the options alone can authenticate (a PSK needs no certificate).
     var hasPreSharedKey: Bool { pskIdentity != nil || chunkKeys != nil }
-
-    static func bytes(hex: String) -> [UInt8]? {
-        let digits = Array(hex.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        return stride(from: 0, to: digits.count, by: 2).map { index -> UInt8? in
-            UInt8(String(decoding: digits[index...index + 1], as: UTF8.self), radix: 16)
-        }.reduce(into: [UInt8]?([])) { result, byte in
-            guard let byte, result != nil else { result = nil; return }
-            result!.append(byte)
-        }
-    }
 
     /// The lines a script compares: stack, negotiated security and, with --export, the export.
     func printEstablished(_ connection: Connection) async throws {

@@ -233,7 +233,7 @@ final class DTLSChunkSCTPTests: XCTestCase {
         try await client.send("after epoch 3")
         let after = try await server.receive()
         XCTAssertEqual(after.text, "after epoch 3")
-        let counters = try await Self.onAssociation(of: server) { $0.dtlsChunkCounters?.perContext }
+        let counters = try await Self.onAssociation(of: server) { $0.dtlsChunkStatus?.epochCounters }
         let epoch4Counters = try XCTUnwrap(counters?[epoch4])
         XCTAssertGreaterThanOrEqual(epoch4Counters.encryptions, 20)
         XCTAssertGreaterThanOrEqual(epoch4Counters.decryptions, 21)

@@ -14,10 +14,6 @@ extension Connection {
     /// The DTLS chunk of this connection's association (stack dtls-chunk-sctp); nil on other stacks.
     /// Every connection of the association reads the same figures.
     public var dtlsChunkStatus: DTLSChunkStatus? {
-        guard let filter = layer.layerChain.lazy.compactMap({ ($0 as? SCTPStreamLayer)?.association.path.chunkFilter }).first else {
-            return nil
-        }
-        return DTLSChunkStatus(agreement: filter.agreement, requiresProtection: filter.protection.requiresProtection,
-                               counters: filter.protection.counters, epochCounters: filter.protection.epochCounters)
+        layer.layerChain.lazy.compactMap { ($0 as? SCTPStreamLayer)?.association.dtlsChunkStatus }.first
     }
 }

@@ -34,8 +34,13 @@ struct DTLSChunkSettings: Sendable {
             throw .invalidArgument("dtlsChunkReplayWindow: 1 to \(ReplayWindow.maximumSize) records, not \(security.dtlsChunkReplayWindow)")
         }
         self.replayWindow = security.dtlsChunkReplayWindow
-        let methods: [DTLSKeyManagementMethod] = (dtls13 != nil ? [.dtls13] : []) + (keys != nil ? [.preSharedParameters] : [])
-        policy = DTLSChunkPolicy(methods: methods, required: security.dtlsChunkRequired)
+        policy = DTLSChunkPolicy(methods: Self.offeredMethods(security), required: security.dtlsChunkRequired)
+    }
+
+    /// The key management methods the parameters configure, in the order offered: DTLS 1.3 when
+    /// they have an identity and PEM roots, then pre-shared parameters when they have keys.
+    static func offeredMethods(_ security: SecurityParameters) -> [DTLSKeyManagementMethod] {
+        (DTLS13Contexts.configured(in: security) ? [.dtls13] : []) + (security.dtlsChunkKeys != nil ? [.preSharedParameters] : [])
     }
 
     /// The initiating end offers only the client role, so with a listener of this SDK (which offers

@@ -46,9 +46,11 @@ extension SCTPAssociation {
         try withProtection { protection throws(TransportError) in try protection.configureReplayWindow(size) }
     }
 
-    /// The association-wide counters and the per-key-context ones ("Get AEAD ... Invocations").
-    var dtlsChunkCounters: (association: DTLSChunkCounters, perContext: [DTLSKeyContextID: DTLSEpochCounters])? {
-        guard let protection = path.chunkFilter?.protection else { return nil }
-        return (protection.counters, protection.epochCounters)
+    /// The agreement, whether protection is required, and the association-wide and per-key-context
+    /// counters ("Get AEAD ... Invocations"); nil without the DTLS chunk.
+    var dtlsChunkStatus: DTLSChunkStatus? {
+        guard let filter = path.chunkFilter else { return nil }
+        return DTLSChunkStatus(agreement: filter.agreement, requiresProtection: filter.protection.requiresProtection,
+                               counters: filter.protection.counters, epochCounters: filter.protection.epochCounters)
     }
 }

@@ -120,10 +120,8 @@ final class SCTPAssociation: SCTPPathOwner {
     /// has no handshake to show wrong keys: without it, ends with different keys would each see the
     /// other ready and lose everything sent until SCTP gave up.
     private func confirmKeys() {
-        guard let filter = path.chunkFilter else { return }
         state = .confirmingKeys
-        let me = LoopBound(self)
-        filter.onPeerAuthenticated = { [loop] in loop.execute { me.value?.keysConfirmed() } }
+        whenPeerAuthenticates { [weak self] in self?.keysConfirmed() }
         socket?.requestHeartbeat()
         let deadline = loop.nowMilliseconds + UInt64(max(1, options.dtlsChunkKeyConfirmationTimeout.milliseconds))
         let timer = UVTimer(loop: loop)

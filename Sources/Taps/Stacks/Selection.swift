@@ -105,8 +105,7 @@ struct StackSelector {
             unmet.append("\(protocolInfo.name) versions \(protocolInfo.versions.map(\.rawValue).sorted()) not allowed")
         }
         if protocolInfo.name == SecurityProtocol.dtlsChunk.name {
-            let methods = (DTLS13Contexts.configured(in: security) ? [DTLSKeyManagementMethod.dtls13] : [])
-                + (security.dtlsChunkKeys != nil ? [.preSharedParameters] : [])
+            let methods = DTLSChunkSettings.offeredMethods(security)
             if methods.isEmpty {
                 unmet.append("the DTLS chunk needs key management: an identity and trustedRoots .pem (DTLS 1.3, mutual authentication), or SecurityParameters.dtlsChunkKeys (KMId 0)")
             } else {
