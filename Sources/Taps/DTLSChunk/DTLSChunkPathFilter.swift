@@ -175,20 +175,22 @@ final class DTLSChunkPathFilter {
     // MARK: Outgoing
 
     /// Turns usrsctp's packet into what goes on the wire and hands it to `send` (checksum not yet
-    /// filled). Nothing leaves in clear once send keys are in use.
-    func output(_ packet: UnsafeRawBufferPointer, send: (UnsafeMutableRawBufferPointer) -> Void) {
+    /// filled); a packet that stays as it is goes in usrsctp's own buffer. Nothing leaves in clear
+    /// once send keys are in use.
+    func output(_ packet: UnsafeMutableRawBufferPointer, send: (UnsafeMutableRawBufferPointer) -> Void) {
+        let plain = UnsafeRawBufferPointer(packet)
+        let type = SCTPHandshakeChunks.firstChunkType(plain)
+        let rewrites = protection.protectsOutput || type == SCTPHandshakeChunks.initType || type == SCTPHandshakeChunks.initAckType
+        guard rewrites else { return send(packet) }
         outputBuffer.withUnsafeMutableBytes { buffer in
-            let type = SCTPHandshakeChunks.firstChunkType(packet)
             if protection.protectsOutput {
-                guard let length = protection.protect(packet, into: buffer) else { return }
+                guard let length = protection.protect(plain, into: buffer) else { return }
                 send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
-            } else if type == SCTPHandshakeChunks.initType || type == SCTPHandshakeChunks.initAckType,
-                      let parameter = outgoingParameter(packet, type: type!),
-                      let length = SCTPHandshakeChunks.appending(parameter, to: packet, into: buffer) {
+            } else if let parameter = outgoingParameter(plain, type: type!),
+                      let length = SCTPHandshakeChunks.appending(parameter, to: plain, into: buffer) {
                 send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
             } else {
-                buffer.copyMemory(from: packet)
-                send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<packet.count]))
+                send(packet)
             }
         }
     }

@@ -47,7 +47,7 @@ final class SCTPPath: LayerDelegate {
             transmit(packet)
             return
         }
-        chunkFilter.output(UnsafeRawBufferPointer(packet)) { transmit($0) }
+        chunkFilter.output(packet) { transmit($0) }
     }
 
     func send(_ packet: [UInt8]) {
