@@ -59,7 +59,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         _ = SCTPHandshakeChunks.cookieContents(input)
         _ = SCTPHandshakeChunks.abortCauses(input)
         let bytes = Array(input)
-        if let message = DTLSKeyManagementMessage(bytes: bytes), message.bytes != [bytes[0] & 3] + bytes.dropFirst() { abort() }
+        if let message = DTLSKeyManagementMessage(bytes: bytes) {
+            if message.bytes != [bytes[0] & 3] + bytes.dropFirst() { abort() }
+            _ = message.startsWithClientHello
+        }
+        if let tsn = SCTPTSNScan.highestDataTSN(input), SCTPTSNScan.precedes(tsn, tsn) { abort() }
+        _ = SCTPTSNScan.cumulativeTSNAck(input)
         if let parameter = SCTPHandshakeChunks.keyManagementParameter(input, chunkAt: SCTPPacket.commonHeaderLength) {
             let ours = DTLSKeyManagementParameter(tieBreaker: 1, flags: [.client, .server], methods: [.preSharedParameters])
             _ = DTLSChunkNegotiation.agree(local: ours, peer: parameter)

@@ -15,6 +15,51 @@ final class DTLSKeyManagementTests: XCTestCase {
         XCTAssertEqual(DTLSKeyManagementMessage.protectionValid, Array("OK".utf8))
     }
 
+    /// A real ClientHello opens a connection (simultaneous rekeys are told apart by it); the
+    /// server's first flight, a truncated record and another content type do not.
+    func testOnlyAClientHelloStartsAConnection() throws {
+        let (client, server) = try DTLS13EngineTests.pair()
+        client.start()
+        // The first datagram starts the ClientHello (the engine's datagrams here are small enough to
+        // split one with X25519MLKEM768 in two).
+        let flight = client.takeOutgoing()
+        let hello = try XCTUnwrap(flight.first)
+        XCTAssertTrue(DTLSKeyManagementMessage(connectionIndex: 4, records: hello).startsWithClientHello)
+        flight.forEach(server.receive)
+        let serverFlight = try XCTUnwrap(server.takeOutgoing().first)
+        XCTAssertFalse(DTLSKeyManagementMessage(connectionIndex: 4, records: serverFlight).startsWithClientHello)
+        XCTAssertFalse(DTLSKeyManagementMessage(connectionIndex: 4, records: Array(hello.prefix(13))).startsWithClientHello)
+        var alert = hello
+        alert[0] = 21
+        XCTAssertFalse(DTLSKeyManagementMessage(connectionIndex: 4, records: alert).startsWithClientHello)
+    }
+
+    /// The TSNs the drain rule compares: serial number arithmetic across the 32-bit wrap, DATA and
+    /// I-DATA read going out, SACK and NR-SACK coming in.
+    func testTheDrainRuleReadsTSNsWithSerialArithmetic() {
+        XCTAssertTrue(SCTPTSNScan.precedes(1, 2))
+        XCTAssertTrue(SCTPTSNScan.precedes(UInt32.max, 0), "across the wrap")
+        XCTAssertFalse(SCTPTSNScan.precedes(5, 5))
+        XCTAssertFalse(SCTPTSNScan.precedes(0, UInt32.max))
+        func chunk(_ type: UInt8, _ value: UInt32, length: Int = 16) -> [UInt8] {
+            [type, 0, 0, UInt8(length)] + withUnsafeBytes(of: value.bigEndian, Array.init) + [UInt8](repeating: 0, count: length - 8)
+        }
+        let common = [UInt8](repeating: 0, count: 12)
+        let data = common + chunk(3, 99) + chunk(0, UInt32.max) + chunk(64, 1, length: 20)
+        data.withUnsafeBytes { bytes in
+            XCTAssertEqual(SCTPTSNScan.highestDataTSN(bytes), 1, "I-DATA 1 comes after DATA 2^32-1")
+            XCTAssertEqual(SCTPTSNScan.cumulativeTSNAck(bytes), 99)
+        }
+        let nrSack = common + chunk(16, 7)
+        nrSack.withUnsafeBytes { bytes in
+            XCTAssertNil(SCTPTSNScan.highestDataTSN(bytes))
+            XCTAssertEqual(SCTPTSNScan.cumulativeTSNAck(bytes), 7)
+        }
+        // A chunk whose length runs past the packet ends the walk.
+        let truncated = common + Array(chunk(0, 5).prefix(10))
+        truncated.withUnsafeBytes { XCTAssertNil(SCTPTSNScan.highestDataTSN($0)) }
+    }
+
     /// A finished DTLS 1.3 handshake between two engines in memory (the test PKI, mutual).
     static func handshake() throws -> (client: DTLS13Engine, server: DTLS13Engine) {
         let (client, server) = try DTLS13EngineTests.pair()

@@ -28,11 +28,13 @@ final class TestPKI: @unchecked Sendable {
         try Self.run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                       "-keyout", path("other-ca.key"), "-out", otherCA, "-days", "30", "-subj", "/CN=other CA"])
         let ecKey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        // "renamed": the test CA vouches for another name (an identity change, to a peer that knew "server").
         for (name, days, key) in [("server", "30", ecKey), ("expired", "-1", ecKey), ("rsa", "30", ["-newkey", "rsa:2048"]),
-                                  ("ed25519", "30", ["-newkey", "ed25519"])] {
+                                  ("ed25519", "30", ["-newkey", "ed25519"]), ("renamed", "30", ecKey)] {
+            let host = name == "renamed" ? "renamed.example" : "localhost"
             try Self.run(["req"] + key + ["-nodes",
-                          "-keyout", path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=localhost"])
-            try "\(extensions)\n".write(toFile: path("ext.cnf"), atomically: true, encoding: .utf8)
+                          "-keyout", path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=\(host)"])
+            try "\(name == "renamed" ? "subjectAltName=DNS:renamed.example" : extensions)\n".write(toFile: path("ext.cnf"), atomically: true, encoding: .utf8)
             let arguments = ["x509", "-req", "-in", path("\(name).csr"), "-CA", caPEM, "-CAkey", path("ca.key"),
                              "-CAcreateserial", "-out", path("\(name).pem"), "-extfile", path("ext.cnf"),
                              "-days", days]  // -1: not after yesterday, i.e. expired
@@ -43,7 +45,8 @@ final class TestPKI: @unchecked Sendable {
         try Self.run(["pkcs8", "-topk8", "-nocrypt", "-in", serverKey, "-outform", "DER", "-out", path("server.key.der")])
     }
 
-    /// The server identity with another key type: "rsa" (RSA 2048) or "ed25519", signed by the test CA.
+    /// The server identity with another key type: "rsa" (RSA 2048) or "ed25519", signed by the test
+    /// CA; or "renamed", a certificate of the test CA for another name.
     func identity(_ keyType: String) -> SecurityParameters.Identity {
         .files(certificate: path("\(keyType).pem"), key: path("\(keyType).key"))
     }

@@ -8,6 +8,10 @@ public struct DTLSChunkStatus: Sendable, Equatable {
     public let counters: DTLSChunkCounters
     /// Per key context: AEAD encryptions, decryptions, failed decryptions, replays.
     public let epochCounters: [DTLSKeyContextID: DTLSEpochCounters]
+    /// The key context new packets go out under; its epoch advances with every rekey.
+    public let sendKeyContext: DTLSKeyContextID?
+    /// Key management connections that replaced the keys since the first (DTLS 1.3 method).
+    public let rekeys: Int
 }
 
 extension Connection {

@@ -628,8 +628,11 @@ public actor Connection {
         try layer.exportSession()
     }
 
-    /// KU: sends a TLS 1.3 KeyUpdate, asking the peer to update its keys as well when
-    /// `requestPeerUpdate`. Traffic continues across it; a `keysUpdated` event follows.
+    /// KU: on TLS, sends a TLS 1.3 KeyUpdate, asking the peer to update its keys as well when
+    /// `requestPeerUpdate`. On dtls-chunk-sctp with DTLS 1.3 key management, opens a new key
+    /// management connection that replaces both directions' keys (the DTLS chunk never uses
+    /// KeyUpdate). Traffic continues across it; a `keysUpdated` event follows on every connection
+    /// of the association once the new keys are in use.
     public func updateKeys(requestPeerUpdate: Bool = false) throws {
         try layer.updateKeys(requestPeerUpdate: requestPeerUpdate)
     }

@@ -58,6 +58,9 @@ public struct SecurityParameters: Sendable, Hashable {
     /// dtls-chunk-sctp: DTLS chunks the replay window of each epoch spans (draft "Configure Replay
     /// Protection"; default 64). Wider suits paths that reorder many packets.
     public var dtlsChunkReplayWindow: Int = 64
+    /// dtls-chunk-sctp with a handshake method (KU): when a new key management connection replaces
+    /// the keys. `Connection.updateKeys()` rekeys at once whatever the policy.
+    public var dtlsChunkRekey = DTLSChunkRekeyPolicy()
 
     /// CM: the most sessions the Preconnection's cache keeps (oldest evicted first), and how long
     /// a session stays resumable (RFC 9622 section 6.3.5). A server applies both to its own cache

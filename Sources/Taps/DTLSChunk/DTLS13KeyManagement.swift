@@ -1,113 +1,166 @@
 import TapsDTLS13
 
 /// The DTLS 1.3 key management method for the DTLS chunk (draft-westerlund-tsvwg-sctp-dtls-handshake)
-/// on one association: a mutually authenticated DTLS 1.3 handshake (BoringSSL, `TapsDTLS13`) in
+/// on one association: mutually authenticated DTLS 1.3 handshakes (BoringSSL, `TapsDTLS13`) in
 /// SCTP user messages on stream 0 and PPID 4242, each message the DCI byte and one DTLS datagram;
-/// then the chunk's keys from the exporter, and PVALID. Loop thread only.
+/// the chunk's keys from the exporter; PVALID; and rekeying by parallel connections. Loop thread only.
 ///
-/// The order, so that no end sends what the other cannot read yet:
+/// The first handshake, so that no end sends what the other cannot read yet:
 /// - the DTLS client, when its handshake completes, sends its Finished in clear and installs its
 ///   receive keys;
 /// - the DTLS server, when the Finished arrives, installs both directions and sends PVALID, which
 ///   goes protected;
 /// - the client, on PVALID, installs its send keys and requires protection: it is ready;
 /// - the server, on the client's first protected packet, requires protection: it is ready.
+///
+/// Rekeying ("Rekeying", "DTLS Connection Handling"): the end whose policy is due, or whose
+/// application called `updateKeys()`, opens a new DTLS connection as its client, on the next DCI,
+/// which is also the new keys' epoch. At most two connections exist: a rekey waits until the
+/// replaced one is gone. When both ends start at once, the ClientHello of the end that was client of
+/// the connection in use goes on and the other end drops its own. The new connection's server uses
+/// the new keys as soon as it has them (its client could read them before it sent its Finished);
+/// the client uses them on the first packet that arrives under them. The replaced connection is
+/// closed with close_notify once a packet arrived under the new keys and the peer acknowledged every
+/// TSN sent under the old ones, or after the drain limit; its key contexts go with it. Each new
+/// handshake verifies the peer's certificate again, and must show the same certificate.
 final class DTLS13KeyManagement {
     /// KMId of this method: the draft asked for a 16-bit identifier, which no longer fits the chunk
     /// draft's 8-bit registry, so one from the first-come range stands in for it.
     static let method = DTLSKeyManagementMethod.dtls13
 
-    private let engine: DTLS13Engine
+    /// The identity and trust of each new key management connection; replacing them (a renewed
+    /// certificate) takes effect on the next rekey.
+    var contexts: DTLS13Contexts
     private let agreement: DTLSChunkAgreement
     private weak var association: SCTPAssociation?
     private let loop: EventLoop
-    private var timer: UVTimer?
-    private var keys: DTLSChunkKeyExport.Keys?
-    private var suite: DTLSChunkCipherSuite?
-    /// The DTLS connection index of the key management connection (the first is 3).
-    private let connectionIndex = DTLSKeyManagementMessage.firstConnectionIndex
+    private let policy: DTLSChunkRekeyPolicy
+    private let handshakeTimeout: Duration
+    /// The connection whose keys are in use (during the first handshake, the one handshaking).
+    private var current: DTLS13KeyManagementConnection
+    /// A rekeying connection: handshaking, or finished and waiting for the peer to use its keys.
+    private var next: DTLS13KeyManagementConnection?
+    /// The connection replaced, until the drain rule lets it go.
+    private var retiring: DTLS13KeyManagementConnection?
+    /// Who the peer's certificate of the first handshake names; every later one must name it again
+    /// (a renewed certificate may differ in key and validity).
+    private var peerIdentity: CertificateIdentity?
+    /// A rekey asked for while the replaced connection still drains.
+    private var rekeyWanted = false
+    private var receivedUnderCurrent = false
+    private var oldAcknowledged = false
+    private var ageTimer: UVTimer?
+    private var drainTimer: UVTimer?
+    private var rekeyDeadline: UVTimer?
     private(set) var completed = false
+    private var failed = false
+    /// New key contexts put in use since the first.
+    private(set) var rekeys = 0
+    /// Messages on PPID 4242 no connection could take (unknown DCI, or a ClientHello dropped by the
+    /// simultaneous-rekey rule).
+    private(set) var messagesDropped = 0
+    /// Rekeys both ends started at once, resolved by the rule above.
+    private(set) var simultaneousStarts = 0
     /// Told once the association may go to the application, or why it may not.
     var onCompletion: ((TransportError?) -> Void)?
+    /// New keys are in use; true when the peer started the rekey.
+    var onKeysUpdated: ((_ byPeer: Bool) -> Void)?
+    /// After completion: the association must end (a rekey failed, the identity changed).
+    var onFailure: ((TransportError) -> Void)?
 
-    init(contexts: DTLS13Contexts, agreement: DTLSChunkAgreement, association: SCTPAssociation, loop: EventLoop) throws(TransportError) {
-        do {
-            engine = try DTLS13Engine(context: agreement.role == .client ? contexts.client : contexts.server)
-        } catch {
-            throw TransportError.handshakeFailed("DTLS 1.3 key management: \(error)")
-        }
+    init(contexts: DTLS13Contexts, agreement: DTLSChunkAgreement, association: SCTPAssociation, loop: EventLoop,
+         handshakeTimeout: Duration) throws(TransportError) {
+        self.contexts = contexts
         self.agreement = agreement
         self.association = association
         self.loop = loop
+        self.policy = contexts.rekeyPolicy
+        self.handshakeTimeout = handshakeTimeout
+        current = try Self.connection(index: DTLSKeyManagementMessage.firstConnectionIndex, role: agreement.role == .client ? .client : .server,
+                                      contexts: contexts, association: association, loop: loop)
     }
 
-    deinit { timer?.close() }
-
-    var cipherSuite: DTLSChunkCipherSuite? { suite }
-
-    func start() {
-        if agreement.role == .client { engine.start() }
-        flush()
+    private static func connection(index: UInt64, role: DTLS13KeyManagementConnection.Role, contexts: DTLS13Contexts,
+                                   association: SCTPAssociation, loop: EventLoop) throws(TransportError) -> DTLS13KeyManagementConnection {
+        // The first handshake on stream 0, as PVALID; rekeys on a stream of their own.
+        let first = index == DTLSKeyManagementMessage.firstConnectionIndex
+        return try DTLS13KeyManagementConnection(index: index, role: role, contexts: contexts, loop: loop) { [weak association] message in
+            guard let association else { return }
+            association.sendKeyManagement(message, on: first ? 0 : association.rekeyStreamID)
+        }
     }
+
+    deinit {
+        for timer in [ageTimer, drainTimer, rekeyDeadline] { timer?.close() }
+    }
+
+    var cipherSuite: DTLSChunkCipherSuite? { current.suite }
+    /// The DCI (and chunk epoch) of the connection whose keys are in use.
+    var connectionIndex: UInt64 { current.index }
+
+    func start() { current.start() }
 
     /// A message on PPID 4242.
     func receive(_ message: [UInt8]) {
-        guard !completed else {
-            feed(message)
+        guard !failed else { return }
+        guard completed else {
+            if message == DTLSKeyManagementMessage.protectionValid { return protectionValid() }
+            guard let parsed = DTLSKeyManagementMessage(bytes: message), current.owns(parsed) else {
+                messagesDropped += 1
+                return
+            }
+            current.receive(parsed.records)
+            if case .failed(let error) = current.engine.state { return finish(Self.transportError(error)) }
+            if current.engine.state == .established, current.keys == nil { firstHandshakeCompleted() }
             return
         }
-        if message == DTLSKeyManagementMessage.protectionValid {
-            protectionValid()
+        guard let parsed = DTLSKeyManagementMessage(bytes: message) else {
+            messagesDropped += 1
             return
         }
-        feed(message)
-        if engine.state == .established, keys == nil { handshakeCompleted() }
-    }
-
-    private func feed(_ message: [UInt8]) {
-        guard let parsed = DTLSKeyManagementMessage(bytes: message), parsed.connectionIndexBits == UInt8(connectionIndex & 3) else { return }
-        engine.receive(parsed.records)
-        flush()
-        if case .failed(let error) = engine.state { finish(Self.transportError(error)) }
-    }
-
-    /// Sends what the engine wrote, one datagram per user message, and follows its timer.
-    private func flush() {
-        for datagram in engine.takeOutgoing() {
-            association?.sendKeyManagement(DTLSKeyManagementMessage(connectionIndex: connectionIndex, records: datagram).bytes, on: 0)
+        if current.owns(parsed) {
+            current.receive(parsed.records)
+            if case .failed(let error) = current.engine.state { return failAfterCompletion(Self.transportError(error)) }
+            if current.engine.state == .closed, next == nil {
+                failAfterCompletion(.protocolViolation("the peer closed the only DTLS key management connection (draft-westerlund, \"DTLS Connection Handling\")"))
+            }
+        } else if let retiring, retiring.owns(parsed) {
+            retiring.receive(parsed.records)
+            // The peer's close_notify: it has let the old keys go.
+            if retiring.engine.state == .closed { retireOld() }
+        } else if let next, next.owns(parsed) {
+            if next.role == .client, parsed.startsWithClientHello {
+                // Both ends started a rekey: the ClientHello of the end that was client of the
+                // connection in use goes on.
+                simultaneousStarts += 1
+                guard current.role == .server else {
+                    messagesDropped += 1
+                    return
+                }
+                next.stopTimer()
+                self.next = nil
+                acceptRekey(parsed)
+                return
+            }
+            next.receive(parsed.records)
+            progress(next)
+        } else if parsed.connectionIndexBits == UInt8((current.index + 1) & 3), parsed.startsWithClientHello {
+            acceptRekey(parsed)
+        } else {
+            messagesDropped += 1
         }
-        timer?.close()
-        timer = nil
-        guard let milliseconds = engine.timeoutMilliseconds else { return }
-        timer = UVTimer.schedule(on: loop, after: max(1, milliseconds)) { [weak self] in
-            guard let self else { return }
-            timer = nil
-            engine.handleTimeout()
-            flush()
-        }
     }
 
-    private func handshakeCompleted() {
+    // MARK: The first handshake
+
+    private func firstHandshakeCompleted() {
         guard let association else { return }
         do throws(TransportError) {
-            guard let id = engine.cipherSuite, let suite = DTLSChunkCipherSuite(rawValue: id) else {
-                throw .handshakeFailed("DTLS 1.3 key management negotiated a cipher suite the DTLS chunk has not")
-            }
-            let keys = try DTLSChunkKeyExport.derive(suite: suite, downgradePreventionData: agreement.downgradePreventionData) { [engine] label, context, length in
-                engine.exportKeyingMaterial(label: label, context: context, length: length)
-            }
-            self.keys = keys
-            self.suite = suite
-            let primary = DTLSKeyContextID(epoch: DTLSChunkProtection.firstEpoch)
-            let restart = DTLSKeyContextID(restart: true, epoch: DTLSChunkProtection.firstEpoch)
-            if agreement.role == .client {
-                try association.establishReceiveKeys(keys.serverWrite, suite: suite, for: primary)
-                try association.establishReceiveKeys(keys.restartServerWrite, suite: suite, for: restart)
-            } else {
-                try association.establishReceiveKeys(keys.clientWrite, suite: suite, for: primary)
-                try association.establishReceiveKeys(keys.restartClientWrite, suite: suite, for: restart)
-                try association.establishSendKeys(keys.serverWrite, suite: suite, for: primary)
-                try association.establishSendKeys(keys.restartServerWrite, suite: suite, for: restart)
+            let (_, suite) = try current.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
+            peerIdentity = current.engine.peerCertificateDER.flatMap(CertificateIdentity.init(certificateDER:))
+            try installReceiveKeys(of: current, suite: suite)
+            if current.role == .server {
+                try installSendKeys(of: current, suite: suite)
                 association.whenPeerAuthenticates { [weak self] in self?.serverSawProtectedPacket() }
                 // PVALID goes protected: the send keys are in use from now on.
                 association.sendKeyManagement(DTLSKeyManagementMessage.protectionValid, on: 0)
@@ -119,10 +172,9 @@ final class DTLS13KeyManagement {
 
     /// The client: the server has the keys and says so.
     private func protectionValid() {
-        guard agreement.role == .client, let keys, let suite, let association else { return }
+        guard current.role == .client, let suite = current.suite, let association else { return }
         do throws(TransportError) {
-            try association.establishSendKeys(keys.clientWrite, suite: suite, for: DTLSKeyContextID(epoch: DTLSChunkProtection.firstEpoch))
-            try association.establishSendKeys(keys.restartClientWrite, suite: suite, for: DTLSKeyContextID(restart: true, epoch: DTLSChunkProtection.firstEpoch))
+            try installSendKeys(of: current, suite: suite)
             try association.requireProtectedPackets()
             finish(nil)
         } catch {
@@ -142,14 +194,197 @@ final class DTLS13KeyManagement {
     private func finish(_ error: TransportError?) {
         guard !completed else { return }
         completed = true
+        if error != nil { failed = true }
         onCompletion?(error)
+        guard error == nil, let filter = association?.path.chunkFilter else { return }
+        let me = LoopBound(self)
+        filter.onRekeyDue = { [loop] in loop.execute { me.value?.requestRekey() } }
+        filter.onNewPeerEpoch = { [loop] epoch in loop.execute { me.value?.peerUsesEpoch(epoch) } }
+        startKeyLifetime()
     }
 
-    static func transportError(_ error: DTLS13Error) -> TransportError {
-        switch error.kind {
-        case .certificateRejected: .certificateRejected("DTLS 1.3 key management: the peer's certificate: \(error.message)")
-        case .invalidCredentials: .invalidCredentials("DTLS 1.3 key management: \(error.message)")
-        case .handshakeFailed, .protocolViolation: .handshakeFailed("DTLS 1.3 key management: \(error.message)")
+    // MARK: Rekeying
+
+    /// Rekeys now, or as soon as the replaced connection is gone; nothing while a rekey runs.
+    func requestRekey() {
+        guard completed, !failed, next == nil else { return }
+        guard retiring == nil else {
+            rekeyWanted = true
+            return
+        }
+        guard let association else { return }
+        do throws(TransportError) {
+            let connection = try Self.connection(index: current.index + 1, role: .client, contexts: contexts, association: association, loop: loop)
+            next = connection
+            armRekeyDeadline()
+            connection.start()
+        } catch {
+            failAfterCompletion(error)
+        }
+    }
+
+    /// The peer opens the next connection. It only does so once it has let the replaced one go.
+    private func acceptRekey(_ clientHello: DTLSKeyManagementMessage) {
+        guard let association else { return }
+        if retiring != nil { retireOld() }
+        do throws(TransportError) {
+            let connection = try Self.connection(index: current.index + 1, role: .server, contexts: contexts, association: association, loop: loop)
+            next = connection
+            armRekeyDeadline()
+            connection.start()
+            connection.receive(clientHello.records)
+            progress(connection)
+        } catch {
+            failAfterCompletion(error)
+        }
+    }
+
+    private func progress(_ connection: DTLS13KeyManagementConnection) {
+        switch connection.engine.state {
+        case .failed(let error): failAfterCompletion(Self.transportError(error, rekey: true))
+        case .established where connection.keys == nil: rekeyHandshakeCompleted(connection)
+        default: break
+        }
+    }
+
+    private func rekeyHandshakeCompleted(_ connection: DTLS13KeyManagementConnection) {
+        do throws(TransportError) {
+            guard let peerIdentity, connection.engine.peerCertificateDER.flatMap(CertificateIdentity.init(certificateDER:)) == peerIdentity else {
+                throw .certificateRejected("DTLS 1.3 key management: the peer's certificate names another identity on rekeying, which ends the association (draft-westerlund, \"Authentication and Policy Decisions\")")
+            }
+            let (_, suite) = try connection.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
+            try installReceiveKeys(of: connection, suite: suite)
+            try association?.establishSendKeys(try write(connection.ownWrite).restart, suite: suite, for: connection.restartContext)
+            rekeyDeadline?.close()
+            rekeyDeadline = nil
+            if connection.role == .server {
+                try switchSending(to: connection)
+            } else if let filter = association?.path.chunkFilter, filter.protection.newestPeerPrimaryEpoch >= connection.index {
+                try switchSending(to: connection)
+            } else {
+                // The server uses the new keys once it has them; a HEARTBEAT makes sure something
+                // comes back under them.
+                association?.requestHeartbeat()
+            }
+        } catch {
+            failAfterCompletion(error)
+        }
+    }
+
+    /// A packet of the peer authenticated under a newer epoch than before.
+    private func peerUsesEpoch(_ epoch: UInt64) {
+        if let next, next.keys != nil, next.role == .client, epoch >= next.index {
+            do throws(TransportError) { try switchSending(to: next) } catch { failAfterCompletion(error) }
+        }
+        if retiring != nil, epoch >= current.index, !receivedUnderCurrent {
+            receivedUnderCurrent = true
+            drainProgress()
+        }
+    }
+
+    /// The new primary keys protect from the next packet on; the old connection starts draining.
+    private func switchSending(to connection: DTLS13KeyManagementConnection) throws(TransportError) {
+        guard let association, let filter = association.path.chunkFilter, let suite = connection.suite else { return }
+        let lastOldTSN = filter.highestTSNSent
+        try association.establishSendKeys(try write(connection.ownWrite).primary, suite: suite, for: connection.primaryContext)
+        retiring = current
+        current = connection
+        next = nil
+        rekeys += 1
+        receivedUnderCurrent = filter.protection.newestPeerPrimaryEpoch >= connection.index
+        oldAcknowledged = false
+        let me = LoopBound(self)
+        filter.whenAcknowledged(through: lastOldTSN) { [loop] in
+            loop.execute {
+                guard let self = me.value else { return }
+                self.oldAcknowledged = true
+                self.drainProgress()
+            }
+        }
+        drainTimer?.close()
+        drainTimer = UVTimer.schedule(on: loop, after: Self.milliseconds(policy.drainLimit)) { [weak self] in self?.retireOld() }
+        startKeyLifetime()
+        onKeysUpdated?(connection.role == .server)
+        drainProgress()
+    }
+
+    private func drainProgress() {
+        if receivedUnderCurrent, oldAcknowledged { retireOld() }
+    }
+
+    /// Closes the replaced connection (close_notify, unless the peer closed it first) and destroys
+    /// its key contexts; then runs a rekey that waited for it.
+    private func retireOld() {
+        guard let old = retiring else { return }
+        retiring = nil
+        drainTimer?.close()
+        drainTimer = nil
+        association?.path.chunkFilter?.cancelAcknowledgementWatch()
+        old.close()
+        for context in [old.primaryContext, old.restartContext] {
+            _ = try? association?.destroySendKeys(for: context)
+            _ = try? association?.destroyReceiveKeys(for: context)
+        }
+        if rekeyWanted {
+            rekeyWanted = false
+            requestRekey()
+        }
+    }
+
+    /// The send key context in use starts its budget and its age.
+    private func startKeyLifetime() {
+        guard let suite = current.suite else { return }
+        association?.path.chunkFilter?.setRekeyBudget(packets: policy.packetBudget(for: suite), bytes: policy.afterBytes ?? .max)
+        ageTimer?.close()
+        ageTimer = policy.afterTime.map { age in
+            UVTimer.schedule(on: loop, after: Self.milliseconds(age)) { [weak self] in self?.requestRekey() }
+        }
+    }
+
+    private func armRekeyDeadline() {
+        rekeyDeadline?.close()
+        rekeyDeadline = UVTimer.schedule(on: loop, after: Self.milliseconds(handshakeTimeout)) { [weak self, handshakeTimeout] in
+            guard let self, next != nil else { return }
+            failAfterCompletion(.timedOut("DTLS 1.3 key management: the rekeying handshake did not finish within \(handshakeTimeout)"))
+        }
+    }
+
+    // MARK: Keys and failures
+
+    private func installReceiveKeys(of connection: DTLS13KeyManagementConnection, suite: DTLSChunkCipherSuite) throws(TransportError) {
+        let keys = try write(connection.peerWrite)
+        try association?.establishReceiveKeys(keys.primary, suite: suite, for: connection.primaryContext)
+        try association?.establishReceiveKeys(keys.restart, suite: suite, for: connection.restartContext)
+    }
+
+    /// Primary send keys go in use at once; restart ones wait for a restart.
+    private func installSendKeys(of connection: DTLS13KeyManagementConnection, suite: DTLSChunkCipherSuite) throws(TransportError) {
+        let keys = try write(connection.ownWrite)
+        try association?.establishSendKeys(keys.primary, suite: suite, for: connection.primaryContext)
+        try association?.establishSendKeys(keys.restart, suite: suite, for: connection.restartContext)
+    }
+
+    private func write(_ keys: (primary: DTLSChunkKeyMaterial, restart: DTLSChunkKeyMaterial)?) throws(TransportError) -> (primary: DTLSChunkKeyMaterial, restart: DTLSChunkKeyMaterial) {
+        guard let keys else { throw .handshakeFailed("DTLS 1.3 key management: no keys exported") }
+        return keys
+    }
+
+    private func failAfterCompletion(_ error: TransportError) {
+        guard !failed else { return }
+        failed = true
+        for connection in [current, next, retiring].compactMap({ $0 }) { connection.stopTimer() }
+        for timer in [ageTimer, drainTimer, rekeyDeadline] { timer?.close() }
+        onFailure?(error)
+    }
+
+    private static func milliseconds(_ duration: Duration) -> UInt64 { UInt64(max(1, duration.milliseconds)) }
+
+    static func transportError(_ error: DTLS13Error, rekey: Bool = false) -> TransportError {
+        let what = rekey ? "DTLS 1.3 key management (rekeying)" : "DTLS 1.3 key management"
+        return switch error.kind {
+        case .certificateRejected: .certificateRejected("\(what): the peer's certificate: \(error.message)")
+        case .invalidCredentials: .invalidCredentials("\(what): \(error.message)")
+        case .handshakeFailed, .protocolViolation: .handshakeFailed("\(what): \(error.message)")
         }
     }
 }
@@ -160,6 +395,7 @@ struct DTLS13Contexts: @unchecked Sendable {
     // @unchecked Sendable: DTLS13Context is immutable after init.
     let client: DTLS13Context
     let server: DTLS13Context
+    let rekeyPolicy: DTLSChunkRekeyPolicy
 
     /// Whether the parameters can run the method: mutual authentication needs our certificate and
     /// key and the roots the peer's certificate must chain to (not the system's store).
@@ -171,6 +407,8 @@ struct DTLS13Contexts: @unchecked Sendable {
     /// Nil when the parameters cannot run the method (`configured(in:)`). Everything in PEM.
     init?(security: SecurityParameters) throws(TransportError) {
         guard Self.configured(in: security), let identity = security.localIdentity, case .pem(let roots) = security.trustedRoots else { return nil }
+        try security.dtlsChunkRekey.validate()
+        rekeyPolicy = security.dtlsChunkRekey
         let chain = try identity.certificateChain.load(), key = try identity.privateKey.load(), trusted = try roots.load()
         for (name, bytes) in [("certificate chain", chain), ("private key", key), ("trusted roots", trusted)] where !Self.isPEM(bytes) {
             throw .invalidCredentials("DTLS 1.3 key management reads PEM; the \(name) is not")

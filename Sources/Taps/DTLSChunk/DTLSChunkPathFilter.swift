@@ -91,6 +91,21 @@ final class DTLSChunkPathFilter {
     private(set) var peerAuthenticated = false
     /// Told once, when that first happens (from inside packet input: defer any work).
     var onPeerAuthenticated: (() -> Void)?
+    /// The newest peer epoch reported to `onNewPeerEpoch`.
+    private var reportedPeerEpoch: UInt64 = 0
+    /// Told when a packet of the peer first authenticates under a newer primary epoch (from inside
+    /// packet input: defer any work).
+    var onNewPeerEpoch: ((UInt64) -> Void)?
+    /// The highest TSN of DATA sent in a protected packet.
+    private(set) var highestTSNSent: UInt32?
+    /// While set, told (from inside packet input) once the peer's cumulative TSN ack reaches `tsn`.
+    private var ackWatch: (tsn: UInt32, reached: () -> Void)?
+    /// What the send key context in use may still protect before it is due for replacement.
+    private var packetsUntilRekey = Int.max
+    private var bytesUntilRekey = Int.max
+    /// Told once (from inside packet output: defer any work) when the send key context in use has
+    /// protected its budget.
+    var onRekeyDue: (() -> Void)?
     /// Packets are built here: the largest SCTP packet plus what protection adds.
     private var outputBuffer = [UInt8](repeating: 0, count: 65_536 + DTLSChunkProtection.maximumOverhead)
     private var inputBuffer = [UInt8](repeating: 0, count: 65_536)
@@ -121,6 +136,20 @@ final class DTLSChunkPathFilter {
         return SecurityDetails(protocolVersion: "DTLSv1.3 (SCTP DTLS chunk, \(agreement.method))", cipherSuite: suite.description,
                                group: nil, applicationProtocol: nil, serverName: nil, peerCertificateSubject: nil, resumed: false)
     }
+
+    /// Starts counting a new send key context's budget (rekeying).
+    func setRekeyBudget(packets: Int, bytes: Int) {
+        packetsUntilRekey = packets
+        bytesUntilRekey = bytes
+    }
+
+    /// Calls `reached` once the peer has acknowledged every TSN up to `tsn` (nil: nothing to wait for).
+    func whenAcknowledged(through tsn: UInt32?, _ reached: @escaping () -> Void) {
+        guard let tsn else { return reached() }
+        ackWatch = (tsn, reached)
+    }
+
+    func cancelAcknowledgementWatch() { ackWatch = nil }
 
     /// The protection operator, for the draft's abstract API on the association.
     func withProtection<R>(_ body: (inout DTLSChunkProtection) throws(TransportError) -> R) throws(TransportError) -> R {
@@ -185,6 +214,7 @@ final class DTLSChunkPathFilter {
         outputBuffer.withUnsafeMutableBytes { buffer in
             if protection.protectsOutput {
                 guard let length = protection.protect(plain, into: buffer) else { return }
+                noteProtected(plain)
                 send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
             } else if let parameter = outgoingParameter(plain, type: type!),
                       let length = SCTPHandshakeChunks.appending(parameter, to: plain, into: buffer) {
@@ -192,6 +222,20 @@ final class DTLSChunkPathFilter {
             } else {
                 send(packet)
             }
+        }
+    }
+
+    /// Counts a protected packet against the rekey budget and notes its highest TSN.
+    private func noteProtected(_ plain: UnsafeRawBufferPointer) {
+        if let tsn = SCTPTSNScan.highestDataTSN(plain), highestTSNSent.map({ SCTPTSNScan.precedes($0, tsn) }) ?? true {
+            highestTSNSent = tsn
+        }
+        packetsUntilRekey -= 1
+        bytesUntilRekey -= plain.count - SCTPPacket.commonHeaderLength
+        if packetsUntilRekey <= 0 || bytesUntilRekey <= 0 {
+            packetsUntilRekey = .max
+            bytesUntilRekey = .max
+            onRekeyDue?()
         }
     }
 
@@ -263,10 +307,24 @@ final class DTLSChunkPathFilter {
                     peerAuthenticated = true
                     onPeerAuthenticated?()
                 }
-                deliver(UnsafeRawBufferPointer(rebasing: buffer[0..<length]))
+                let plain = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
+                noteAuthenticated(plain)
+                deliver(plain)
             case .dropped:
                 break
             }
+        }
+    }
+
+    /// Reports a newer peer epoch, and the cumulative TSN ack while a watch waits for it.
+    private func noteAuthenticated(_ plain: UnsafeRawBufferPointer) {
+        if protection.newestPeerPrimaryEpoch > reportedPeerEpoch {
+            reportedPeerEpoch = protection.newestPeerPrimaryEpoch
+            onNewPeerEpoch?(reportedPeerEpoch)
+        }
+        if let watch = ackWatch, let ack = SCTPTSNScan.cumulativeTSNAck(plain), !SCTPTSNScan.precedes(ack, watch.tsn) {
+            ackWatch = nil
+            watch.reached()
         }
     }
 

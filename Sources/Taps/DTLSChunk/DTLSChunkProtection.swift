@@ -104,6 +104,9 @@ struct DTLSChunkProtection {
     /// "Configure Replay Protection": the window of every receive context installed from now on.
     private(set) var replayWindowSize = 64
     private(set) var counters = DTLSChunkCounters()
+    /// The newest primary epoch a packet of the peer authenticated under: once it is a new
+    /// context's, the peer has that context's keys.
+    private(set) var newestPeerPrimaryEpoch: UInt64 = 0
 
     /// The per-key-context counters, of contexts installed now or before.
     var epochCounters: [DTLSKeyContextID: DTLSEpochCounters] {
@@ -340,6 +343,7 @@ struct DTLSChunkProtection {
             context.counters.decryptions += 1
             // Authenticated: the record counts as seen even if its content turns out unusable.
             context.window.accept(sequence)
+            if !context.id.restart, context.id.epoch > newestPeerPrimaryEpoch { newestPeerPrimaryEpoch = context.id.epoch }
             let inner = UnsafeRawBufferPointer(start: plainStart, count: innerLength)
             guard let (length, type) = DTLSRecord.innerContent(inner), type == DTLSRecord.applicationData, length >= 4 else {
                 return .dropped(.malformed)

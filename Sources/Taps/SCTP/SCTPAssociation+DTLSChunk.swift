@@ -51,6 +51,7 @@ extension SCTPAssociation {
     var dtlsChunkStatus: DTLSChunkStatus? {
         guard let filter = path.chunkFilter else { return nil }
         return DTLSChunkStatus(agreement: filter.agreement, requiresProtection: filter.protection.requiresProtection,
-                               counters: filter.protection.counters, epochCounters: filter.protection.epochCounters)
+                               counters: filter.protection.counters, epochCounters: filter.protection.epochCounters,
+                               sendKeyContext: filter.protection.sendKeyInUse, rekeys: keyManagementProgress?.rekeys ?? 0)
     }
 }

@@ -60,7 +60,7 @@ final class SCTPAssociation: SCTPPathOwner {
     }
 
     /// The DTLS chunk's handshake method, while it runs and after.
-    private var keyManagement: DTLS13KeyManagement?
+    private(set) var keyManagement: DTLS13KeyManagement?
 
     /// After COMM_UP: a handshake method first, or KMId 0's key confirmation, or nothing.
     private func secureOrEstablish() {
@@ -77,10 +77,13 @@ final class SCTPAssociation: SCTPPathOwner {
     private func startKeyManagement(_ agreement: DTLSChunkAgreement, contexts: DTLS13Contexts?) {
         guard let contexts else { return fail(.handshakeFailed("DTLS 1.3 key management was agreed but is not configured")) }
         do throws(TransportError) {
-            let method = try DTLS13KeyManagement(contexts: contexts, agreement: agreement, association: self, loop: loop)
+            let method = try DTLS13KeyManagement(contexts: contexts, agreement: agreement, association: self, loop: loop,
+                                                 handshakeTimeout: options.dtlsChunkKeyConfirmationTimeout)
             keyManagement = method
             state = .confirmingKeys
             let me = LoopBound(self)
+            method.onFailure = { error in me.value?.fail(error) }
+            method.onKeysUpdated = { byPeer in me.value?.keysUpdated(byPeer: byPeer) }
             method.onCompletion = { [loop] error in
                 loop.execute {
                     guard let association = me.value else { return }
@@ -94,6 +97,36 @@ final class SCTPAssociation: SCTPPathOwner {
         } catch {
             fail(error)
         }
+    }
+
+    /// KU on the DTLS chunk: a new key management connection replaces the keys (DTLS 1.3 method).
+    func updateKeys() throws(TransportError) {
+        guard let keyManagement else {
+            throw .notSupported(path.chunkFilter == nil
+                ? "this SCTP association has no security protocol whose keys could be updated"
+                : "pre-shared DTLS chunk parameters (KMId 0) are not rekeyed in band; install new keys through the abstract API")
+        }
+        guard keyManagement.completed, state == .established else { throw .connectionClosed("the association is not established; its keys cannot be updated") }
+        keyManagement.requestRekey()
+    }
+
+    /// The identity (and trust) the next key management connection uses, as when a certificate is
+    /// renewed during a long association.
+    func replaceKeyManagementContexts(_ contexts: DTLS13Contexts) {
+        keyManagement?.contexts = contexts
+    }
+
+    /// The DTLS chunk's keys were replaced: every connection of the association hears of it.
+    private func keysUpdated(byPeer: Bool) {
+        for stream in streams.values { stream.associationDidUpdateKeys(byPeer: byPeer) }
+    }
+
+    /// Asks usrsctp for a HEARTBEAT now, so that the peer answers.
+    func requestHeartbeat() { socket?.requestHeartbeat() }
+
+    /// Key management's rekey count and current DCI, for the status.
+    var keyManagementProgress: (rekeys: Int, connectionIndex: UInt64)? {
+        keyManagement.map { ($0.rekeys, $0.connectionIndex) }
     }
 
     /// Runs `body` (on the loop) once a packet of the peer has authenticated with our keys.
@@ -453,10 +486,27 @@ final class SCTPAssociation: SCTPPathOwner {
         }
         var properties = MessageProperties()
         properties.sctpPayloadProtocolIdentifier = DTLSChunkPathFilter.keyManagementPPID
-        sending.enqueue(.message(SCTPSendQueue.Message(streamID: streamID, streamPriority: Self.defaultPriority,
+        // Key management goes before every application message still in our queue.
+        sending.enqueue(.message(SCTPSendQueue.Message(streamID: streamID, streamPriority: .min,
                                                        bytes: bytes, properties: properties, completion: completion)))
         scheduleFlush()
     }
+
+    /// The stream of rekeying handshakes: the highest both directions have, first in usrsctp's
+    /// scheduler, so that a handshake does not wait behind application data usrsctp already holds
+    /// for stream 0 (draft-westerlund, "DTLS Key-Management Messages": any stream, else 0).
+    var rekeyStreamID: UInt16 {
+        let shared = min(outboundStreams, inboundStreams)
+        guard shared > 1, let socket else { return 0 }
+        let streamID = shared - 1
+        if !rekeyStreamScheduled {
+            rekeyStreamScheduled = true
+            try? socket.set(SCTP_SS_VALUE, sctp_stream_value(assoc_id: 0, stream_id: streamID, stream_value: 0))
+        }
+        return streamID
+    }
+
+    private var rekeyStreamScheduled = false
 
     // MARK: Priorities
 

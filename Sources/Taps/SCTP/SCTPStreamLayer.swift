@@ -69,6 +69,15 @@ final class SCTPStreamLayer: Layer {
         delegate?.layerDidReadEndOfStream()
     }
 
+    func associationDidUpdateKeys(byPeer: Bool) {
+        delegate?.layerDidUpdateKeys(byPeer: byPeer)
+    }
+
+    /// KU: the DTLS chunk's keys are the association's, so any of its connections may renew them.
+    func updateKeys(requestPeerUpdate: Bool) throws(TransportError) {
+        try association.updateKeys()
+    }
+
     func associationDidFail(_ error: TransportError) {
         delegate?.layerDidFail(error)
     }
