@@ -104,8 +104,8 @@ extension BulkTransfer {
         }
     }
 
-    /// dtls-chunk-sctp: the receiving association's DTLS chunk counters after the transfer.
-    static let receiverChunkCounters = Mutex<DTLSChunkCounters?>(nil)
+    /// dtls-chunk-sctp: the receiving association's DTLS chunk status after the transfer.
+    static let receiverChunkStatus = Mutex<DTLSChunkStatus?>(nil)
 
     private struct Received {
         let bytes: Int
@@ -125,7 +125,7 @@ extension BulkTransfer {
             }
             if message.isFinal { break }
         }
-        if let status = connection.dtlsChunkStatus { receiverChunkCounters.withLock { $0 = status.counters } }
+        if let status = connection.dtlsChunkStatus { receiverChunkStatus.withLock { $0 = status } }
         await connection.close()
         return Received(bytes: bytes, first: first, last: last)
     }

@@ -13,10 +13,10 @@ struct SCTPBench {
     var tls: (cert: String, key: String)? = nil
     /// Streams of the association that carry the transfer side by side.
     var streams = 1
-    /// dtls-chunk-sctp's key file (KMId 0), both processes read it; nil for the other stacks.
-    var chunkKeys: String? = nil
+    /// dtls-chunk-sctp's key management; nil for the other stacks.
+    var chunk: DTLSChunkSetup? = nil
 
-    static func preconnection(mtu: Int, tls: (cert: String, key: String)?, chunkKeys: String? = nil, local: LocalEndpoint? = nil,
+    static func preconnection(mtu: Int, tls: (cert: String, key: String)?, chunk: DTLSChunkSetup? = nil, local: LocalEndpoint? = nil,
                               remote: RemoteEndpoint? = nil) throws -> Preconnection {
         // tls-sctp is a byte stream on each stream; sctp keeps message boundaries.
         var transport = tls == nil ? TransportProperties.reliableMessage : .reliableInOrderStream
@@ -32,9 +32,8 @@ struct SCTPBench {
             }
         }
         var stack = tls == nil ? ProtocolStack.sctp : .tlsSCTP
-        if let chunkKeys {
-            security = SecurityParameters()
-            security.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: chunkKeys)
+        if let chunk {
+            security = try chunk.security()
             stack = .dtlsChunkSCTP
         }
         var preconnection = Preconnection(local: local, remote: remote, transport: transport, security: security)
@@ -49,7 +48,7 @@ struct SCTPBench {
         server.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
         server.arguments = ["--sctp-server", "--mtu", "\(mtu)", "--streams", "\(streams)"]
             + (tls.map { ["--server-cert", $0.cert, "--server-key", $0.key] } ?? [])
-            + (chunkKeys.map { ["--chunk-keys", $0] } ?? [])
+            + (chunk?.serverArguments ?? [])
         let output = Pipe()
         server.standardOutput = output
         try server.run()
@@ -59,15 +58,15 @@ struct SCTPBench {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process did not report its port"])
         }
         // tls-sctp: the certificate is for localhost.
-        let client = try Self.preconnection(mtu: mtu, tls: tls, chunkKeys: chunkKeys,
+        let client = try Self.preconnection(mtu: mtu, tls: tls, chunk: chunk,
                                             remote: tls == nil ? .loopback(port: port) : .host("localhost", port: port))
         try await BulkTransfer.send(client, streams: streams, seconds: seconds, messageSize: messageSize)
         guard let resultLine = lines.next(), let megabytesPerSecond = Double(resultLine) else {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process reported no figure"])
         }
-        if chunkKeys != nil, let counters = lines.next() {
+        if chunk != nil, let counters = lines.next() {
             // Diagnostics for Docs/Benchmarks.md: the AEAD cost per packet comes from these and a profile.
-            FileHandle.standardError.write(Data("receiver: protected packets opened, sealed, CPU seconds: \(counters)\n".utf8))
+            FileHandle.standardError.write(Data("receiver: protected packets opened, sealed, CPU seconds, rekeys: \(counters)\n".utf8))
         }
         server.waitUntilExit()
         return megabytesPerSecond
@@ -75,14 +74,15 @@ struct SCTPBench {
 
     /// The server process: prints its port, receives `streams` connections until each peer's final
     /// message, prints the MB/s it measured over all of them.
-    static func serve(mtu: Int, tls: (cert: String, key: String)?, chunkKeys: String?, streams: Int) async throws {
-        let listener = try await preconnection(mtu: mtu, tls: tls, chunkKeys: chunkKeys, local: .loopback()).listen()
+    static func serve(mtu: Int, tls: (cert: String, key: String)?, chunk: DTLSChunkSetup?, streams: Int) async throws {
+        let listener = try await preconnection(mtu: mtu, tls: tls, chunk: chunk, local: .loopback()).listen()
         FileHandle.standardOutput.write(Data("\(listener.localAddress.port)\n".utf8))
         let (bytes, elapsed) = await BulkTransfer.receive(on: listener, connections: streams)
         FileHandle.standardOutput.write(Data("\(BulkTransfer.megabytesPerSecond(bytes, elapsed))\n".utf8))
         // dtls-chunk-sctp: packets the receiver opened and sealed (its SACKs), and its CPU time.
-        if let counters = BulkTransfer.receiverChunkCounters.withLock({ $0 }) {
-            FileHandle.standardOutput.write(Data("\(counters.receivedProtected) \(counters.sentProtected) \(CPUTime.now())\n".utf8))
+        if let status = BulkTransfer.receiverChunkStatus.withLock({ $0 }) {
+            let counters = status.counters
+            FileHandle.standardOutput.write(Data("\(counters.receivedProtected) \(counters.sentProtected) \(CPUTime.now()) rekeys \(status.rekeys)\n".utf8))
         }
     }
 
@@ -130,5 +130,35 @@ private struct LineReader {
             if chunk.isEmpty { return nil }
             buffer.append(chunk)
         }
+    }
+}
+
+/// dtls-chunk-sctp's key management in a bulk measurement: pre-shared parameters from a key file,
+/// or DTLS 1.3 handshakes with the bench's certificate at both ends, rekeying every `rekeyBytes`.
+struct DTLSChunkSetup {
+    var keyManagement: AssociationSetupBench.Kind
+    var keyFile: String
+    var cert: String
+    var key: String
+    /// Bytes each end sends under one key context before it rekeys (DTLS 1.3); nil: never.
+    var rekeyBytes: Int?
+
+    func security() throws -> SecurityParameters {
+        var security = SecurityParameters()
+        switch keyManagement {
+        case .psk, .tlsSCTP:
+            security.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: keyFile)
+        case .dtls13:
+            security.localIdentity = .pemFiles(certificate: cert, key: key)
+            security.trustedRoots = .pem(file: cert)
+            security.dtlsChunkRekey = DTLSChunkRekeyPolicy(afterBytes: rekeyBytes, afterPackets: nil, afterTime: nil)
+        }
+        return security
+    }
+
+    /// What the server process needs to make the same set-up.
+    var serverArguments: [String] {
+        ["--chunk-keys", keyFile, "--km", keyManagement.rawValue, "--server-cert", cert, "--server-key", key]
+            + ["--rekey-mb", "\((rekeyBytes ?? 0) >> 20)"]
     }
 }

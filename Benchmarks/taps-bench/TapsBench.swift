@@ -30,8 +30,11 @@ struct TapsBench: AsyncParsableCommand {
     @Flag(name: .long, help: "tls-sctp --handshakes: TLS 1.2 only (abbreviated handshakes without a key exchange).")
     var tls12 = false
 
-    @Option(name: .long, help: "dtls-chunk-sctp --handshakes: the key management whose association set-ups are measured against tls-sctp's: dtls13 or psk.")
+    @Option(name: .long, help: "dtls-chunk-sctp: the key management, dtls13 or psk (pre-shared parameters); --handshakes measures its association set-ups against tls-sctp's.")
     var km: AssociationSetupBench.Kind = .dtls13
+
+    @Option(name: .long, help: "dtls-chunk-sctp bulk with --km dtls13: each end rekeys after sending this many MiB under one key context (0: never).")
+    var rekeyMb = 64
 
     @Flag(name: .long, help: "Print one JSON object per stack.")
     var json = false
@@ -66,13 +69,17 @@ struct TapsBench: AsyncParsableCommand {
     mutating func run() async throws {
         if sctpServer {  // the receiving process of an sctp or tls-sctp measurement (SCTPBench)
             let tls = serverCert.flatMap { cert in serverKey.map { (cert: cert, key: $0) } }
-            try await SCTPBench.serve(mtu: mtu, tls: tls, chunkKeys: chunkKeys, streams: streams)
+            let chunk = chunkKeys.map { keyFile in
+                DTLSChunkSetup(keyManagement: km, keyFile: keyFile, cert: serverCert ?? "", key: serverKey ?? "", rekeyBytes: rekeyMb > 0 ? rekeyMb << 20 : nil)
+            }
+            try await SCTPBench.serve(mtu: mtu, tls: chunk == nil ? tls : nil, chunk: chunk, streams: streams)
             Glibc.exit(0)
         }
         let stacks = stack.isEmpty ? ["tcp", "tls-tcp"] : stack.map { $0.lowercased() }
         for name in stacks where !["tcp", "tls-tcp", "sctp", "tls-sctp", "dtls-chunk-sctp"].contains(name) {
             throw ValidationError("taps-bench measures tcp, tls-tcp, sctp, tls-sctp and dtls-chunk-sctp (no baseline for \(name) yet)")
         }
+        if km == .tlsSCTP { throw ValidationError("--km takes dtls13 or psk; tls-sctp is the set-up benchmark's baseline") }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("taps-bench-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -151,7 +158,9 @@ struct TapsBench: AsyncParsableCommand {
                                                                           chunkKeys: bench.chunkKeys ?? ""))
         }
         if bench.stack == "dtls-chunk-sctp" {
-            let chunk = SCTPBench(mtu: mtu, streams: streams, chunkKeys: bench.chunkKeys)
+            let setup = DTLSChunkSetup(keyManagement: km, keyFile: bench.chunkKeys ?? "", cert: bench.cert, key: bench.key,
+                                       rekeyBytes: rekeyMb > 0 ? rekeyMb << 20 : nil)
+            let chunk = SCTPBench(mtu: mtu, streams: streams, chunk: setup)
             return Measurement(value: try await chunk.throughput(seconds: seconds, messageSize: messageSize))
         }
         if bench.stack == "tls-sctp" {
@@ -209,7 +218,7 @@ struct TapsBench: AsyncParsableCommand {
             if stack.hasSuffix("sctp") { fields += ["\"mtu\": \(mtu)", "\"streams\": \(streams)"] } else { fields.append("\"pinned\": \(pinned)") }
             if stack == "tls-sctp" { fields.append("\"baseline\": \"\(handshakes ? "parallel" : "sctp")\"") }
             if stack == "dtls-chunk-sctp" { fields.append("\"baseline\": \"\(handshakes ? "tls-sctp" : "sctp")\"") }
-            if stack == "dtls-chunk-sctp" && handshakes { fields.append("\"km\": \"\(km.rawValue)\"") }
+            if stack == "dtls-chunk-sctp" { fields.append("\"km\": \"\(km.rawValue)\"") }
             if stack == "tls-sctp" && handshakes { fields.append("\"tls_version\": \"\(tls12 ? "1.2" : "1.3")\"") }
             if !efficiency.isEmpty {
                 fields += ["\"mb_per_cpu_second\": \(Self.format(oursPerCPU))", "\"baseline_mb_per_cpu_second\": \(Self.format(baselinePerCPU))",

@@ -30,6 +30,11 @@ struct TapsDemo: AsyncParsableCommand {
         // Both ends hold the same pre-shared parameters (in practice: a key file each end reads).
         var chunkSecurity = SecurityParameters()
         chunkSecurity.dtlsChunkKeys = .random()
+        // DTLS 1.3 key management authenticates both ends: here both present the same certificate
+        // and trust it.
+        var mutualSecurity = SecurityParameters()
+        mutualSecurity.localIdentity = identity
+        mutualSecurity.trustedRoots = .pem(.bytes(certificatePEM))
         let scenarios: [Scenario] = [
             Scenario(title: "Secure, reliable messages", transport: .reliableMessage,
                      server: .server(identity: identity), client: clientSecurity, framer: LengthPrefixFramer()),
@@ -54,6 +59,11 @@ struct TapsDemo: AsyncParsableCommand {
                 transport.multistreaming = .require
                 return transport
             }(), server: chunkSecurity, client: chunkSecurity, framer: nil, streams: 3),
+            Scenario(title: "The DTLS chunk keyed by a DTLS 1.3 handshake in the association, then rekeyed", transport: {
+                var transport = TransportProperties.reliableMessage
+                transport.multistreaming = .require
+                return transport
+            }(), server: mutualSecurity, client: mutualSecurity, framer: nil, streams: 2),
         ]
         for scenario in scenarios {
             let chosen = scenario.clientPreconnection(port: 1).candidateStacks().first { $0.rank == 0 }?.stack.name
@@ -110,6 +120,7 @@ struct Scenario {
             print("  sent \"\(text)\", echoed \"\(reply.text)\" (complete message: \(reply.isComplete))")
         }
         try await openStreams(from: connection)
+        try await rekey(connection)
         try await measure(connection, megabytes: megabytes)
         await connection.close()
         await listener.stop()
@@ -133,6 +144,17 @@ struct Scenario {
             print("  clone \(index): \(security), echoed \"\(reply.text)\"")
             await clone.close()
         }
+    }
+
+    /// dtls-chunk-sctp with DTLS 1.3 key management: a new DTLS connection replaces the keys, and the
+    /// epoch of what goes out advances.
+    private func rekey(_ connection: Connection) async throws {
+        guard let before = await connection.dtlsChunkStatus, before.agreement?.method == .dtls13 else { return }
+        let events = await connection.events()
+        try await connection.updateKeys()
+        for await event in events { if case .keysUpdated = event { break } }
+        let after = await connection.dtlsChunkStatus
+        print("  rekeyed: send key context \(before.sendKeyContext?.description ?? "-") -> \(after?.sendKeyContext?.description ?? "-")")
     }
 
     /// Echo throughput: pipelined for streams, lock-step for datagrams (which may be lost).

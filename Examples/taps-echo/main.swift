@@ -96,6 +96,9 @@ struct SecurityOptions: ParsableArguments {
     @Option(name: .long, help: "dtls-chunk-sctp: the pre-shared parameters (KMId 0), a key file as `make-chunk-keys` writes.")
     var chunkKeys: String?
 
+    @Option(name: .long, help: "dtls-chunk-sctp: the key management to offer, dtls13 (certificates both ways: --cert/--key/--ca, --client-cert/--client-key/--ca) or psk (--chunk-keys); default: every one configured.")
+    var km: String?
+
     func apply(to security: inout SecurityParameters) throws {
         if let alpn { security.applicationProtocols = alpn.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
         switch (pskIdentity, pskHex) {
@@ -112,10 +115,16 @@ struct SecurityOptions: ParsableArguments {
             security.require(interface)
         }
         if let chunkKeys { security.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: chunkKeys) }
+        switch km {
+        case nil: break
+        case "dtls13": security.dtlsChunkKeyManagement = [.dtls13]
+        case "psk": security.dtlsChunkKeyManagement = [.preSharedParameters]
+        case let other?: throw ValidationError("--km takes dtls13 or psk, not \(other)")
+        }
     }
 
     /// True when the options alone can authenticate (a PSK needs no certificate).
-    var hasPreSharedKey: Bool { pskIdentity != nil || chunkKeys != nil }
+    var hasPreSharedKey: Bool { pskIdentity != nil || (chunkKeys != nil && km != "dtls13") }
 
     /// The lines a script compares: stack, negotiated security and, with --export, the export.
     func printEstablished(_ connection: Connection) async throws {
@@ -125,6 +134,12 @@ struct SecurityOptions: ParsableArguments {
             say("cipher: \(details.cipherSuite)")
             say("alpn: \(details.applicationProtocol ?? "none")")
             say("resumed: \(details.resumed ? "yes" : "no")")
+        }
+        if let chunk = await connection.dtlsChunkStatus, let agreement = chunk.agreement {
+            let counters = chunk.counters
+            say("km: \(agreement.method), \(agreement.role) role")
+            say("epoch: \(chunk.sendKeyContext?.epoch.description ?? "none")")
+            say("counters: \(counters.sentProtected) sent, \(counters.receivedProtected) received protected, \(counters.aeadFailures) failed authentication, \(counters.replaysDropped) replays")
         }
         guard let export else { return }
         guard let colon = export.lastIndex(of: ":"), let length = Int(export[export.index(after: colon)...]) else {

@@ -218,6 +218,52 @@ final class DTLSChunkRekeyTests: XCTestCase {
         await listener.stop()
     }
 
+    /// A required KU keeps dtls-chunk-sctp with DTLS 1.3 key management and rules it out with
+    /// pre-shared parameters alone, saying why.
+    func testRequiredKeyUpdateNeedsDTLS13KeyManagement() throws {
+        var psk = SecurityParameters()
+        psk.dtlsChunkKeys = .random()
+        psk.require(.keyUpdate)
+        let pskOnly = Preconnection(remote: .loopback(port: 9), transport: DTLSChunkSCTPTests.transport(), security: psk).candidateStacks()
+        let refused = try XCTUnwrap(pskOnly.first { $0.stack == .dtlsChunkSCTP })
+        XCTAssertFalse(refused.qualifies)
+        XCTAssertTrue(refused.reasons.contains { $0.contains("rekeys only with DTLS 1.3") }, "\(refused.reasons)")
+        var dtls13 = Self.security(server: false)
+        dtls13.require(.keyUpdate)
+        let withIdentity = Preconnection(remote: .loopback(port: 9), transport: DTLSChunkSCTPTests.transport(), security: dtls13).candidateStacks()
+        let chosen = try XCTUnwrap(withIdentity.first { $0.stack == .dtlsChunkSCTP })
+        XCTAssertTrue(chosen.qualifies, "\(chosen.reasons)")
+    }
+
+    /// `dtlsChunkKeyManagement` picks the offered methods: with an identity and keys configured,
+    /// offering only KMId 0 agrees on it; a listed method without its configuration is refused
+    /// before any packet.
+    func testTheApplicationChoosesTheOfferedMethods() async throws {
+        let keys = DTLSChunkPreSharedKeys.random()
+        var server = Self.security(server: true), client = Self.security(server: false)
+        server.dtlsChunkKeys = keys
+        client.dtlsChunkKeys = keys
+        client.dtlsChunkKeyManagement = [.preSharedParameters]
+        let listener = try await DTLSChunkDTLS13Tests.listener(server)
+        let echo = startEcho(listener)
+        let connection = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, client).initiate(timeout: .seconds(10))
+        let status = await connection.dtlsChunkStatus
+        XCTAssertEqual(status?.agreement?.method, .preSharedParameters)
+        try await connection.send("psk chosen")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "psk chosen")
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+
+        var unconfigured = SecurityParameters()
+        unconfigured.dtlsChunkKeys = keys
+        unconfigured.dtlsChunkKeyManagement = [.dtls13]
+        let refused = DTLSChunkDTLS13Tests.client(9, unconfigured)
+        let error = await XCTAssertThrowsTransportError(.noCandidate) { try await refused.initiate(timeout: .seconds(5)) }
+        XCTAssertTrue(error?.message.contains("lists DTLS 1.3 (KMId 193), which the parameters do not configure") == true, String(describing: error))
+    }
+
     private func replaceServerIdentity(of server: Connection, with name: String) async throws {
         var security = DTLSChunkDTLS13Tests.security(server: true)
         security.localIdentity = TestPKI.shared.identity(name)

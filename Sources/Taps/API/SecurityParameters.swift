@@ -58,6 +58,10 @@ public struct SecurityParameters: Sendable, Hashable {
     /// dtls-chunk-sctp: DTLS chunks the replay window of each epoch spans (draft "Configure Replay
     /// Protection"; default 64). Wider suits paths that reorder many packets.
     public var dtlsChunkReplayWindow: Int = 64
+    /// dtls-chunk-sctp: the key management methods to offer, in preference order; nil offers every
+    /// one the parameters configure (DTLS 1.3 with an identity and PEM roots, then pre-shared
+    /// parameters with `dtlsChunkKeys`). A listed method the parameters do not configure is an error.
+    public var dtlsChunkKeyManagement: [DTLSKeyManagementMethod]? = nil
     /// dtls-chunk-sctp with a handshake method (KU): when a new key management connection replaces
     /// the keys. `Connection.updateKeys()` rekeys at once whatever the policy.
     public var dtlsChunkRekey = DTLSChunkRekeyPolicy()

@@ -24,9 +24,11 @@ struct DTLSChunkSettings: Sendable {
     /// Offers DTLS 1.3 key management when the parameters have an identity and trust roots, and
     /// pre-shared parameters (KMId 0) when they have keys; DTLS 1.3 first.
     init(security: SecurityParameters) throws(TransportError) {
-        keys = security.dtlsChunkKeys
+        if let unconfigured = Self.unconfiguredChoice(security) { throw .invalidArgument(unconfigured) }
+        let offered = Self.offeredMethods(security)
+        keys = offered.contains(.preSharedParameters) ? security.dtlsChunkKeys : nil
         try keys?.validate()
-        dtls13 = try DTLS13Contexts(security: security)
+        dtls13 = offered.contains(.dtls13) ? try DTLS13Contexts(security: security) : nil
         guard keys != nil || dtls13 != nil else {
             throw .invalidArgument("the DTLS chunk needs key management: an identity and trust roots (DTLS 1.3), or SecurityParameters.dtlsChunkKeys (KMId 0)")
         }
@@ -37,9 +39,24 @@ struct DTLSChunkSettings: Sendable {
         policy = DTLSChunkPolicy(methods: Self.offeredMethods(security), required: security.dtlsChunkRequired)
     }
 
-    /// The key management methods the parameters configure, in the order offered: DTLS 1.3 when
-    /// they have an identity and PEM roots, then pre-shared parameters when they have keys.
+    /// The key management methods offered: those the parameters configure (DTLS 1.3 when they have
+    /// an identity and PEM roots, then pre-shared parameters when they have keys), in that order or
+    /// as `dtlsChunkKeyManagement` lists them.
     static func offeredMethods(_ security: SecurityParameters) -> [DTLSKeyManagementMethod] {
+        let configured = configuredMethods(security)
+        guard let chosen = security.dtlsChunkKeyManagement else { return configured }
+        return chosen.filter(configured.contains)
+    }
+
+    /// Why `dtlsChunkKeyManagement` cannot be offered as listed; nil when it can.
+    static func unconfiguredChoice(_ security: SecurityParameters) -> String? {
+        let configured = configuredMethods(security)
+        guard let method = security.dtlsChunkKeyManagement?.first(where: { !configured.contains($0) }) else { return nil }
+        return "dtlsChunkKeyManagement lists \(method), which the parameters do not configure (DTLS 1.3: an identity and trustedRoots .pem; KMId 0: dtlsChunkKeys)"
+    }
+
+    /// The methods the parameters have what it takes for.
+    static func configuredMethods(_ security: SecurityParameters) -> [DTLSKeyManagementMethod] {
         (DTLS13Contexts.configured(in: security) ? [.dtls13] : []) + (security.dtlsChunkKeys != nil ? [.preSharedParameters] : [])
     }
 

@@ -106,10 +106,16 @@ struct StackSelector {
         }
         if protocolInfo.name == SecurityProtocol.dtlsChunk.name {
             let methods = DTLSChunkSettings.offeredMethods(security)
-            if methods.isEmpty {
+            if let unconfigured = DTLSChunkSettings.unconfiguredChoice(security) {
+                unmet.append(unconfigured)
+            } else if methods.isEmpty {
                 unmet.append("the DTLS chunk needs key management: an identity and trustedRoots .pem (DTLS 1.3, mutual authentication), or SecurityParameters.dtlsChunkKeys (KMId 0)")
             } else {
                 notes.append("DTLS chunk key management offered: \(methods.map(\.description).joined(separator: ", "))")
+            }
+            // Rekeying is DTLS 1.3 key management's; pre-shared parameters are not rekeyed in band.
+            if security.interfacePreferences[.keyUpdate] == .require, !methods.contains(.dtls13) {
+                unmet.append("KU required: the DTLS chunk rekeys only with DTLS 1.3 key management (an identity and trustedRoots .pem), not with pre-shared parameters")
             }
         }
         let implied = security.configuredInterfaces

@@ -52,5 +52,5 @@ public struct SecurityProtocol: Sendable, Hashable {
     /// with pre-shared parameters (KMId 0) the application imports the keys (PSKI) and chooses the
     /// cipher suite with them (ALG).
     public static let dtlsChunk = SecurityProtocol(
-        name: "DTLS chunk", versions: [.dtls13], interfaces: [.identitiesAndPrivateKeys, .preSharedKeyImport, .algorithms])
+        name: "DTLS chunk", versions: [.dtls13], interfaces: [.identitiesAndPrivateKeys, .preSharedKeyImport, .algorithms, .keyUpdate])
 }
