@@ -2,7 +2,7 @@
 # Installs the Debian packages swift-taps builds against, only those that are missing.
 set -euo pipefail
 needed=()
-for package in libuv1-dev libusrsctp-dev libssl-dev openssl pkg-config; do
+for package in libuv1-dev libusrsctp-dev libssl-dev openssl pkg-config tshark; do
     dpkg -s "$package" >/dev/null 2>&1 || needed+=("$package")
 done
 if [ ${#needed[@]} -gt 0 ]; then

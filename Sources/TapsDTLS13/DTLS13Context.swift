@@ -36,6 +36,8 @@ public struct DTLS13Configuration: Sendable {
     public var maximumDatagram: Int = 1_200
     /// Time for timers and certificate validity: the system's, or `DTLS13VirtualClock` (tests).
     public var usesVirtualClock = false
+    /// Receives each secret as an NSS key log line (for Wireshark), from the engine's thread.
+    public var keyLog: (@Sendable (String) -> Void)? = nil
 
     public init(certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], trustedRootsPEM: [UInt8]) {
         self.certificateChainPEM = certificateChainPEM
@@ -83,6 +85,14 @@ public final class DTLS13Context: @unchecked Sendable {
             }
         }
         SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
+        if configuration.keyLog != nil {
+            // Each engine holds its context, so the context outlives every SSL made from it.
+            SSL_CTX_set_ex_data(context, 0, Unmanaged.passUnretained(self).toOpaque())
+            SSL_CTX_set_keylog_callback(context) { ssl, line in
+                guard let ssl, let line, let data = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), 0) else { return }
+                Unmanaged<DTLS13Context>.fromOpaque(data).takeUnretainedValue().configuration.keyLog?(String(cString: line))
+            }
+        }
         if configuration.usesVirtualClock {
             SSL_CTX_set_current_time_cb(context) { _, clock in
                 let now = DTLS13VirtualClock.milliseconds.load(ordering: .relaxed)

@@ -22,7 +22,18 @@ final class ChildProcess: @unchecked Sendable {
             guard let self, !data.isEmpty else { return }
             self.lock.withLock { self.output += String(decoding: data, as: UTF8.self) }
         }
-        try process.run()
+        try Self.withSignalsUnblocked { try process.run() }
+    }
+
+    /// Runs `body` with no signal blocked on this thread: a child inherits the spawning thread's
+    /// mask, and the concurrency runtime's threads block SIGTERM and SIGINT, which would leave a
+    /// child deaf to `terminate()`.
+    private static func withSignalsUnblocked<T>(_ body: () throws -> T) rethrows -> T {
+        var none = sigset_t(), previous = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        return try body()
     }
 
     var text: String { lock.withLock { output } }
@@ -54,6 +65,11 @@ final class ChildProcess: @unchecked Sendable {
             while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
         }
         return process.terminationStatus
+    }
+
+    /// Sends `signal` (SIGTERM lets dumpcap write out what it captured and exit).
+    func send(signal: Int32) {
+        if process.isRunning { kill(process.processIdentifier, signal) }
     }
 
     func terminate() {

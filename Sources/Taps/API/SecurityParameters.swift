@@ -87,6 +87,9 @@ public struct SecurityParameters: Sendable, Hashable {
     /// IV: decides whether to trust the peer's certificate chain, seeing the default verdict
     /// (RFC 9622 section 6.3.7). See `TrustVerifier.pinning` for SPKI pinning.
     public var trustVerifier: TrustVerifier? = nil
+    /// Key log for Wireshark (NSS key log lines): every TLS and DTLS connection made with these
+    /// parameters logs its secrets there; nil uses `SSLKEYLOGFILE` when set (`KeyLog.environment`).
+    public var keyLog: KeyLog? = nil
 
     public init() {}
 

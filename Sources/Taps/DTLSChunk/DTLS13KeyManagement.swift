@@ -415,6 +415,7 @@ struct DTLS13Contexts: @unchecked Sendable {
         }
         var configuration = DTLS13Configuration(certificateChainPEM: chain, privateKeyPEM: key, trustedRootsPEM: trusted)
         configuration.groups = security.algorithms.groups
+        configuration.keyLog = (security.keyLog ?? .environment)?.write
         // SCTP delivers the handshake reliably: a long first retransmission keeps DTLS's own out of
         // the way, and user messages carry far more than an IP packet.
         configuration.initialRetransmissionMilliseconds = 3_000

@@ -98,12 +98,3 @@ final class DTLS13KeyManagementConnection {
     var primaryContext: DTLSKeyContextID { DTLSKeyContextID(epoch: index) }
     var restartContext: DTLSKeyContextID { DTLSKeyContextID(restart: true, epoch: index) }
 }
-
-extension DTLSKeyManagementMessage {
-    /// Whether the message opens a DTLS connection: its first record a plaintext handshake record
-    /// of epoch 0 (RFC 9147 section 4) holding a ClientHello (type 1).
-    var startsWithClientHello: Bool {
-        // type (1), version (2), epoch (2), sequence number (6), length (2), then msg_type.
-        records.count > 13 && records[0] == 22 && records[3] == 0 && records[4] == 0 && records[13] == 1
-    }
-}

@@ -20,6 +20,7 @@ struct DTLSChunkSettings: Sendable {
     /// The DTLS 1.3 method's contexts, when the parameters have an identity.
     let dtls13: DTLS13Contexts?
     let replayWindow: Int
+    let keyLog: KeyLog?
 
     /// Offers DTLS 1.3 key management when the parameters have an identity and trust roots, and
     /// pre-shared parameters (KMId 0) when they have keys; DTLS 1.3 first.
@@ -36,6 +37,7 @@ struct DTLSChunkSettings: Sendable {
             throw .invalidArgument("dtlsChunkReplayWindow: 1 to \(ReplayWindow.maximumSize) records, not \(security.dtlsChunkReplayWindow)")
         }
         self.replayWindow = security.dtlsChunkReplayWindow
+        keyLog = security.keyLog ?? .environment
         policy = DTLSChunkPolicy(methods: Self.offeredMethods(security), required: security.dtlsChunkRequired)
     }
 
@@ -68,6 +70,7 @@ struct DTLSChunkSettings: Sendable {
         if case .initiator = side { policy.actsAsServer = false }
         let filter = DTLSChunkPathFilter(policy: policy, side: side, keys: keys, replayWindow: replayWindow)
         filter.dtls13 = dtls13
+        if let keyLog { filter.logKeys(to: keyLog) }
         return filter
     }
 }
@@ -152,6 +155,19 @@ final class DTLSChunkPathFilter {
         guard status == .agreed, protection.protectsOutput, let agreement, let suite = negotiatedSuite ?? keys?.cipherSuite else { return nil }
         return SecurityDetails(protocolVersion: "DTLSv1.3 (SCTP DTLS chunk, \(agreement.method))", cipherSuite: suite.description,
                                group: nil, applicationProtocol: nil, serverName: nil, peerCertificateSubject: nil, resumed: false)
+    }
+
+    /// The association's verification tags, initiator's first, once the handshake showed both.
+    private(set) var tags: (initiator: UInt32, responder: UInt32)?
+
+    /// Writes a `DTLSChunkKeyLog` line for every key context direction installed from now on.
+    func logKeys(to keyLog: KeyLog) {
+        let fromInitiatorWhenSending = isInitiator
+        protection.onKeysEstablished = { [weak self] context, sending, suite, keys in
+            guard let tags = self?.tags else { return }
+            keyLog.write(DTLSChunkKeyLog.line(initiatorTag: tags.initiator, responderTag: tags.responder, context: context,
+                                              fromInitiator: sending == fromInitiatorWhenSending, suite: suite, keys: keys))
+        }
     }
 
     /// Starts counting a new send key context's budget (rekeying).
@@ -286,6 +302,9 @@ final class DTLSChunkPathFilter {
             }
             deliver(packet)
         case (.initiator, SCTPHandshakeChunks.initAckType, .negotiating):
+            if let responderTag = SCTPHandshakeChunks.initiateTag(packet, chunkAt: SCTPHandshakeChunks.common) {
+                tags = (SCTPHandshakeChunks.uint32(packet, at: 4), responderTag)
+            }
             let peer = SCTPHandshakeChunks.keyManagementParameter(packet, chunkAt: SCTPHandshakeChunks.common)
             guard negotiate(local: localParameter(clientTag: 0, serverTag: 0), peer: peer, reply: reply, abort: { cause in
                 SCTPHandshakeChunks.abort(answering: packet, causeCode: cause)
@@ -297,6 +316,7 @@ final class DTLSChunkPathFilter {
                 if !policy.required { deliver(packet) }
                 return
             }
+            tags = (cookie.clientTag, cookie.serverTag)
             let local = localParameter(clientTag: cookie.clientTag, serverTag: cookie.serverTag)
             guard negotiate(local: local, peer: cookie.clientParameter, reply: reply, abort: { cause in
                 SCTPHandshakeChunks.abort(answering: packet, verificationTag: cookie.clientTag, causeCode: cause)

@@ -108,6 +108,9 @@ struct DTLSChunkProtection {
     /// context's, the peer has that context's keys.
     private(set) var newestPeerPrimaryEpoch: UInt64 = 0
 
+    /// Told of every key context direction installed (the key log).
+    var onKeysEstablished: ((_ context: DTLSKeyContextID, _ sending: Bool, DTLSChunkCipherSuite, DTLSChunkKeyMaterial) -> Void)?
+
     /// The per-key-context counters, of contexts installed now or before.
     var epochCounters: [DTLSKeyContextID: DTLSEpochCounters] {
         var all = retiredCounters
@@ -145,6 +148,7 @@ struct DTLSChunkProtection {
         if !context.restart { try Self.checkNextPrimary(context.epoch, after: lastPrimarySendEpoch, direction: "send") }
         guard sendContexts[context] == nil else { throw .invalidArgument("send keys for \(context) are already installed") }
         sendContexts[context] = SendContext(cipher: try RecordCipher(suite: suite, keys: keys, sealing: true))
+        onKeysEstablished?(context, true, suite, keys)
         if !context.restart {
             lastPrimarySendEpoch = context.epoch
             sendKeyInUse = context
@@ -159,6 +163,7 @@ struct DTLSChunkProtection {
         guard receiveContexts[context] == nil else { throw .invalidArgument("receive keys for \(context) are already installed") }
         let cipher = try RecordCipher(suite: suite, keys: keys, sealing: false)
         receiveContexts[context] = ReceiveContext(id: context, cipher: cipher, window: ReplayWindow(size: replayWindowSize))
+        onKeysEstablished?(context, false, suite, keys)
         refreshReceiveSlots()
         if !context.restart { lastPrimaryReceiveEpoch = context.epoch }
     }

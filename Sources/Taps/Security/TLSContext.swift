@@ -24,6 +24,8 @@ final class TLSContext: @unchecked Sendable {
     private let importedSession: OpaquePointer?
     /// PSKI: the key as OpenSSL sessions and callbacks need it (see TLSContext+PSK).
     var externalPSK: ExternalPSK?
+    /// Where the connections' secrets go (`SecurityParameters.keyLog`, else `SSLKEYLOGFILE`).
+    let keyLog: KeyLog?
 
     enum Role { case client, server }
 
@@ -38,6 +40,7 @@ final class TLSContext: @unchecked Sendable {
         var secret = [UInt8](repeating: 0, count: 32)
         if datagram && role == .server { RAND_bytes(&secret, Int32(secret.count)) }
         cookieSecret = secret
+        keyLog = parameters.keyLog ?? .environment
         alpnWire = parameters.applicationProtocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
         sessionCache = parameters.sessionCache
             ?? TLSSessionCache(maxSessions: parameters.maxCachedSessions, lifetimeSeconds: parameters.cachedSessionLifetimeSeconds)
@@ -61,6 +64,15 @@ final class TLSContext: @unchecked Sendable {
         configureCallbacks()
         try configureServerNames()
         if datagram && role == .server { configureCookies() }
+        if keyLog != nil { configureKeyLog() }
+    }
+
+    /// OpenSSL hands each secret over as one NSS key log line; the engine (ex data 0) knows its context.
+    private func configureKeyLog() {
+        SSL_CTX_set_keylog_callback(context) { ssl, line in
+            guard let ssl, let line, let data = SSL_get_ex_data(ssl, 0) else { return }
+            Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue().context.keyLog?.write(String(cString: line))
+        }
     }
 
     deinit {
