@@ -10,6 +10,6 @@ if [ ${#needed[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${needed[@]}"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${needed[@]}"
 fi
 export PATH="/opt/swift/usr/bin:$PATH"

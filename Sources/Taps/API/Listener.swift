@@ -79,6 +79,7 @@ public actor Listener {
                     socket.setBufferSizes(send: 4 << 20, receive: 4 << 20)
                     sctpAcceptor = try SCTPAcceptor(port: localAddress.port, options: recipe.sctpOptions, loop: loop)
                     sctpAcceptor?.dtlsChunk = recipe.dtlsChunk
+                    sctpAcceptor?.capture = recipe.capture
                 }
             } catch {
                 socket.close()

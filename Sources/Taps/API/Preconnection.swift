@@ -53,9 +53,11 @@ public struct Preconnection: Sendable {
                 context = try contexts.context(for: security, role: role == .listen ? .server : .client,
                                                datagram: stack.layers.contains(.dtls))
             }
+            let chunk = stack.layers.contains(.dtlsChunk)
             return StackRecipe(stack: stack, properties: transport, tlsContext: context,
                                serverName: security.serverName ?? remote?.hostName, local: localAddress, lossyPath: lossyPath,
-                               dtlsChunk: stack.layers.contains(.dtlsChunk) ? try DTLSChunkSettings(security: security) : nil)
+                               dtlsChunk: chunk ? try DTLSChunkSettings(security: security) : nil,
+                               capture: stack.layers.contains(.sctp) ? try SCTPCapture(transport.capture ?? .environment, plainToo: chunk) : nil)
         }
     }
 

@@ -76,6 +76,9 @@ public struct TransportProperties: Sendable, Hashable {
     public var racingStagger: Duration = .milliseconds(250)
     /// SCTP-specific settings (RFC 9622 allows protocol-specific properties).
     public var sctp = SCTPOptions()
+    /// SCTP stacks: write every packet to a pcap file (`PacketCapture.pcap(path)`); nil uses
+    /// `TAPS_PCAP` when set (`PacketCapture.environment`).
+    public var capture: PacketCapture? = nil
 
     public init() {}
 

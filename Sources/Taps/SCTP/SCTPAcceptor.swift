@@ -27,6 +27,8 @@ final class SCTPAcceptor {
     /// Stacks with the DTLS chunk: each peer's path gets a responder filter. One tie-breaker key for
     /// the listener keeps it stateless per INIT.
     var dtlsChunk: DTLSChunkSettings?
+    /// The packet capture of every association it accepts.
+    var capture: SCTPCapture?
     private let tieBreakerKey = DTLSChunkPathFilter.randomTieBreakerKey()
 
     init(port: UInt16, options: SCTPOptions, loop: EventLoop) throws(TransportError) {
@@ -65,6 +67,7 @@ final class SCTPAcceptor {
             }
             path = SCTPPath(over: makeLayer(sender))
             path.chunkFilter = dtlsChunk?.makeFilter(side: .responder(tieBreakerKey: tieBreakerKey))
+            path.capture = capture.map { SCTPPathCapture($0, lower: path.lower) }
             paths[sender] = path
             unestablished[sender] = loop.nowMilliseconds
             startReaper()

@@ -21,6 +21,8 @@ final class SCTPPath: LayerDelegate {
     weak var owner: SCTPPathOwner?
     /// The DTLS chunk between usrsctp and the datagram layer (stack dtls-chunk-sctp).
     var chunkFilter: DTLSChunkPathFilter?
+    /// Packet capture (`TransportProperties.capture`): the wire, and plain packets around the filter.
+    var capture: SCTPPathCapture?
 
     /// Packets dropped before usrsctp saw them, process-wide (tests and diagnostics read these).
     static let droppedTooShort = Atomic<Int>(0)
@@ -47,6 +49,7 @@ final class SCTPPath: LayerDelegate {
             transmit(packet)
             return
         }
+        capture?.plain(UnsafeRawBufferPointer(packet), outgoing: true)
         chunkFilter.output(packet) { transmit($0) }
     }
 
@@ -57,6 +60,7 @@ final class SCTPPath: LayerDelegate {
 
     private func transmit(_ packet: UnsafeMutableRawBufferPointer) {
         SCTPPacket.fillChecksum(packet)
+        capture?.wire(UnsafeRawBufferPointer(packet), outgoing: true)
         lower.write(UnsafeRawBufferPointer(packet), completion: nil)
     }
 
@@ -69,6 +73,7 @@ final class SCTPPath: LayerDelegate {
 
     func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
         guard let handle else { return }
+        capture?.wire(bytes, outgoing: false)
         switch SCTPPacket.verify(bytes) {
         case .valid:
             guard let chunkFilter else {
@@ -76,6 +81,7 @@ final class SCTPPath: LayerDelegate {
                 return
             }
             chunkFilter.input(bytes, deliver: { packet in
+                capture?.plain(packet, outgoing: false)
                 usrsctp_conninput(handle, packet.baseAddress, packet.count, 0)
             }, reply: { abort in
                 var abort = abort

@@ -12,6 +12,8 @@ struct StackRecipe: Sendable {
     var lossyPath: LossyPath? = nil
     /// Stacks with the DTLS chunk: its policy and keys.
     var dtlsChunk: DTLSChunkSettings? = nil
+    /// SCTP stacks: the packet capture, if asked for.
+    var capture: SCTPCapture? = nil
 
     /// The association's options; with the DTLS chunk usrsctp gets a smaller MTU, so protected
     /// packets fit the path.
@@ -131,6 +133,7 @@ struct StackRecipe: Sendable {
         try SCTPRuntime.shared.requireLoop(loop)
         let path = SCTPPath(over: lower)
         path.chunkFilter = chunkFilter
+        path.capture = capture.map { SCTPPathCapture($0, lower: lower) }
         let localPort = lower.localAddress?.port ?? 0
         let association = SCTPAssociation(path: path, role: .client(localPort: localPort, remotePort: remote.port),
                                           options: sctpOptions, loop: loop)
