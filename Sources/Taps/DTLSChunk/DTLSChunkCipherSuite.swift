@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// The TLS 1.3 cipher suites the DTLS chunk protects with (draft-ietf-tsvwg-sctp-dtls-chunk,
 /// "Mandatory-to-Implement Cipher Suites"): AES-128-GCM is mandatory, the other two are the SHOULDs.

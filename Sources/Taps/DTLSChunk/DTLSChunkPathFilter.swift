@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// The DTLS chunk on one SCTP path, between usrsctp and the datagram layer: it adds our DTLS Key
 /// Management Parameter (0x8006) to the INIT or INIT ACK usrsctp builds, reads the peer's, runs the

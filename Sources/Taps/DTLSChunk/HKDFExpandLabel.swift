@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import Glibc
 
 /// HKDF-Expand-Label (RFC 8446 section 7.1) on OpenSSL's HKDF in expand-only mode. TLS 1.3 labels

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import Glibc
 
 /// One direction's record protection for one DTLS key context: the AEAD (RFC 8446 section 5.2,

@@ -1,5 +1,5 @@
-import CLibUV
-import CTapsShims
+internal import CLibUV
+internal import CTapsShims
 import Foundation
 import Synchronization
 

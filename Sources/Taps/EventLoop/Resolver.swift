@@ -1,4 +1,4 @@
-import CLibUV
+internal import CLibUV
 import Glibc
 
 /// Name resolution through `uv_getaddrinfo` (libuv runs getaddrinfo on its thread pool and calls

@@ -1,4 +1,4 @@
-import CLibUV
+internal import CLibUV
 import Foundation
 
 /// An IPv4 or IPv6 socket address (address + port).

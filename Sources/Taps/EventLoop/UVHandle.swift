@@ -1,4 +1,4 @@
-import CLibUV
+internal import CLibUV
 
 /// Owns one libuv handle. The handle keeps its owner alive (through `data`) from init until libuv's
 /// close callback, because libuv may still touch the handle's memory until then; the memory is freed

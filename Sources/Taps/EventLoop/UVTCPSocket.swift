@@ -1,4 +1,4 @@
-import CLibUV
+internal import CLibUV
 import Glibc
 
 /// A libuv TCP handle: connect, listen / accept, read, write, half-close. Loop thread only.

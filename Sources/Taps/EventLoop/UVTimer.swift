@@ -1,4 +1,4 @@
-import CLibUV
+internal import CLibUV
 
 /// A libuv timer. Loop thread only.
 final class UVTimer: UVHandle {

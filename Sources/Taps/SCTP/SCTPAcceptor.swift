@@ -1,4 +1,4 @@
-import CUsrSCTP
+internal import CUsrSCTP
 import Glibc
 import Synchronization
 

@@ -1,4 +1,4 @@
-import CUsrSCTP
+internal import CUsrSCTP
 import Glibc
 
 /// One SCTP association (RFC 9260) over a datagram path, on usrsctp. Each bidirectional stream is an

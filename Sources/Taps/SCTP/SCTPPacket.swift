@@ -1,5 +1,5 @@
-import CTapsShims
-import CUsrSCTP
+internal import CTapsShims
+internal import CUsrSCTP
 
 /// CRC32c as SCTP uses it (RFC 9260 appendix A): the CPU's crc32 instruction where it has one (SSE4.2),
 /// else usrsctp's table-driven implementation. The SCTP stack turns usrsctp's own checksumming off (its

@@ -1,4 +1,4 @@
-import CUsrSCTP
+internal import CUsrSCTP
 import Synchronization
 
 /// Told what happens on the path under an association.

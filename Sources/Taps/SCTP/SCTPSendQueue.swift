@@ -1,4 +1,4 @@
-import CUsrSCTP
+internal import CUsrSCTP
 import Glibc
 
 /// Messages waiting for room in usrsctp's send buffer, in priority order, with the stream resets

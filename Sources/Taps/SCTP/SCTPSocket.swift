@@ -1,4 +1,4 @@
-import CUsrSCTP
+internal import CUsrSCTP
 import Glibc
 
 /// A usrsctp socket in AF_CONN mode, one-to-one style (RFC 6458 section 4), non-blocking, with its

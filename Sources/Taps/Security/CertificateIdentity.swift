@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// Who a certificate names: its subject and its subjectAltName extension, both DER encoded. Two
 /// certificates with the same identity may differ in key, serial and validity, as a renewed one

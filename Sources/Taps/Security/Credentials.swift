@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// Certificates and private keys from PEM or DER bytes, through OpenSSL's decoders. The encoding
 /// is recognised from the bytes: PEM is text with "-----BEGIN", anything else is tried as DER.

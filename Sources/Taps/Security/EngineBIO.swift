@@ -1,5 +1,5 @@
-import COpenSSL
-import CTapsShims
+internal import COpenSSL
+internal import CTapsShims
 
 /// A BIO that reads ciphertext straight out of the buffer the socket just filled and appends
 /// outgoing ciphertext to the engine's own buffer, saving the copy a memory BIO pair would make in

@@ -1,5 +1,5 @@
-import COpenSSL
-import CTapsShims
+internal import COpenSSL
+internal import CTapsShims
 
 extension SecurityParameters.Identity {
     /// A fresh P-256 key and a self-signed certificate for it, valid for a day, with the given

@@ -1,5 +1,5 @@
-import COpenSSL
-import CTapsShims
+internal import COpenSSL
+internal import CTapsShims
 
 /// PSKI: the external PSK as OpenSSL's callbacks need it. The identity lives in memory of our own,
 /// since the TLS 1.3 client callback hands OpenSSL a pointer that must outlive the call.

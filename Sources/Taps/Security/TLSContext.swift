@@ -1,5 +1,5 @@
-import COpenSSL
-import CTapsShims
+internal import COpenSSL
+internal import CTapsShims
 import Synchronization
 
 /// An OpenSSL `SSL_CTX` built from `SecurityParameters` for one role. Built once per Preconnection

@@ -1,5 +1,5 @@
-import COpenSSL
-import CTapsShims
+internal import COpenSSL
+internal import CTapsShims
 
 /// The application's handshake callbacks (RFC 9622 section 6.3.7) on OpenSSL's suspension points:
 /// the certificate callback returns -1 (SSL_ERROR_WANT_X509_LOOKUP) while the identity challenge

@@ -1,5 +1,5 @@
-import COpenSSL
-import CTapsShims
+internal import COpenSSL
+internal import CTapsShims
 
 /// One TLS connection as a sans-I/O state machine over OpenSSL: ciphertext in, plaintext out, and
 /// the reverse; no sockets. The `TLSLayer` binds it to the layer below. Loop thread only.

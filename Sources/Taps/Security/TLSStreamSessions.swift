@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import Glibc
 
 /// The client's TLS sessions for the streams of one tls-sctp association (RFC 3436 section 5): which
