@@ -15,6 +15,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // Only for the BoringSSL it vendors (DTLS 1.3, which the system OpenSSL 3.0 lacks); pinned
         // exactly, because its C module is not swift-nio-ssl's public API.
         .package(url: "https://github.com/apple/swift-nio-ssl", exact: "2.37.6"),
@@ -41,6 +43,7 @@ let package = Package(
             dependencies: [
                 "CLibUV", "CUsrSCTP", "COpenSSL", "CTapsShims", "TapsDTLS13",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         .executableTarget(
@@ -76,6 +79,7 @@ let package = Package(
             dependencies: [
                 "Taps", "TapsBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/taps-bench"
         ),
@@ -86,7 +90,10 @@ let package = Package(
             cSettings: [.headerSearchPath("../../Sources/CUsrSCTP")],
             linkerSettings: [.linkedLibrary("usrsctp"), .linkedLibrary("pthread")]
         ),
-        .testTarget(name: "TapsTests", dependencies: ["Taps", "TapsDTLS13"]),
+        .testTarget(
+            name: "TapsTests",
+            dependencies: ["Taps", "TapsDTLS13", .product(name: "MetricsTestKit", package: "swift-metrics")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

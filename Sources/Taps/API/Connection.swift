@@ -18,7 +18,11 @@ public actor Connection {
     /// witnesses, on every read and send of the data path.
     private let isFramed: Bool
     private var framerBuffer = FramerBuffer()
-    private(set) public var state: State = .establishing
+    private(set) public var state: State = .establishing {
+        didSet { metrics.connectionStateChanged(from: oldValue, to: state) }
+    }
+    /// Where this connection's state, messages and bytes are counted.
+    private let metrics: StackMetrics
 
     private var inbound = MessageQueue()
     /// `receive()` calls waiting for data, with their size limits.
@@ -74,8 +78,11 @@ public actor Connection {
 
     /// Wraps a layer that is established or about to be; called on the loop thread.
     init(loop: EventLoop, stack: ProtocolStack, layer: Layer, properties: TransportProperties,
-         framer: (any MessageFramer)?, group: ConnectionGroup) {
+         framer: (any MessageFramer)?, group: ConnectionGroup, metrics: StackMetrics) {
         self.loop = loop
+        self.metrics = metrics
+        metrics.connectionsOpened.increment()
+        metrics.connectionStateChanged(from: nil, to: .establishing)
         self.stack = stack
         self.layer = layer
         self.properties = properties
@@ -94,6 +101,8 @@ public actor Connection {
     /// connection dropped without `close()` closes gracefully (`LingeringClose`): what `send()`
     /// accepted is delivered, never silently dropped. One still establishing is aborted.
     isolated deinit {
+        metrics.connectionStateChanged(from: state, to: nil)
+        metrics.sendQueueBytes.decrement(by: Double(inflightBytes))
         switch state {
         case .closed: break
         case .establishing: layer.abort()
@@ -128,6 +137,7 @@ public actor Connection {
     /// Ends an establishment that is still under way with `error` (a listener's time limit).
     func failEstablishment(_ error: TransportError) {
         guard state == .establishing else { return }
+        if stack.security != nil { metrics.handshakesFailed.increment() }  // the handshake stalled
         layerFailed(error)
     }
 
@@ -274,6 +284,8 @@ public actor Connection {
 
     /// Frames (if a framer is set) and writes one message; closes the send side after a final one.
     private func hand(_ content: [UInt8], context: MessageContext) throws(TransportError) {
+        metrics.messagesSent.increment()
+        metrics.bytesSent.increment(by: content.count)
         if isFramed, let framer {
             var framed: [UInt8] = []
             var failure: TransportError?
@@ -302,6 +314,7 @@ public actor Connection {
     private func write(_ bytes: [UInt8], context: MessageContext) {
         let count = bytes.count
         inflightBytes += count
+        metrics.sendQueueBytes.increment(by: Double(count))
         layer.write(bytes, properties: context.properties) { [weak self] error in
             self?.assumeOnLoop { $0.writeCompleted(count, context: context, error: error) }
         }
@@ -309,6 +322,7 @@ public actor Connection {
 
     private func writeCompleted(_ count: Int, context: MessageContext, error: TransportError?) {
         inflightBytes -= count
+        metrics.sendQueueBytes.decrement(by: Double(count))
         if let error {
             emit(.sendError(context, error))
         } else if eventHandler != nil || !subscribers.isEmpty {
@@ -416,6 +430,8 @@ public actor Connection {
 
     /// Queues a received message for `receive()`, or emits it in event mode.
     private func enqueue(_ message: Message) {
+        metrics.bytesReceived.increment(by: message.content.count)
+        if message.isComplete { metrics.messagesReceived.increment() }  // whole, or the last part
         switch receiveMode {
         case .pull: inbound.append(message)
         case .events: emit(message.isPart ? .receivedPartial(message) : .received(message))

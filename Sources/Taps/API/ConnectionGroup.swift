@@ -56,8 +56,9 @@ public final class ConnectionGroup: Sendable {
                 }
                 // Made on this loop and kept on it: the connection is isolated to the same loop.
                 nonisolated(unsafe) let made = layer
-                let connection = Connection(loop: loop, stack: secured ? recipe.stack : recipe.stack.withoutSecurity, layer: made, properties: recipe.properties,
-                                            framer: framer, group: self)
+                let stack = secured ? recipe.stack : recipe.stack.withoutSecurity
+                let connection = Connection(loop: loop, stack: stack, layer: made, properties: recipe.properties,
+                                            framer: framer, group: self, metrics: recipe.metrics.forStack(stack.name))
                 add(connection)
                 return connection
             }

@@ -80,6 +80,7 @@ public actor Listener {
                     sctpAcceptor = try SCTPAcceptor(port: localAddress.port, options: recipe.sctpOptions, loop: loop)
                     sctpAcceptor?.dtlsChunk = recipe.dtlsChunk
                     sctpAcceptor?.capture = recipe.capture
+                    sctpAcceptor?.metrics = recipe.metrics
                 }
             } catch {
                 socket.close()
@@ -248,7 +249,7 @@ public actor Listener {
         nonisolated(unsafe) let layer = layer  // made on this loop; the connection runs on it too
         let group = existingGroup ?? ConnectionGroup(recipe: recipe, remote: nil, framer: framer, loop: loop)
         let connection = Connection(loop: loop, stack: stack ?? self.stack, layer: layer, properties: recipe.properties,
-                                    framer: framer, group: group)
+                                    framer: framer, group: group, metrics: recipe.metrics.forStack((stack ?? self.stack).name))
         group.add(connection)
         // Only a handshake can stall; a plain transport's incoming connection is ready at once.
         let handshakes = (stack ?? self.stack).security != nil

@@ -55,7 +55,8 @@ public struct Preconnection: Sendable {
             }
             let chunk = stack.layers.contains(.dtlsChunk)
             return StackRecipe(stack: stack, properties: transport, tlsContext: context,
-                               serverName: security.serverName ?? remote?.hostName, local: localAddress, lossyPath: lossyPath,
+                               serverName: security.serverName ?? remote?.hostName, local: localAddress,
+                               metrics: .current(stack: stack.name), lossyPath: lossyPath,
                                dtlsChunk: chunk ? try DTLSChunkSettings(security: security) : nil,
                                capture: stack.layers.contains(.sctp) ? try SCTPCapture(transport.capture ?? .environment, plainToo: chunk) : nil)
         }
@@ -127,7 +128,7 @@ public struct Preconnection: Sendable {
                 // The layer was made on this loop and stays on it: the connection is isolated to the same loop.
                 nonisolated(unsafe) let layer = winner.layer
                 let connection = Connection(loop: loop, stack: recipe.stack, layer: layer,
-                                            properties: recipe.properties, framer: framer, group: group)
+                                            properties: recipe.properties, framer: framer, group: group, metrics: recipe.metrics)
                 group.add(connection)
                 connection.assumeIsolated { $0.adoptEstablished() }
                 continuation.resume(returning: connection)
@@ -168,7 +169,7 @@ public struct Preconnection: Sendable {
             let layer = try recipe.makeClientLayer(loop: loop, remote: addresses[0])
             let group = ConnectionGroup(recipe: recipe, remote: addresses[0], framer: framer, loop: loop)
             let connection = Connection(loop: loop, stack: recipe.stack, layer: layer, properties: recipe.properties,
-                                        framer: framer, group: group)
+                                        framer: framer, group: group, metrics: recipe.metrics)
             group.add(connection)
             return connection
         }

@@ -195,6 +195,9 @@ final class DTLS13KeyManagement {
         guard !completed else { return }
         completed = true
         if error != nil { failed = true }
+        if let metrics = association?.path.metrics {
+            if error == nil { metrics.handshakeCompleted(resumed: false) } else { metrics.handshakesFailed.increment() }
+        }
         onCompletion?(error)
         guard error == nil, let filter = association?.path.chunkFilter else { return }
         let me = LoopBound(self)
@@ -257,6 +260,7 @@ final class DTLS13KeyManagement {
             try association?.establishSendKeys(try write(connection.ownWrite).restart, suite: suite, for: connection.restartContext)
             rekeyDeadline?.close()
             rekeyDeadline = nil
+            association?.path.metrics?.handshakeCompleted(resumed: false)
             if connection.role == .server {
                 try switchSending(to: connection)
             } else if let filter = association?.path.chunkFilter, filter.protection.newestPeerPrimaryEpoch >= connection.index {
@@ -291,6 +295,7 @@ final class DTLS13KeyManagement {
         current = connection
         next = nil
         rekeys += 1
+        association.path.metrics?.keyUpdates.increment()
         receivedUnderCurrent = filter.protection.newestPeerPrimaryEpoch >= connection.index
         oldAcknowledged = false
         let me = LoopBound(self)
@@ -372,6 +377,7 @@ final class DTLS13KeyManagement {
     private func failAfterCompletion(_ error: TransportError) {
         guard !failed else { return }
         failed = true
+        if next != nil { association?.path.metrics?.handshakesFailed.increment() }  // a rekey's handshake
         for connection in [current, next, retiring].compactMap({ $0 }) { connection.stopTimer() }
         for timer in [ageTimer, drainTimer, rekeyDeadline] { timer?.close() }
         onFailure?(error)

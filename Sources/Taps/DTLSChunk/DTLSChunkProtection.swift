@@ -45,6 +45,9 @@ public struct DTLSChunkCounters: Sendable, Equatable {
     public var malformedDropped = 0
     /// DTLS chunks for a key context that is not installed (unknown epoch, or restart keys absent).
     public var noKeyDropped = 0
+
+    /// Every packet dropped, for whatever reason above.
+    public var packetsDropped: Int { aeadFailures + replaysDropped + droppedUnprotected + malformedDropped + noKeyDropped }
 }
 
 /// The Chunk Protection Operator of draft-ietf-tsvwg-sctp-dtls-chunk: it turns the chunks of an

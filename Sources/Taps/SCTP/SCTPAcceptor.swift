@@ -29,6 +29,8 @@ final class SCTPAcceptor {
     var dtlsChunk: DTLSChunkSettings?
     /// The packet capture of every association it accepts.
     var capture: SCTPCapture?
+    /// Where the accepted associations' packets are counted.
+    var metrics: StackMetrics?
     private let tieBreakerKey = DTLSChunkPathFilter.randomTieBreakerKey()
 
     init(port: UInt16, options: SCTPOptions, loop: EventLoop) throws(TransportError) {
@@ -68,6 +70,7 @@ final class SCTPAcceptor {
             path = SCTPPath(over: makeLayer(sender))
             path.chunkFilter = dtlsChunk?.makeFilter(side: .responder(tieBreakerKey: tieBreakerKey))
             path.capture = capture.map { SCTPPathCapture($0, lower: path.lower) }
+            path.metrics = metrics
             paths[sender] = path
             unestablished[sender] = loop.nowMilliseconds
             startReaper()

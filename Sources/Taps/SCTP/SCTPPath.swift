@@ -23,6 +23,11 @@ final class SCTPPath: LayerDelegate {
     var chunkFilter: DTLSChunkPathFilter?
     /// Packet capture (`TransportProperties.capture`): the wire, and plain packets around the filter.
     var capture: SCTPPathCapture?
+    /// Packets each way, drops, and the DTLS chunk's drops (which `reportedChunkDrops` has told).
+    var metrics: StackMetrics? {
+        didSet { if let metrics { runtime.reportStatistics(to: metrics) } }
+    }
+    private var reportedChunkDrops = DTLSChunkCounters()
 
     /// Packets dropped before usrsctp saw them, process-wide (tests and diagnostics read these).
     static let droppedTooShort = Atomic<Int>(0)
@@ -61,6 +66,7 @@ final class SCTPPath: LayerDelegate {
     private func transmit(_ packet: UnsafeMutableRawBufferPointer) {
         SCTPPacket.fillChecksum(packet)
         capture?.wire(UnsafeRawBufferPointer(packet), outgoing: true)
+        metrics?.packetsSent.increment()
         lower.write(UnsafeRawBufferPointer(packet), completion: nil)
     }
 
@@ -74,6 +80,7 @@ final class SCTPPath: LayerDelegate {
     func layerDidRead(_ bytes: UnsafeRawBufferPointer) {
         guard let handle else { return }
         capture?.wire(bytes, outgoing: false)
+        metrics?.packetsReceived.increment()
         switch SCTPPacket.verify(bytes) {
         case .valid:
             guard let chunkFilter else {
@@ -87,10 +94,15 @@ final class SCTPPath: LayerDelegate {
                 var abort = abort
                 abort.withUnsafeMutableBytes { transmit($0) }
             })
+            if let metrics, chunkFilter.protection.counters.packetsDropped != reportedChunkDrops.packetsDropped {
+                metrics.recordChunkDrops(chunkFilter.protection.counters, since: &reportedChunkDrops)
+            }
         case .tooShort:
             Self.droppedTooShort.add(1, ordering: .relaxed)
+            metrics?.droppedTooShort.increment()
         case .badChecksum:
             Self.droppedBadChecksum.add(1, ordering: .relaxed)
+            metrics?.droppedBadChecksum.increment()
         }
     }
 

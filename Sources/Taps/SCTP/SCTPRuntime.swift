@@ -23,6 +23,14 @@ final class SCTPRuntime: @unchecked Sendable {
     /// usrsctp's tick (its own timer threads use 10 ms).
     static let tickMilliseconds: UInt64 = 10
 
+    /// Where usrsctp's process-wide statistics go: the metrics of the newest path that has any.
+    private var statisticsMetrics: StackMetrics?
+    /// usrsctp's retransmitted DATA chunks when they were last reported.
+    private var reportedRetransmissions: UInt32 = 0
+    private var ticksSinceReport = 0
+    /// How often the statistics are reported while associations exist (and when the last one ends).
+    static let statisticsInterval = 1_000 / Int(tickMilliseconds)
+
     private init(loop: EventLoop) {
         self.loop = loop
         usrsctp_init_nothreads(0, { address, buffer, length, _, _ in
@@ -60,6 +68,8 @@ final class SCTPRuntime: @unchecked Sendable {
             let now = loop.nowMilliseconds
             usrsctp_handle_timers(UInt32(truncatingIfNeeded: now - lastTick))
             lastTick = now
+            ticksSinceReport += 1
+            if ticksSinceReport >= Self.statisticsInterval { reportStatistics() }
         }
     }
 
@@ -69,6 +79,31 @@ final class SCTPRuntime: @unchecked Sendable {
         guard openSockets == 0 else { return }
         timer?.close()
         timer = nil
+        reportStatistics()
+    }
+
+    // MARK: Statistics (loop thread)
+
+    /// Later associations report usrsctp's statistics to `metrics`' factory.
+    func reportStatistics(to metrics: StackMetrics) {
+        if statisticsMetrics == nil { reportedRetransmissions = Self.retransmittedDataChunks() }
+        statisticsMetrics = metrics
+    }
+
+    /// Adds what usrsctp counted since the last report (usrsctp keeps no per-association counts).
+    private func reportStatistics() {
+        ticksSinceReport = 0
+        guard let statisticsMetrics else { return }
+        let total = Self.retransmittedDataChunks()
+        let added = total &- reportedRetransmissions
+        reportedRetransmissions = total
+        if added > 0 { statisticsMetrics.sctpRetransmissions.increment(by: Int(added)) }
+    }
+
+    private static func retransmittedDataChunks() -> UInt32 {
+        var statistics = sctpstat()
+        usrsctp_get_stat(&statistics)
+        return statistics.sctps_sendretransdata
     }
 
     // MARK: Paths

@@ -29,6 +29,10 @@ final class TLSLayer: Layer, LayerDelegate {
     private enum State { case idle, deferred, awaitingSession, handshaking, ready, closing, failed }
 
     private unowned let loop: EventLoop
+    /// Counts the handshake: full, resumed or failed.
+    var metrics: StackMetrics?
+    /// The layer below is up, so a failure from now on is the handshake's (not, say, a refused connect).
+    private var handshakeBegan = false
 
     init(over lower: Layer, engine: TLSEngine, loop: EventLoop, streamSessions: TLSStreamSessions? = nil,
          deferredUntilFirstWrite: Bool = false) {
@@ -67,6 +71,7 @@ final class TLSLayer: Layer, LayerDelegate {
 
     func layerDidBecomeReady() {
         guard state == .handshaking else { return }
+        handshakeBegan = true
         guard engine.context.role == .client || engine.continuesHandshake else { return }
         if deferredUntilFirstWrite {
             state = .deferred
@@ -118,6 +123,7 @@ final class TLSLayer: Layer, LayerDelegate {
     private func handshakeDidComplete() {
         guard state == .handshaking else { return }
         state = .ready
+        metrics?.handshakeCompleted(resumed: engine.resumed)
         stopRetransmission()
         if isSessionLeader { awaitLeaderSession() }
         reportReady()
@@ -216,6 +222,7 @@ final class TLSLayer: Layer, LayerDelegate {
     private func reportPeerKeyUpdates() {
         while engine.peerKeyUpdates > 0 {
             engine.peerKeyUpdates -= 1
+            metrics?.keyUpdates.increment()
             delegate?.layerDidUpdateKeys(byPeer: true)
         }
     }
@@ -233,6 +240,7 @@ final class TLSLayer: Layer, LayerDelegate {
         guard state == .ready else { throw .connectionClosed("keys can be updated only on an established connection") }
         try engine.updateKeys(requestPeer: requestPeerUpdate)
         flush(completion: nil)
+        metrics?.keyUpdates.increment()
         delegate?.layerDidUpdateKeys(byPeer: false)
     }
 
@@ -258,6 +266,7 @@ final class TLSLayer: Layer, LayerDelegate {
 
     private func fail(_ error: TransportError) {
         guard state != .failed else { return }
+        if handshakeBegan && state != .ready && state != .closing { metrics?.handshakesFailed.increment() }
         state = .failed
         stopRetransmission()
         leaveSessionLead()

@@ -8,6 +8,8 @@ struct StackRecipe: Sendable {
     let tlsContext: TLSContext?
     let serverName: String?
     let local: SocketAddress?
+    /// Where its connections, handshakes and packets are counted.
+    let metrics: StackMetrics
     /// Testing: faults on the datagram path (client side).
     var lossyPath: LossyPath? = nil
     /// Stacks with the DTLS chunk: its policy and keys.
@@ -118,7 +120,9 @@ struct StackRecipe: Sendable {
                 guard let dtlsChunk else { throw .invalidArgument("stack \(stack.name) needs the DTLS chunk's settings") }
                 chunkFilter = dtlsChunk.makeFilter(side: .initiator)
             case .dtls where acceptedEngine != nil:
-                layer = TLSLayer(over: layer, engine: acceptedEngine!, loop: loop)
+                let security = TLSLayer(over: layer, engine: acceptedEngine!, loop: loop)
+                security.metrics = metrics
+                layer = security
             case .tls, .dtls:
                 layer = try addSecurity(over: layer, remote: remote, loop: loop, streamSessions: streamSessions)
             case .tcp, .udp:
@@ -134,6 +138,7 @@ struct StackRecipe: Sendable {
         let path = SCTPPath(over: lower)
         path.chunkFilter = chunkFilter
         path.capture = capture.map { SCTPPathCapture($0, lower: lower) }
+        path.metrics = metrics
         let localPort = lower.localAddress?.port ?? 0
         let association = SCTPAssociation(path: path, role: .client(localPort: localPort, remotePort: remote.port),
                                           options: sctpOptions, loop: loop)
@@ -154,10 +159,16 @@ struct StackRecipe: Sendable {
         }
         let engine = try TLSEngine(context: tlsContext, serverName: serverName, peerAddress: remote, sessionKey: sessionKey,
                                    recordPerWrite: overStream, offersCachedSession: !overStream)
-        guard overStream, remote != nil else { return TLSLayer(over: lower, engine: engine, loop: loop) }
-        let pattern = properties.sctp.tlsHandshakes
-        let sessions = streamSessions ?? TLSStreamSessions(pattern: pattern, earlier: sessionKey.flatMap(tlsContext.session(for:)))
-        return TLSLayer(over: lower, engine: engine, loop: loop, streamSessions: sessions,
-                        deferredUntilFirstWrite: streamSessions != nil && pattern == .delayed)
+        let layer: TLSLayer
+        if overStream, remote != nil {
+            let pattern = properties.sctp.tlsHandshakes
+            let sessions = streamSessions ?? TLSStreamSessions(pattern: pattern, earlier: sessionKey.flatMap(tlsContext.session(for:)))
+            layer = TLSLayer(over: lower, engine: engine, loop: loop, streamSessions: sessions,
+                             deferredUntilFirstWrite: streamSessions != nil && pattern == .delayed)
+        } else {
+            layer = TLSLayer(over: lower, engine: engine, loop: loop)
+        }
+        layer.metrics = metrics
+        return layer
     }
 }
