@@ -11,7 +11,8 @@ import json
 import math
 import sys
 
-BASELINE_NAMES = {"tcp": "C (libuv)", "tls-tcp": "C (libuv + OpenSSL)", "sctp": "C (usrsctp threads)",
+BASELINE_NAMES = {"tcp": "C (libuv)", "tls-tcp": "C (libuv + OpenSSL)", "udp": "C (libuv)", "dtls-udp": "Taps udp",
+                  "sctp": "C (usrsctp threads)",
                   "tls-sctp": "Taps sctp", "dtls-chunk-sctp": "Taps sctp"}
 
 
@@ -29,7 +30,8 @@ def measurements(lines):
             details.append(f"MTU {record['mtu']}")
         if "km" in record:
             details.append(record["km"])
-        details.append(f"{record['message_size'] // 1024} KB")
+        size = record["message_size"]
+        details.append(f"{size // 1024} KB" if size >= 4096 else f"{size} B")
         yield f"{label} ({', '.join(details)})", record["mbps"], record["baseline_mbps"], BASELINE_NAMES.get(label, "baseline")
 
 

@@ -1,6 +1,7 @@
 /* The C baseline for taps-bench: libuv + OpenSSL memory BIOs, nothing else. */
 #define _GNU_SOURCE  /* pthread_setname_np */
 #include "TapsBaseline.h"
+#include "BaselineInternal.h"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -226,10 +227,30 @@ static void bind_to_cpu(int cpu) {
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
+void baseline_bind_server_thread(const char *name) {
+    if (bound_server_cpu >= 0) bind_to_cpu(bound_server_cpu);
+    pthread_setname_np(pthread_self(), name);  /* told apart from Taps' loops under perf */
+}
+
+/* The client loop runs on the caller's thread: named for perf and bound while it runs. */
+static __thread char caller_name[16];
+static __thread cpu_set_t caller_cpus;
+
+void baseline_client_thread_begin(void) {
+    pthread_getname_np(pthread_self(), caller_name, sizeof caller_name);
+    pthread_setname_np(pthread_self(), "base-client");
+    pthread_getaffinity_np(pthread_self(), sizeof caller_cpus, &caller_cpus);
+    if (bound_client_cpu >= 0) bind_to_cpu(bound_client_cpu);
+}
+
+void baseline_client_thread_end(void) {
+    pthread_setname_np(pthread_self(), caller_name);
+    pthread_setaffinity_np(pthread_self(), sizeof caller_cpus, &caller_cpus);
+}
+
 static void *server_thread(void *arg) {
     server_state *s = arg;
-    if (bound_server_cpu >= 0) bind_to_cpu(bound_server_cpu);
-    pthread_setname_np(pthread_self(), "base-server");  /* told apart from Taps' loops under perf */
+    baseline_bind_server_thread("base-server");
     uv_loop_init(&s->loop);
     s->loop.data = s;
     uv_tcp_init(&s->loop, &s->listener);
@@ -347,7 +368,7 @@ static void client_connect(client_state *c) {
     uv_tcp_connect(req, &p->tcp, (const struct sockaddr *)&addr, on_connected);
 }
 
-static SSL_CTX *make_ctx(int server, const char *cert, const char *key) {
+SSL_CTX *baseline_make_ctx(int server, const char *cert, const char *key) {
     SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     if (server) {
@@ -368,7 +389,7 @@ static server_state *start_server(int tls, const char *cert, const char *key) {
     s->tls = tls;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->ready, NULL);
-    if (tls) s->ctx = make_ctx(1, cert, key);
+    if (tls) s->ctx = baseline_make_ctx(1, cert, key);
     pthread_create(&s->thread, NULL, server_thread, s);
     pthread_mutex_lock(&s->lock);
     while (!s->started) pthread_cond_wait(&s->ready, &s->lock);
@@ -401,23 +422,16 @@ static double run_client(int tls, int port, int handshake_mode, double seconds, 
     char *message_allocation = aligned_alloc(4096, message_size + MESSAGE_PAGE_OFFSET + 4096);
     c.message = message_allocation + MESSAGE_PAGE_OFFSET;
     memset(c.message, 'x', message_size);
-    if (tls) c.ctx = make_ctx(0, cert, NULL);
+    if (tls) c.ctx = baseline_make_ctx(0, cert, NULL);
     uv_loop_init(&c.loop);
-    /* The client loop runs on the caller's thread: named for perf while it runs. */
-    char caller_name[16] = "";
-    pthread_getname_np(pthread_self(), caller_name, sizeof caller_name);
-    pthread_setname_np(pthread_self(), "base-client");
-    cpu_set_t caller_cpus;
-    pthread_getaffinity_np(pthread_self(), sizeof caller_cpus, &caller_cpus);
-    if (bound_client_cpu >= 0) bind_to_cpu(bound_client_cpu);
+    baseline_client_thread_begin();
     c.started_ns = now_ns();
     c.deadline_ns = c.started_ns + (uint64_t)(seconds * 1e9);
     client_connect(&c);
     uv_run(&c.loop, UV_RUN_DEFAULT);
     uint64_t client_elapsed = now_ns() - c.started_ns;
     uv_loop_close(&c.loop);
-    pthread_setname_np(pthread_self(), caller_name);
-    pthread_setaffinity_np(pthread_self(), sizeof caller_cpus, &caller_cpus);
+    baseline_client_thread_end();
     *error = c.error;
     if (c.ctx) SSL_CTX_free(c.ctx);
     free(message_allocation);

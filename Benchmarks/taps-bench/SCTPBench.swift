@@ -41,26 +41,48 @@ struct SCTPBench {
         return preconnection
     }
 
-    /// MB/s (10^6 bytes) as the server process received them on all streams, between its first and
-    /// last message.
-    func throughput(seconds: Double, messageSize: Int) async throws -> Double {
+    /// The server process, started: this program again with `--sctp-server`, which prints its port.
+    struct ServerProcess {
+        let process: Process
+        var lines: LineReader
+        let port: UInt16
+
+        func stop() { if process.isRunning { process.terminate() } }
+    }
+
+    /// Starts the server process: a receiver counting a bulk transfer, or an echo (`--latency`).
+    func startServer(echo: Bool = false) throws -> ServerProcess {
         let server = Process()
         server.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        server.arguments = ["--sctp-server", "--mtu", "\(mtu)", "--streams", "\(streams)"]
+        server.arguments = ["--sctp-server", "--mtu", "\(mtu)", "--streams", "\(streams)"] + (echo ? ["--latency"] : [])
             + (tls.map { ["--server-cert", $0.cert, "--server-key", $0.key] } ?? [])
             + (chunk?.serverArguments ?? [])
         let output = Pipe()
         server.standardOutput = output
         try server.run()
-        defer { if server.isRunning { server.terminate() } }
         var lines = LineReader(output.fileHandleForReading)
         guard let portLine = lines.next(), let port = UInt16(portLine) else {
+            if server.isRunning { server.terminate() }
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process did not report its port"])
         }
+        return ServerProcess(process: server, lines: lines, port: port)
+    }
+
+    /// The client's side of this set-up, to the server process on `port`.
+    func clientPreconnection(port: UInt16) throws -> Preconnection {
         // tls-sctp: the certificate is for localhost.
-        let client = try Self.preconnection(mtu: mtu, tls: tls, chunk: chunk,
-                                            remote: tls == nil ? .loopback(port: port) : .host("localhost", port: port))
+        try Self.preconnection(mtu: mtu, tls: tls, chunk: chunk, remote: tls == nil ? .loopback(port: port) : .host("localhost", port: port))
+    }
+
+    /// MB/s (10^6 bytes) as the server process received them on all streams, between its first and
+    /// last message.
+    func throughput(seconds: Double, messageSize: Int) async throws -> Double {
+        let serverProcess = try startServer()
+        defer { serverProcess.stop() }
+        let server = serverProcess.process
+        let client = try clientPreconnection(port: serverProcess.port)
         try await BulkTransfer.send(client, streams: streams, seconds: seconds, messageSize: messageSize)
+        var lines = serverProcess.lines
         guard let resultLine = lines.next(), let megabytesPerSecond = Double(resultLine) else {
             throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "the sctp server process reported no figure"])
         }
@@ -74,9 +96,15 @@ struct SCTPBench {
 
     /// The server process: prints its port, receives `streams` connections until each peer's final
     /// message, prints the MB/s it measured over all of them.
-    static func serve(mtu: Int, tls: (cert: String, key: String)?, chunk: DTLSChunkSetup?, streams: Int) async throws {
+    static func serve(mtu: Int, tls: (cert: String, key: String)?, chunk: DTLSChunkSetup?, streams: Int, echo: Bool) async throws {
         let listener = try await preconnection(mtu: mtu, tls: tls, chunk: chunk, local: .loopback()).listen()
         FileHandle.standardOutput.write(Data("\(listener.localAddress.port)\n".utf8))
+        if echo {  // --latency: echoes the first connection until it ends
+            var incoming = listener.connections.makeAsyncIterator()
+            guard let connection = await incoming.next() else { return }
+            await Task(executorPreference: connection.loop) { await LatencyBench.echo(on: connection) }.value
+            return
+        }
         let (bytes, elapsed) = await BulkTransfer.receive(on: listener, connections: streams)
         FileHandle.standardOutput.write(Data("\(BulkTransfer.megabytesPerSecond(bytes, elapsed))\n".utf8))
         // dtls-chunk-sctp: packets the receiver opened and sealed (its SACKs), and its CPU time.
@@ -113,7 +141,7 @@ struct SCTPBench {
 }
 
 /// Lines from a child's output, read as they arrive.
-private struct LineReader {
+struct LineReader {
     let handle: FileHandle
     var buffer = Data()
 

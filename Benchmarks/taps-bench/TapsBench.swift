@@ -12,14 +12,20 @@ struct TapsBench: AsyncParsableCommand {
         abstract: "Measure Taps throughput against a C baseline (libuv + OpenSSL) on loopback.",
         discussion: "Build in release mode: swift run -c release taps-bench --stack tls-tcp --seconds 3")
 
-    @Option(name: .long, help: "Stack to measure (tcp, tls-tcp, sctp, tls-sctp, dtls-chunk-sctp); repeat for several.")
+    @Option(name: .long, help: "Stack to measure (tcp, tls-tcp, udp, dtls-udp, sctp, tls-sctp, dtls-chunk-sctp); repeat for several.")
     var stack: [String] = []
 
     @Option(name: .long, help: "Seconds per measurement.")
     var seconds: Double = 3
 
-    @Option(name: .long, help: "Bytes per send.")
-    var messageSize: Int = 65_536
+    @Option(name: .long, help: "Bytes per send (default 65536; 64 with --latency; udp and dtls-udp bulk send the largest datagram the stack allows).")
+    var messageSize: Int?
+
+    /// The bytes per send of this run.
+    var messageBytes: Int { messageSize ?? (latency ? 64 : 65_536) }
+
+    @Flag(name: .long, help: "Measure round-trip times of one message at a time (p50 / p99 / p99.9 from an HDR histogram) instead of throughput.")
+    var latency = false
 
     @Flag(name: .long, help: "Measure connection establishments per second instead of bulk throughput (tls-sctp: stream set-ups, resumeFirst against parallel).")
     var handshakes = false
@@ -72,13 +78,14 @@ struct TapsBench: AsyncParsableCommand {
             let chunk = chunkKeys.map { keyFile in
                 DTLSChunkSetup(keyManagement: km, keyFile: keyFile, cert: serverCert ?? "", key: serverKey ?? "", rekeyBytes: rekeyMb > 0 ? rekeyMb << 20 : nil)
             }
-            try await SCTPBench.serve(mtu: mtu, tls: chunk == nil ? tls : nil, chunk: chunk, streams: streams)
+            try await SCTPBench.serve(mtu: mtu, tls: chunk == nil ? tls : nil, chunk: chunk, streams: streams, echo: latency)
             Glibc.exit(0)
         }
         let stacks = stack.isEmpty ? ["tcp", "tls-tcp"] : stack.map { $0.lowercased() }
-        for name in stacks where !["tcp", "tls-tcp", "sctp", "tls-sctp", "dtls-chunk-sctp"].contains(name) {
-            throw ValidationError("taps-bench measures tcp, tls-tcp, sctp, tls-sctp and dtls-chunk-sctp (no baseline for \(name) yet)")
+        for name in stacks where !Self.stacks.contains(name) {
+            throw ValidationError("taps-bench measures \(Self.stacks.joined(separator: ", ")), not \(name)")
         }
+        if latency && (handshakes || mixed) { throw ValidationError("--latency measures round trips; leave out --handshakes and --mixed") }
         if km == .tlsSCTP { throw ValidationError("--km takes dtls13 or psk; tls-sctp is the set-up benchmark's baseline") }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("taps-bench-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -102,9 +109,15 @@ struct TapsBench: AsyncParsableCommand {
             clientLoop.shutdown()
         }
         for name in stacks {
-            if name == "sctp" && handshakes { throw ValidationError("--handshakes measures tcp, tls-tcp, tls-sctp and dtls-chunk-sctp") }
+            if ["sctp", "udp", "dtls-udp"].contains(name) && handshakes {
+                throw ValidationError("--handshakes measures tcp, tls-tcp, tls-sctp and dtls-chunk-sctp")
+            }
             var bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
             bench.chunkKeys = chunkKeyFile
+            if latency {
+                try await measureLatency(bench)
+                continue
+            }
             let runTaps = only != "baseline", runBaseline = only != "taps"
             let unit = handshakes ? "handshakes_per_second" : "mbps"
             var pairs: [(ours: Double, baseline: Double)] = []
@@ -114,24 +127,31 @@ struct TapsBench: AsyncParsableCommand {
             var baselineError: Int32 = 0
             // --mixed: (Taps client to C server, C client to Taps server) per round.
             var mixes: [(tapsSending: Double, tapsReceiving: Double)] = []
+            // udp / dtls-udp: the share of datagrams lost, and the datagram size Taps' connection allowed.
+            var losses: [(ours: Double, baseline: Double)] = []
+            var datagramSize: Int?
             // Taps and the baseline take turns, so a change in the machine's load hits both alike,
             // and each goes first in every other round, so whatever a round's first run leaves
             // behind in the process does too.
             for round in 0..<max(1, rounds) {
                 var ours = Measurement(), baseline = Measurement()
                 for tapsTurn in round % 2 == 0 ? [true, false] : [false, true] {
-                    if tapsTurn && runTaps { ours = try await measureTaps(bench) }
-                    if !tapsTurn && runBaseline { baseline = try await measureBaseline(bench) }
+                    if tapsTurn && runTaps {
+                        ours = try await measureTaps(bench)
+                        datagramSize = datagramSize ?? ours.datagramSize
+                    }
+                    if !tapsTurn && runBaseline { baseline = try await measureBaseline(bench, datagramSize: datagramSize) }
                 }
+                if ours.loss != nil || baseline.loss != nil { losses.append((ours.loss ?? 0, baseline.loss ?? 0)) }
                 if baseline.error != 0 { baselineError = baseline.error }
                 if mixed && !handshakes && !name.hasSuffix("sctp") {
-                    mixes.append((try await bench.throughputToBaselineServer(seconds: seconds, messageSize: messageSize),
-                                  try await bench.throughputFromBaselineClient(seconds: seconds, messageSize: messageSize)))
+                    mixes.append((try await bench.throughputToBaselineServer(seconds: seconds, messageSize: messageBytes),
+                                  try await bench.throughputFromBaselineClient(seconds: seconds, messageSize: messageBytes)))
                 }
                 pairs.append((ours.value, baseline.value))
                 if ours.perCPU != nil || baseline.perCPU != nil { efficiency.append((ours.perCPU ?? 0, baseline.perCPU ?? 0)) }
             }
-            report(name, unit: unit, pairs: pairs, efficiency: efficiency, error: baselineError)
+            report(name, unit: unit, pairs: pairs, efficiency: efficiency, losses: losses, datagramSize: datagramSize, error: baselineError)
             if !mixes.isEmpty { reportMixes(name, mixes) }
         }
         // The shared loops (and usrsctp's iterator thread) keep running; the figures are out.
@@ -147,11 +167,27 @@ struct TapsBench: AsyncParsableCommand {
         var value = 0.0
         var perCPU: Double?
         var error: Int32 = 0
+        /// udp / dtls-udp: the share of datagrams sent that never arrived, and their size.
+        var loss: Double?
+        var datagramSize: Int?
+
+        init(value: Double = 0, perCPU: Double? = nil, error: Int32 = 0) {
+            self.value = value
+            self.perCPU = perCPU
+            self.error = error
+        }
+
+        init(_ datagrams: DatagramBench.Outcome) {
+            value = datagrams.megabytesPerSecond
+            loss = datagrams.loss
+            datagramSize = datagrams.size
+        }
     }
 
     private func measureTaps(_ bench: Bench) async throws -> Measurement {
+        if bench.stack.hasSuffix("udp") { return Measurement(try await DatagramBench.taps(bench, seconds: seconds)) }
         if bench.stack == "sctp" {
-            return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageSize))
+            return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageBytes))
         }
         if bench.stack == "dtls-chunk-sctp" && handshakes {
             return Measurement(value: try await AssociationSetupBench.rate(km, seconds: seconds, cert: bench.cert, key: bench.key,
@@ -161,7 +197,7 @@ struct TapsBench: AsyncParsableCommand {
             let setup = DTLSChunkSetup(keyManagement: km, keyFile: bench.chunkKeys ?? "", cert: bench.cert, key: bench.key,
                                        rekeyBytes: rekeyMb > 0 ? rekeyMb << 20 : nil)
             let chunk = SCTPBench(mtu: mtu, streams: streams, chunk: setup)
-            return Measurement(value: try await chunk.throughput(seconds: seconds, messageSize: messageSize))
+            return Measurement(value: try await chunk.throughput(seconds: seconds, messageSize: messageBytes))
         }
         if bench.stack == "tls-sctp" {
             if handshakes {
@@ -169,44 +205,52 @@ struct TapsBench: AsyncParsableCommand {
                                                                             tls12: tls12))
             }
             let tls = SCTPBench(mtu: mtu, tls: (bench.cert, bench.key), streams: streams)
-            return Measurement(value: try await tls.throughput(seconds: seconds, messageSize: messageSize))
+            return Measurement(value: try await tls.throughput(seconds: seconds, messageSize: messageBytes))
         }
         if handshakes { return Measurement(value: try await bench.handshakeRate(seconds: seconds)) }
         let cpu = CPUTime.now()
-        let transfer = try await bench.throughput(seconds: seconds, messageSize: messageSize)
+        let transfer = try await bench.throughput(seconds: seconds, messageSize: messageBytes)
         return Measurement(value: transfer.megabytesPerSecond, perCPU: CPUTime.megabytesPerSecond(transfer.bytes, since: cpu))
     }
 
     /// The baseline: the C programs for tcp, tls-tcp and sctp; for tls-sctp and dtls-chunk-sctp, Taps'
     /// plain sctp in the same set-up (bulk), or full handshakes on every stream (`parallel`, for
     /// tls-sctp stream set-ups).
-    private func measureBaseline(_ bench: Bench) async throws -> Measurement {
+    private func measureBaseline(_ bench: Bench, datagramSize: Int?) async throws -> Measurement {
         let tls: Int32 = bench.tls ? 1 : 0, cert = bench.cert, key = bench.key
-        if bench.stack == "sctp" { return Measurement(value: try SCTPBench.baseline(seconds: seconds, messageSize: messageSize, mtu: mtu)) }
+        if bench.stack == "udp" { return Measurement(DatagramBench.baseline(seconds: seconds, size: datagramSize ?? 65_507)) }
+        if bench.stack == "dtls-udp" {
+            var udp = bench
+            udp.stack = "udp"
+            return Measurement(try await DatagramBench.taps(udp, seconds: seconds, size: datagramSize))
+        }
+        if bench.stack == "sctp" { return Measurement(value: try SCTPBench.baseline(seconds: seconds, messageSize: messageBytes, mtu: mtu)) }
         if bench.stack == "dtls-chunk-sctp" && handshakes {
             return Measurement(value: try await AssociationSetupBench.rate(.tlsSCTP, seconds: seconds, cert: bench.cert, key: bench.key,
                                                                           chunkKeys: bench.chunkKeys ?? ""))
         }
         if bench.stack == "dtls-chunk-sctp" {
-            return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageSize))
+            return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageBytes))
         }
         if bench.stack == "tls-sctp" {
             if handshakes {
                 return Measurement(value: try await StreamSetupBench.rate(pattern: .parallel, seconds: seconds, cert: cert, key: key, mtu: mtu, tls12: tls12))
             }
-            return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageSize))
+            return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageBytes))
         }
         if handshakes {
             let result = taps_baseline_handshakes(tls, seconds, cert, key)
             return Measurement(value: result.handshakes_per_second, error: result.error)
         }
         let cpu = CPUTime.now()
-        let result = taps_baseline_bulk(tls, seconds, messageSize, cert, key)
+        let result = taps_baseline_bulk(tls, seconds, messageBytes, cert, key)
         return Measurement(value: result.megabytes_per_second, perCPU: CPUTime.megabytesPerSecond(Int(result.bytes), since: cpu), error: result.error)
     }
 
     private func report(_ stack: String, unit: String, pairs: [(ours: Double, baseline: Double)],
-                        efficiency: [(ours: Double, baseline: Double)], error: Int32) {
+                        efficiency: [(ours: Double, baseline: Double)], losses: [(ours: Double, baseline: Double)],
+                        datagramSize: Int?, error: Int32) {
+        let loss = Self.median(losses.map(\.ours)), baselineLoss = Self.median(losses.map(\.baseline))
         let ours = Self.median(pairs.map(\.ours)), baseline = Self.median(pairs.map(\.baseline))
         let ratio = baseline > 0 ? ours / baseline : 0
         let oursPerCPU = Self.median(efficiency.map(\.ours)), baselinePerCPU = Self.median(efficiency.map(\.baseline))
@@ -214,9 +258,11 @@ struct TapsBench: AsyncParsableCommand {
         if json {
             let baselineKey = unit == "mbps" ? "baseline_mbps" : "baseline_\(unit)"
             var fields = ["\"stack\": \"\(stack)\"", "\"\(unit)\": \(Self.format(ours))", "\"\(baselineKey)\": \(Self.format(baseline))",
-                          "\"ratio\": \(String(format: "%.3f", ratio))", "\"message_size\": \(messageSize)", "\"seconds\": \(seconds)"]
+                          "\"ratio\": \(String(format: "%.3f", ratio))", "\"message_size\": \(datagramSize ?? messageBytes)", "\"seconds\": \(seconds)"]
             if stack.hasSuffix("sctp") { fields += ["\"mtu\": \(mtu)", "\"streams\": \(streams)"] } else { fields.append("\"pinned\": \(pinned)") }
             if stack == "tls-sctp" { fields.append("\"baseline\": \"\(handshakes ? "parallel" : "sctp")\"") }
+            if stack == "dtls-udp" { fields.append("\"baseline\": \"udp\"") }
+            if !losses.isEmpty { fields += ["\"loss\": \(String(format: "%.4f", loss))", "\"baseline_loss\": \(String(format: "%.4f", baselineLoss))"] }
             if stack == "dtls-chunk-sctp" { fields.append("\"baseline\": \"\(handshakes ? "tls-sctp" : "sctp")\"") }
             if stack == "dtls-chunk-sctp" { fields.append("\"km\": \"\(km.rawValue)\"") }
             if stack == "tls-sctp" && handshakes { fields.append("\"tls_version\": \"\(tls12 ? "1.2" : "1.3")\"") }
@@ -232,9 +278,12 @@ struct TapsBench: AsyncParsableCommand {
         } else {
             let label = unit == "mbps" ? "MB/s" : "handshakes/s"
             let median = pairs.count > 1 ? " (median of \(pairs.count))" : ""
-            let baselineName = !["tls-sctp", "dtls-chunk-sctp"].contains(stack) ? "C baseline"
+            let baselineName = stack == "dtls-udp" ? "udp" : !["tls-sctp", "dtls-chunk-sctp"].contains(stack) ? "C baseline"
                 : handshakes ? (stack == "tls-sctp" ? "parallel" : "tls-sctp") : "sctp"
             print("\(stack.padding(toLength: 8, withPad: " ", startingAt: 0)) taps \(String(format: "%9.1f", ours)) \(label)   \(baselineName) \(String(format: "%9.1f", baseline)) \(label)   ratio \(String(format: "%.2f", ratio))\(median)")
+            if !losses.isEmpty {
+                print("         \(datagramSize ?? 0)-byte datagrams, lost: taps \(String(format: "%.2f", loss * 100))%   \(baselineName) \(String(format: "%.2f", baselineLoss * 100))%")
+            }
             if !efficiency.isEmpty {
                 print("         taps \(String(format: "%9.1f", oursPerCPU)) MB/CPU-s C baseline \(String(format: "%9.1f", baselinePerCPU)) MB/CPU-s ratio \(String(format: "%.2f", cpuRatio))")
             }
@@ -263,7 +312,7 @@ struct TapsBench: AsyncParsableCommand {
 
 /// The Taps side of one measurement: a listener on one loop, a client on another.
 struct Bench {
-    let stack: String
+    var stack: String
     let cert: String
     let key: String
     let serverLoop: EventLoop
@@ -272,26 +321,29 @@ struct Bench {
     var chunkKeys: String? = nil
 
     var tls: Bool { stack == "tls-tcp" }
+    /// TLS or DTLS: the bench's certificate on the server, trusted by the client.
+    private var secured: Bool { tls || stack == "dtls-udp" }
+    private var transport: TransportProperties { stack.hasSuffix("udp") ? .unreliableDatagram : .reliableInOrderStream }
 
     private var registry: StackRegistry {
         StackRegistry(stacks: StackRegistry.standard.stacks.filter { $0.name == stack })
     }
 
-    private func serverPreconnection() -> Preconnection {
-        let security: SecurityParameters = tls
+    func serverPreconnection() -> Preconnection {
+        let security: SecurityParameters = secured
             ? .server(identity: .pemFiles(certificate: cert, key: key)) : .disabled
-        var preconnection = Preconnection(local: .loopback(), transport: .reliableInOrderStream, security: security, loop: serverLoop)
+        var preconnection = Preconnection(local: .loopback(), transport: transport, security: security, loop: serverLoop)
         preconnection.registry = registry
         return preconnection
     }
 
-    private func clientPreconnection(port: UInt16) -> Preconnection {
+    func clientPreconnection(port: UInt16) -> Preconnection {
         var security = SecurityParameters.disabled
-        if tls {
+        if secured {
             security = .clientDefault
             security.trustedRoots = .pem(file: cert)
         }
-        var properties = TransportProperties.reliableInOrderStream
+        var properties = transport
         properties.isolateSession = true  // full handshakes, as in the baseline
         var preconnection = Preconnection(remote: .loopback(port: port), transport: properties, security: security, loop: clientLoop)
         preconnection.registry = registry

@@ -31,6 +31,23 @@ taps_baseline_result taps_baseline_server_finish(taps_baseline_server *server);
 /* Returns 0, or the client's failure. */
 int taps_baseline_send(int tls, int port, double seconds, size_t message_size, const char *cert_pem);
 
+/* Datagrams of `message_size` bytes sent on a connected UDP socket for `seconds` (up to 64 sends
+ * queued in libuv), counted by a receiver thread: MB/s as received, first to last datagram. */
+typedef struct {
+    double megabytes_per_second;
+    uint64_t sent;       /* datagrams the socket took */
+    uint64_t received;   /* datagrams the receiver got (the rest the kernel dropped) */
+    uint64_t bytes;
+    int error;
+} taps_baseline_datagram_result;
+taps_baseline_datagram_result taps_baseline_udp(double seconds, size_t message_size);
+
+/* Round trips of one `message_size`-byte message at a time, echoed by a server thread, for
+ * `seconds`: mode 0 TCP, 1 TLS over TCP, 2 UDP. Writes each round trip's time in nanoseconds to
+ * `samples` (at most `capacity`) and returns how many, or a negative failure. */
+long taps_baseline_latency(int mode, double seconds, size_t message_size, const char *cert, const char *key,
+                           uint64_t *samples, size_t capacity);
+
 /* Binds the server thread and the client thread (the caller's, for the run) to these CPUs in
  * later runs, as taps-bench binds its two loops; -1 leaves a side unbound. */
 void taps_baseline_bind_cpus(int server_cpu, int client_cpu);
