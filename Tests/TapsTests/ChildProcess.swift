@@ -10,9 +10,13 @@ final class ChildProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var output = ""
 
-    init(_ executable: String, _ arguments: [String]) throws {
+    /// `environment` adds to (or replaces in) this process's environment.
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

@@ -20,6 +20,8 @@ public struct Preconnection: Sendable {
     /// building an SSL_CTX and parsing trust roots costs more than a handshake, and sharing the
     /// context shares its session cache.
     private let contexts = TLSContextCache()
+    /// The host's policy (`SystemPolicy`): the process's, read once. Tests set their own.
+    var policy: Result<SystemPolicy?, TransportError> = SystemPolicy.processPolicy
 
     public init(local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil,
                 transport: TransportProperties = TransportProperties(),
@@ -39,12 +41,14 @@ public struct Preconnection: Sendable {
     }
 
     private func selector(_ role: ProtocolStack.Role) -> StackSelector {
-        StackSelector(properties: transport, security: security, hasFramer: framer != nil, role: role)
+        StackSelector(properties: transport, security: security, hasFramer: framer != nil, role: role, policy: policy)
     }
 
     /// Builds the recipe for each selected stack, creating security contexts once (so bad
     /// credentials fail here, before any packet is sent).
     private func recipes(for role: ProtocolStack.Role) throws(TransportError) -> [StackRecipe] {
+        // A malformed policy fails here, before anything else; a valid one narrows the parameters.
+        let security = try policy.get()?.constrain(self.security) ?? self.security
         let stacks = try selector(role).select(registry)
         let localAddress = try local.map { endpoint throws(TransportError) in try Self.localAddress(endpoint) }
         return try stacks.map { stack throws(TransportError) in

@@ -25,9 +25,25 @@ extension Array where Element == CandidateReport {
 /// explaining each decision.
 struct StackSelector {
     let properties: TransportProperties
+    /// The application's parameters, narrowed by the system policy.
     let security: SecurityParameters
     let hasFramer: Bool
     let role: ProtocolStack.Role
+    /// The host's policy (nil: none), applied before the application's preferences; a malformed
+    /// one rules every stack out.
+    let policy: Result<SystemPolicy?, TransportError>
+    /// What the application asked for, before the policy narrowed it (to tell whose rule it was).
+    private let requested: SecurityParameters
+
+    init(properties: TransportProperties, security: SecurityParameters, hasFramer: Bool, role: ProtocolStack.Role,
+         policy: Result<SystemPolicy?, TransportError> = .success(nil)) {
+        self.properties = properties
+        requested = security
+        self.security = (try? policy.get())??.constrain(security) ?? security
+        self.hasFramer = hasFramer
+        self.role = role
+        self.policy = policy
+    }
 
     func evaluate(_ registry: StackRegistry) -> [CandidateReport] {
         var reports = registry.stacks.map(evaluate)
@@ -63,6 +79,13 @@ struct StackSelector {
         var avoidMatches = 0
 
         if !stack.roles.contains(role) { unmet.append("cannot \(role.rawValue)") }
+        switch policy {
+        case .failure(let error):
+            unmet.append("\(error)")
+        case .success(let policy?) where policy.prohibitedStacks.contains(stack.name):
+            unmet.append("prohibited by \(policy.source)")
+        default: break
+        }
 
         let features = features(of: stack)
         for (name, preference, feature) in properties.featurePreferences {
@@ -94,7 +117,11 @@ struct StackSelector {
 
     private func securityMismatches(_ stack: ProtocolStack, preferMatches: inout Int, avoidMatches: inout Int,
                                     notes: inout [String]) -> [String] {
+        let policy = (try? self.policy.get()) ?? nil
         guard security.isEnabled else {
+            if let policy, !policy.requiredInterfaces.isEmpty {
+                return ["\(policy.source) requires \(policy.requiredInterfaces); security is disabled"]
+            }
             return stack.security.map { ["security disabled, stack adds \($0.name)"] } ?? []
         }
         guard let protocolInfo = stack.security else {
@@ -102,7 +129,15 @@ struct StackSelector {
         }
         var unmet: [String] = []
         if protocolInfo.versions.isDisjoint(with: security.allowedVersions) {
-            unmet.append("\(protocolInfo.name) versions \(protocolInfo.versions.map(\.rawValue).sorted()) not allowed")
+            let byPolicy = !protocolInfo.versions.isDisjoint(with: requested.allowedVersions)
+            unmet.append("\(protocolInfo.name) versions \(protocolInfo.versions.map(\.rawValue).sorted()) not allowed"
+                         + (byPolicy ? " by \(policy?.source ?? "the system policy") (its minimum versions and cipher suites)" : ""))
+        }
+        if let policy {
+            if policy.excludesEveryGroup(of: requested) {
+                unmet.append("no key-exchange group both the application (\(requested.algorithms.groups.joined(separator: ", "))) and \(policy.source) allow")
+            }
+            if protocolInfo.name == SecurityProtocol.dtlsChunk.name, let conflict = policy.chunkSuiteConflict { unmet.append(conflict) }
         }
         if protocolInfo.name == SecurityProtocol.dtlsChunk.name {
             let methods = DTLSChunkSettings.offeredMethods(security)
@@ -120,6 +155,17 @@ struct StackSelector {
         }
         let implied = security.configuredInterfaces
         for (interface, short) in SecurityInterface.all {
+            // The system policy comes first: what it requires or prohibits, the application cannot relax.
+            if let policy, policy.requiredInterfaces.contains(interface) || policy.prohibitedInterfaces.contains(interface) {
+                let has = protocolInfo.interfaces.contains(interface)
+                let required = policy.requiredInterfaces.contains(interface)
+                if required && !has { unmet.append("\(short) required by \(policy.source), \(protocolInfo.name) here does not expose it") }
+                if !required && has { unmet.append("\(short) prohibited by \(policy.source), \(protocolInfo.name) exposes it") }
+                if security.interfacePreferences[interface] == (required ? .prohibit : .require) {
+                    unmet.append("\(short) \(required ? "prohibited" : "required") by the application, \(required ? "required" : "prohibited") by \(policy.source)")
+                }
+                continue
+            }
             // A configured feature (a PSK, a callback) requires its interface unless the
             // application said otherwise for it.
             guard let preference = security.interfacePreferences[interface] ?? (implied.contains(interface) ? .require : nil) else { continue }
