@@ -35,16 +35,12 @@ typedef struct {
     uv_tcp_t listener;
     SSL_CTX *ctx;
     int tls;
-    int port;
     uint64_t bytes;
     uint64_t first_ns, last_ns;
     uint64_t handshakes;
-    pthread_mutex_t lock;
-    pthread_cond_t ready;
-    int started;
     int stop;
     uv_async_t stopper;
-    pthread_t thread;
+    baseline_thread thread;
 } server_state;
 
 struct peer {
@@ -248,6 +244,29 @@ void baseline_client_thread_end(void) {
     pthread_setaffinity_np(pthread_self(), sizeof caller_cpus, &caller_cpus);
 }
 
+void baseline_thread_start(baseline_thread *thread, void *(*body)(void *), void *arg) {
+    pthread_mutex_init(&thread->lock, NULL);
+    pthread_cond_init(&thread->ready, NULL);
+    pthread_create(&thread->id, NULL, body, arg);
+    pthread_mutex_lock(&thread->lock);
+    while (!thread->started) pthread_cond_wait(&thread->ready, &thread->lock);
+    pthread_mutex_unlock(&thread->lock);
+}
+
+void baseline_thread_listening(baseline_thread *thread, const struct sockaddr_storage *bound) {
+    pthread_mutex_lock(&thread->lock);
+    thread->port = ntohs(((const struct sockaddr_in *)bound)->sin_port);
+    thread->started = 1;
+    pthread_cond_signal(&thread->ready);
+    pthread_mutex_unlock(&thread->lock);
+}
+
+void baseline_thread_join(baseline_thread *thread) {
+    pthread_join(thread->id, NULL);
+    pthread_mutex_destroy(&thread->lock);
+    pthread_cond_destroy(&thread->ready);
+}
+
 static void *server_thread(void *arg) {
     server_state *s = arg;
     baseline_bind_server_thread("base-server");
@@ -264,11 +283,7 @@ static void *server_thread(void *arg) {
     struct sockaddr_storage bound;
     int len = sizeof bound;
     uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
-    pthread_mutex_lock(&s->lock);
-    s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-    s->started = 1;
-    pthread_cond_signal(&s->ready);
-    pthread_mutex_unlock(&s->lock);
+    baseline_thread_listening(&s->thread, &bound);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
     return NULL;
@@ -387,13 +402,8 @@ SSL_CTX *baseline_make_ctx(int server, const char *cert, const char *key) {
 static server_state *start_server(int tls, const char *cert, const char *key) {
     server_state *s = calloc(1, sizeof *s);
     s->tls = tls;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->ready, NULL);
     if (tls) s->ctx = baseline_make_ctx(1, cert, key);
-    pthread_create(&s->thread, NULL, server_thread, s);
-    pthread_mutex_lock(&s->lock);
-    while (!s->started) pthread_cond_wait(&s->ready, &s->lock);
-    pthread_mutex_unlock(&s->lock);
+    baseline_thread_start(&s->thread, server_thread, s);
     return s;
 }
 
@@ -402,7 +412,7 @@ static taps_baseline_result finish_server(server_state *s) {
     taps_baseline_result result = {0};
     uv_sleep(200);
     uv_async_send(&s->stopper);
-    pthread_join(s->thread, NULL);
+    baseline_thread_join(&s->thread);
     result.bytes = s->bytes;
     if (s->last_ns > s->first_ns) result.megabytes_per_second = (double)s->bytes / ((double)(s->last_ns - s->first_ns) / 1e9) / 1e6;
     if (s->ctx) SSL_CTX_free(s->ctx);
@@ -442,7 +452,7 @@ static taps_baseline_result run(int tls, int handshake_mode, double seconds, siz
                                 const char *cert, const char *key) {
     server_state *s = start_server(tls, cert, key);
     int error = 0;
-    double handshakes = run_client(tls, s->port, handshake_mode, seconds, message_size, cert, &error);
+    double handshakes = run_client(tls, s->thread.port, handshake_mode, seconds, message_size, cert, &error);
     taps_baseline_result result = finish_server(s);
     result.error = error;
     result.handshakes_per_second = handshakes;
@@ -459,7 +469,7 @@ taps_baseline_result taps_baseline_handshakes(int tls, double seconds, const cha
 
 taps_baseline_server *taps_baseline_server_start(int tls, const char *cert, const char *key, int *port) {
     server_state *s = start_server(tls, cert, key);
-    *port = s->port;
+    *port = s->thread.port;
     return (taps_baseline_server *)s;
 }
 

@@ -18,14 +18,10 @@ typedef struct {
     uv_loop_t loop;
     uv_udp_t udp;
     uv_async_t stopper;
-    int port;
     uint64_t bytes, datagrams;
     uint64_t first_ns, last_ns;
     char buffer[RECEIVE_BUFFER];
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t ready;
-    int started;
+    baseline_thread thread;
 } datagram_sink;
 
 typedef struct {
@@ -80,11 +76,7 @@ static void *sink_thread(void *arg) {
     struct sockaddr_storage bound;
     int length = sizeof bound;
     uv_udp_getsockname(&s->udp, (struct sockaddr *)&bound, &length);
-    pthread_mutex_lock(&s->lock);
-    s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-    s->started = 1;
-    pthread_cond_signal(&s->ready);
-    pthread_mutex_unlock(&s->lock);
+    baseline_thread_listening(&s->thread, &bound);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
     return NULL;
@@ -120,12 +112,7 @@ static void pump_datagrams(datagram_source *c) {
 taps_baseline_datagram_result taps_baseline_udp(double seconds, size_t message_size) {
     taps_baseline_datagram_result result = {0};
     datagram_sink *s = calloc(1, sizeof *s);
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->ready, NULL);
-    pthread_create(&s->thread, NULL, sink_thread, s);
-    pthread_mutex_lock(&s->lock);
-    while (!s->started) pthread_cond_wait(&s->ready, &s->lock);
-    pthread_mutex_unlock(&s->lock);
+    baseline_thread_start(&s->thread, sink_thread, s);
 
     datagram_source *c = calloc(1, sizeof *c);
     c->size = message_size;
@@ -137,7 +124,7 @@ taps_baseline_datagram_result taps_baseline_udp(double seconds, size_t message_s
     uv_loop_init(&c->loop);
     uv_udp_init(&c->loop, &c->udp);
     struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", s->port, &addr);
+    uv_ip4_addr("127.0.0.1", s->thread.port, &addr);
     uv_udp_connect(&c->udp, (const struct sockaddr *)&addr);
     c->deadline_ns = uv_hrtime() + (uint64_t)(seconds * 1e9);
     pump_datagrams(c);
@@ -147,7 +134,7 @@ taps_baseline_datagram_result taps_baseline_udp(double seconds, size_t message_s
 
     uv_sleep(200);  /* what is in flight arrives */
     uv_async_send(&s->stopper);
-    pthread_join(s->thread, NULL);
+    baseline_thread_join(&s->thread);
     result.sent = c->sent;
     result.received = s->datagrams;
     result.bytes = s->bytes;

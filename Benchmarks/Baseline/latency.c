@@ -22,11 +22,7 @@ typedef struct {
     uv_async_t stopper;
     SSL_CTX *ctx;
     int mode;
-    int port;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t ready;
-    int started;
+    baseline_thread thread;
 } echo_server;
 
 /* One TCP connection, at either end: the socket, TLS state if any, a read buffer. */
@@ -189,11 +185,7 @@ static void *echo_thread(void *arg) {
         uv_listen((uv_stream_t *)&s->listener, 16, echo_accept);
         uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &length);
     }
-    pthread_mutex_lock(&s->lock);
-    s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-    s->started = 1;
-    pthread_cond_signal(&s->ready);
-    pthread_mutex_unlock(&s->lock);
+    baseline_thread_listening(&s->thread, &bound);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
     return NULL;
@@ -290,13 +282,8 @@ long taps_baseline_latency(int mode, double seconds, size_t message_size, const 
                            uint64_t *samples, size_t capacity) {
     echo_server *s = calloc(1, sizeof *s);
     s->mode = mode;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->ready, NULL);
     if (mode == MODE_TLS) s->ctx = baseline_make_ctx(1, cert, key);
-    pthread_create(&s->thread, NULL, echo_thread, s);
-    pthread_mutex_lock(&s->lock);
-    while (!s->started) pthread_cond_wait(&s->ready, &s->lock);
-    pthread_mutex_unlock(&s->lock);
+    baseline_thread_start(&s->thread, echo_thread, s);
 
     ping_client c = {0};
     c.mode = mode;
@@ -309,7 +296,7 @@ long taps_baseline_latency(int mode, double seconds, size_t message_size, const 
     baseline_client_thread_begin();
     uv_loop_init(&c.loop);
     struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", s->port, &addr);
+    uv_ip4_addr("127.0.0.1", s->thread.port, &addr);
     c.deadline_ns = uv_hrtime() + (uint64_t)(seconds * 1e9);
     uv_timer_init(&c.loop, &c.watchdog);
     c.watchdog.data = &c;
@@ -333,7 +320,7 @@ long taps_baseline_latency(int mode, double seconds, size_t message_size, const 
     baseline_client_thread_end();
 
     uv_async_send(&s->stopper);
-    pthread_join(s->thread, NULL);
+    baseline_thread_join(&s->thread);
     if (s->ctx) SSL_CTX_free(s->ctx);
     if (c.ctx) SSL_CTX_free(c.ctx);
     free(s);

@@ -98,22 +98,11 @@ final class MetricsTests: XCTestCase {
         await listener.stop()
     }
 
-    private func sctpPreconnection(local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil) -> Preconnection {
-        var transport = TransportProperties.reliableMessage
-        transport.multistreaming = .require
-        transport.sctp.retransmissionTimeoutMinimum = .milliseconds(20)
-        transport.sctp.retransmissionTimeoutInitial = .milliseconds(100)
-        transport.sctp.retransmissionTimeoutMaximum = .milliseconds(400)
-        var preconnection = Preconnection(local: local, remote: remote, transport: transport, security: .disabled)
-        preconnection.registry = StackRegistry(stacks: [.sctp])
-        return preconnection
-    }
-
     func testEverySCTPPacketOneSideSendsTheOtherCountsAsReceived() async throws {
         let server = TestMetrics(), client = TestMetrics()
-        let listener = try await withMetricsFactory(server) { try await sctpPreconnection(local: .loopback()).listen() }
+        let listener = try await withMetricsFactory(server) { try await SCTPLossTests.preconnection(local: .loopback()).listen() }
         let echo = startEcho(listener)
-        let initiating = sctpPreconnection(remote: .loopback(port: listener.localAddress.port))
+        let initiating = SCTPLossTests.preconnection(remote: .loopback(port: listener.localAddress.port))
         let connection = try await withMetricsFactory(client) { try await initiating.initiate() }
         for _ in 0..<50 {
             try await connection.send([UInt8](repeating: 7, count: 3_000))
@@ -145,8 +134,8 @@ final class MetricsTests: XCTestCase {
 
     func testLossCorruptionAndRetransmissionsAreCounted() async throws {
         let server = TestMetrics(), client = TestMetrics()
-        let listener = try await withMetricsFactory(server) { try await sctpPreconnection(local: .loopback()).listen() }
-        var initiating = sctpPreconnection(remote: .loopback(port: listener.localAddress.port))
+        let listener = try await withMetricsFactory(server) { try await SCTPLossTests.preconnection(local: .loopback()).listen() }
+        var initiating = SCTPLossTests.preconnection(remote: .loopback(port: listener.localAddress.port))
         initiating.lossyPath = LossyPath(lossRate: 0.1, corruptionRate: 0.05, seed: 11)
         let connection = try await withMetricsFactory(client) { try await initiating.initiate(timeout: .seconds(10)) }
         let peer = try await listener.firstConnection()

@@ -4,7 +4,8 @@ import XCTest
 
 /// The sctp stack under a lossy path, and bad packets on the wire.
 final class SCTPLossTests: XCTestCase {
-    private func preconnection(local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil) -> Preconnection {
+    /// The sctp stack alone, recovering from loss in tens of milliseconds (also MetricsTests').
+    static func preconnection(local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil) -> Preconnection {
         var transport = TransportProperties.reliableMessage
         transport.multistreaming = .require
         // Loopback round trips are microseconds: recover from loss in tens of milliseconds, not seconds.
@@ -49,8 +50,8 @@ final class SCTPLossTests: XCTestCase {
     }
 
     func testTwentyMegabytesOverFourStreamsThroughLossReorderingDuplicationAndCorruption() async throws {
-        let listener = try await preconnection(local: .loopback()).listen()
-        var client = preconnection(remote: .loopback(port: listener.localAddress.port))
+        let listener = try await Self.preconnection(local: .loopback()).listen()
+        var client = Self.preconnection(remote: .loopback(port: listener.localAddress.port))
         client.lossyPath = LossyPath(lossRate: 0.05, reorderRate: 0.05, duplicateRate: 0.01, corruptionRate: 0.01, seed: 42)
         let badChecksumsBefore = SCTPPath.droppedBadChecksum.load(ordering: .relaxed)
         let first = try await client.initiate(timeout: .seconds(10))
@@ -113,7 +114,7 @@ extension SCTPLossTests {
     }
 
     func testBadPacketsAreCountedAndDroppedAndAnINITFloodLeavesNoAssociation() async throws {
-        let listener = try await preconnection(local: .loopback()).listen()
+        let listener = try await Self.preconnection(local: .loopback()).listen()
         let port = listener.localAddress.port
         var raw = Preconnection(remote: .loopback(port: port), transport: .unreliableDatagram, security: .disabled)
         raw.registry = StackRegistry(stacks: [.udp])
@@ -157,7 +158,7 @@ extension SCTPLossTests {
 
         // No association came of it, and a real client still gets through.
         let echo = startEcho(listener)
-        let client = try await preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
+        let client = try await Self.preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
         try await client.send("after the flood")
         let reply = try await client.receive()
         XCTAssertEqual(reply.text, "after the flood")
@@ -168,8 +169,8 @@ extension SCTPLossTests {
     }
 
     func testAbortReachesThePeer() async throws {
-        let listener = try await preconnection(local: .loopback()).listen()
-        let client = try await preconnection(remote: .loopback(port: listener.localAddress.port)).initiate(timeout: .seconds(5))
+        let listener = try await Self.preconnection(local: .loopback()).listen()
+        let client = try await Self.preconnection(remote: .loopback(port: listener.localAddress.port)).initiate(timeout: .seconds(5))
         try await client.send("hello")
         let server = try await listener.firstConnection()
         _ = try await server.receive()
@@ -181,8 +182,8 @@ extension SCTPLossTests {
 
 extension SCTPLossTests {
     func testPartialReliabilityGivesUpOnLostMessagesAndUnorderedIsReported() async throws {
-        let listener = try await preconnection(local: .loopback()).listen()
-        var client = preconnection(remote: .loopback(port: listener.localAddress.port))
+        let listener = try await Self.preconnection(local: .loopback()).listen()
+        var client = Self.preconnection(remote: .loopback(port: listener.localAddress.port))
         client.lossyPath = LossyPath(lossRate: 0.2, seed: 3)
         // The handshake's own packets may be lost too, and are retransmitted.
         let connection = try await client.initiate(timeout: .seconds(30))
@@ -217,7 +218,7 @@ extension SCTPLossTests {
     func testAPeerThatVanishesEndsTheAssociationWithAnError() async throws {
         let (server, port) = try await Self.echoPeerProcess()
         defer { server.terminate() }
-        let connection = try await preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
+        let connection = try await Self.preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
         let events = EventLog()
         await connection.setEventHandler { event in events.append(event) }
         try await connection.send("are you there?")
@@ -252,7 +253,7 @@ extension SCTPLossTests {
     /// most `maximumUnestablishedPeers` of them and forgets each after `associationSetupTimeout`;
     /// an association that does come up is kept.
     func testPeersThatNeverCompleteAnAssociationAreBoundedAndForgotten() async throws {
-        var server = preconnection(local: .loopback())
+        var server = Self.preconnection(local: .loopback())
         server.transport.sctp.associationSetupTimeout = .milliseconds(300)
         server.transport.sctp.maximumUnestablishedPeers = 5
         let listener = try await server.listen()
@@ -285,7 +286,7 @@ extension SCTPLossTests {
         XCTAssertEqual(afterTimeout, 0, "paths without an association are forgotten")
 
         let echo = startEcho(listener)
-        let client = try await preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
+        let client = try await Self.preconnection(remote: .loopback(port: port)).initiate(timeout: .seconds(5))
         try await Task.sleep(for: .milliseconds(700))  // past the setup timeout: an association is kept
         try await client.send("still here")
         let reply = try await client.receive()
@@ -303,8 +304,8 @@ extension SCTPLossTests {
     /// Datagrams held up to 30 ms each (so they also overtake one another) still make whole, ordered
     /// messages.
     func testDelayedDatagramsStillDeliverEveryMessageInOrder() async throws {
-        let listener = try await preconnection(local: .loopback()).listen()
-        var client = preconnection(remote: .loopback(port: listener.localAddress.port))
+        let listener = try await Self.preconnection(local: .loopback()).listen()
+        var client = Self.preconnection(remote: .loopback(port: listener.localAddress.port))
         client.lossyPath = LossyPath(maximumDelay: .milliseconds(30), seed: 5)
         let connection = try await client.initiate(timeout: .seconds(10))
         let count = 100, size = 4_000
