@@ -47,9 +47,12 @@ public struct Preconnection: Sendable {
     /// Builds the recipe for each selected stack, creating security contexts once (so bad
     /// credentials fail here, before any packet is sent).
     private func recipes(for role: ProtocolStack.Role) throws(TransportError) -> [StackRecipe] {
-        // A malformed policy fails here, before anything else; a valid one narrows the parameters.
-        let security = try policy.get()?.constrain(self.security) ?? self.security
-        let stacks = try selector(role).select(registry)
+        // A malformed policy fails here, before anything else; a valid one has narrowed the
+        // parameters the selector holds, which the contexts are built from.
+        _ = try policy.get()
+        let selector = selector(role)
+        let security = selector.security
+        let stacks = try selector.select(registry)
         let localAddress = try local.map { endpoint throws(TransportError) in try Self.localAddress(endpoint) }
         return try stacks.map { stack throws(TransportError) in
             var context: TLSContext?

@@ -133,16 +133,6 @@ public struct SystemPolicy: Sendable, Hashable {
     private var tls13Suites: [String]? { cipherSuites?.filter { $0.hasPrefix("TLS_") } }
     private var tls12Ciphers: [String]? { cipherSuites?.filter { !$0.hasPrefix("TLS_") } }
 
-    /// Whether the policy lets `version` be used at all.
-    func allows(_ version: SecurityParameters.ProtocolVersion) -> Bool {
-        switch version {
-        case .tls12: minimumTLSVersion ?? .tls12 <= .tls12 && tls12Ciphers?.isEmpty != true
-        case .tls13: tls13Suites?.isEmpty != true
-        case .dtls12: minimumDTLSVersion ?? .dtls12 <= .dtls12 && tls12Ciphers?.isEmpty != true
-        case .dtls13: true  // the DTLS chunk's suites are checked as a stack (`chunkSuiteConflict`)
-        }
-    }
-
     /// The application's parameters narrowed by the policy: the versions it allows, and the
     /// intersection of the two algorithm lists (the application's order kept). A version whose
     /// suites the two do not share is dropped.
@@ -157,11 +147,11 @@ public struct SystemPolicy: Sendable, Hashable {
         constrained.algorithms.tls12Ciphers = narrow(algorithms.tls12Ciphers, tls12Ciphers)
         constrained.algorithms.groups = narrow(algorithms.groups, groups)
         constrained.allowedVersions = security.allowedVersions.filter { version in
-            guard allows(version) else { return false }
             switch version {
-            case .tls13: return tls13Suites == nil || !constrained.algorithms.tls13CipherSuites.isEmpty
-            case .tls12, .dtls12: return tls12Ciphers == nil || !constrained.algorithms.tls12Ciphers.isEmpty
-            case .dtls13: return true
+            case .tls12: minimumTLSVersion ?? .tls12 <= .tls12 && (tls12Ciphers == nil || !constrained.algorithms.tls12Ciphers.isEmpty)
+            case .tls13: tls13Suites == nil || !constrained.algorithms.tls13CipherSuites.isEmpty
+            case .dtls12: minimumDTLSVersion ?? .dtls12 <= .dtls12 && (tls12Ciphers == nil || !constrained.algorithms.tls12Ciphers.isEmpty)
+            case .dtls13: true  // the DTLS chunk's suites are checked as a stack (`chunkSuiteConflict`)
             }
         }
         return constrained
@@ -176,7 +166,7 @@ public struct SystemPolicy: Sendable, Hashable {
     /// The DTLS chunk's record protection is one of three AEAD suites, and BoringSSL's DTLS 1.3
     /// cannot be told which: under a suite list, the chunk qualifies only if it allows all three.
     var chunkSuiteConflict: String? {
-        guard let suites = tls13Suites, cipherSuites != nil else { return nil }
+        guard let suites = tls13Suites else { return nil }
         let needed = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
         let missing = needed.filter { !suites.contains($0) }
         guard !missing.isEmpty else { return nil }

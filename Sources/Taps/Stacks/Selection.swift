@@ -32,6 +32,8 @@ struct StackSelector {
     /// The host's policy (nil: none), applied before the application's preferences; a malformed
     /// one rules every stack out.
     let policy: Result<SystemPolicy?, TransportError>
+    /// The policy when it is well formed.
+    private let rules: SystemPolicy?
     /// What the application asked for, before the policy narrowed it (to tell whose rule it was).
     private let requested: SecurityParameters
 
@@ -39,7 +41,8 @@ struct StackSelector {
          policy: Result<SystemPolicy?, TransportError> = .success(nil)) {
         self.properties = properties
         requested = security
-        self.security = (try? policy.get())??.constrain(security) ?? security
+        rules = (try? policy.get()) ?? nil
+        self.security = rules?.constrain(security) ?? security
         self.hasFramer = hasFramer
         self.role = role
         self.policy = policy
@@ -117,7 +120,7 @@ struct StackSelector {
 
     private func securityMismatches(_ stack: ProtocolStack, preferMatches: inout Int, avoidMatches: inout Int,
                                     notes: inout [String]) -> [String] {
-        let policy = (try? self.policy.get()) ?? nil
+        let policy = rules
         guard security.isEnabled else {
             if let policy, !policy.requiredInterfaces.isEmpty {
                 return ["\(policy.source) requires \(policy.requiredInterfaces); security is disabled"]
