@@ -48,6 +48,48 @@ final class SCTPTests: XCTestCase {
         echo.cancel()
     }
 
+    /// Stopping a listener ends accepting, not the associations it accepted: they share its UDP
+    /// socket, which keeps receiving for them. Before, the socket went deaf at `stop()`, so a
+    /// client's later SHUTDOWN never arrived and the server's streams waited forever.
+    func testAStoppedListenersAssociationsGoOnAndEndCleanly() async throws {
+        let listener = try await listen()
+        var incoming = listener.connections.makeAsyncIterator()
+        let client = try await connect(listener.localAddress.port)
+        let second = try await client.clone()
+        try await client.send("stream 0")
+        try await second.send("stream 2")
+        let accepted = [await incoming.next(), await incoming.next()]
+        let servers = try accepted.map { try XCTUnwrap($0) }
+        let watchdogs = servers.map { abort($0, after: .seconds(10)) }
+        defer { watchdogs.forEach { $0.cancel() } }
+        let greetings = try await [servers[0].receive().text, servers[1].receive().text]
+        XCTAssertEqual(Set(greetings), ["stream 0", "stream 2"])
+        await listener.stop()
+
+        // Both directions still work on both streams.
+        for (index, server) in servers.enumerated() {
+            let clientSide = greetings[index] == "stream 0" ? client : second
+            try await clientSide.send("after stop")
+            let forward = try await server.receive()
+            XCTAssertEqual(forward.text, "after stop")
+            try await server.send("reply")
+            let backward = try await clientSide.receive()
+            XCTAssertEqual(backward.text, "reply")
+        }
+        // A new association is not accepted any more.
+        await XCTAssertThrowsTransportError(.timedOut) {
+            try await sctpPreconnection(remote: .loopback(port: listener.localAddress.port)).initiate(timeout: .milliseconds(500))
+        }
+        // The client ends one stream, then the association: each server stream sees its end.
+        await client.close()
+        await second.close()
+        for server in servers {
+            let end = try await server.receive()
+            XCTAssertTrue(end.isFinal && end.content.isEmpty, "a clean end, not \(end)")
+            await server.close()
+        }
+    }
+
     func testCloneOpensAStreamTheListenerSeesInTheSameGroup() async throws {
         let listener = try await listen()
         var incoming = listener.connections.makeAsyncIterator()

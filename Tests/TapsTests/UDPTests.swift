@@ -26,6 +26,31 @@ final class UDPTests: XCTestCase {
         echo.cancel()
     }
 
+    /// A stopped listener's established peers share its socket, so they keep talking; a new peer
+    /// gets no connection.
+    func testAStoppedListenersPeersGoOn() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()
+        let echo = startEcho(listener)
+        defer { echo.cancel() }
+        let remote = Endpoint.loopback(port: listener.localAddress.port)
+        let peer = try await Preconnection(remote: remote, transport: .unreliableDatagram, security: .disabled).initiate()
+        let watchdog = abort(peer, after: .seconds(10))
+        defer { watchdog.cancel() }
+        try await peer.send("before")
+        let before = try await peer.receive()
+        XCTAssertEqual(before.text, "before")
+        await listener.stop()
+        try await peer.send("after")
+        let after = try await peer.receive()
+        XCTAssertEqual(after.text, "after", "the established peer is still served")
+        let latecomer = try await Preconnection(remote: remote, transport: .unreliableDatagram, security: .disabled).initiate()
+        try await latecomer.send("new")
+        let unanswered = abort(latecomer, after: .milliseconds(300))
+        await XCTAssertThrowsTransportError(.connectionClosed) { try await latecomer.receive() }  // aborted unanswered
+        unanswered.cancel()
+        await peer.close()
+    }
+
     func testRendezvousBetweenTwoPeers() async throws {
         // Learn two free UDP ports by binding listeners and stopping them.
         let probeA = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()

@@ -3,7 +3,9 @@
 /// A connection is delivered once it is established, i.e. after its security handshake; failed
 /// handshakes are counted in `failedEstablishments` and never reach the application.
 public actor Listener {
+    /// The event loop the listener accepts on.
     public nonisolated let loop: EventLoop
+    /// The protocol stack selection chose for the listener.
     public nonisolated let stack: ProtocolStack
     /// The bound address (with the actual port when port 0 was asked for).
     public nonisolated let localAddress: SocketAddress
@@ -24,6 +26,7 @@ public actor Listener {
     public private(set) var failedEstablishments = 0
     /// Incoming attempts refused because the new-connection limit was reached.
     public private(set) var refusedByLimit = 0
+    /// Why the most recent failed establishment failed.
     public private(set) var lastEstablishmentError: TransportError?
     /// DTLS: HelloVerifyRequests sent to peers whose ClientHello had no valid cookie yet.
     public private(set) var helloVerifyRequestsSent = 0
@@ -34,6 +37,7 @@ public actor Listener {
     /// accepts a valid cookie becomes that peer's connection.
     private var cookieGate: TLSEngine?
 
+    /// The listener's loop, as the actor's executor.
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
     /// Binds and starts listening; on the loop thread.
@@ -278,13 +282,15 @@ public actor Listener {
     }
 
     /// Stops accepting; established connections stay open. The `connections` sequence ends.
+    ///
+    /// On the UDP-based stacks the established connections share the listener's socket, so it keeps
+    /// receiving for them (datagrams from new peers are dropped) and closes after the last one.
     public func stop() {
         guard !stopped else { return }
         stopped = true
         tcpSocket?.close()
         tcpSocket = nil
         sctpAcceptor?.stop()
-        udpSocket?.stopReceiving()
         if udpPeers.isEmpty { udpSocket?.close() }
         continuation.finish()
     }
