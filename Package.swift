@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "taps-demo", targets: ["TapsDemo"]),
         .executable(name: "taps-echo", targets: ["TapsEcho"]),
         .executable(name: "taps-chat", targets: ["TapsChat"]),
+        .executable(name: "taps-room-chat", targets: ["TapsRoomChat"]),
         .executable(name: "taps-bench", targets: ["TapsBench"]),
         .executable(name: "taps-sctp-baseline", targets: ["TapsSCTPBaseline"]),
         .executable(name: "taps-sctp-peer", targets: ["TapsSCTPPeer"]),
@@ -17,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        // `swift package generate-documentation` for the DocC catalog in Sources/Taps/Taps.docc.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
         // Only for the BoringSSL it vendors (DTLS 1.3, which the system OpenSSL 3.0 lacks); pinned
         // exactly, because its C module is not swift-nio-ssl's public API.
         .package(url: "https://github.com/apple/swift-nio-ssl", exact: "2.37.6"),
@@ -61,6 +64,8 @@ let package = Package(
             dependencies: ["Taps", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/taps-chat"
         ),
+        // The DocC tutorial's chat, as its last step leaves it (TutorialCodeTests checks they agree).
+        .executableTarget(name: "TapsRoomChat", dependencies: ["Taps"], path: "Examples/room-chat"),
         // The C baseline: the same transfers written directly on libuv + OpenSSL.
         .target(
             name: "TapsBaseline",

@@ -40,7 +40,7 @@ final class KeyLogTests: XCTestCase {
 
     static func temporaryFile(_ name: String) -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("taps-\(name)-\(UUID().uuidString).log").path
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         return path
     }
 

@@ -44,8 +44,8 @@ final class ReadmeSampleTests: XCTestCase {
                                                framer: LengthPrefixFramer()).listen()
         let echo = startEcho(listener)
         let previous = FileManager.default.currentDirectoryPath
-        FileManager.default.changeCurrentDirectoryPath(pki.directory.path)  // the sample's "ca.pem"
-        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(pki.directory.path))  // the sample's "ca.pem"
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
         let result = try await readmeSample(port: listener.localAddress.port)
         XCTAssertEqual(result.stack, "tls-tcp")
         XCTAssertEqual(result.reply, "hello")

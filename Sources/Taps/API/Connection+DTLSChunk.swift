@@ -5,6 +5,7 @@ public struct DTLSChunkStatus: Sendable, Equatable {
     public let agreement: DTLSChunkAgreement?
     /// Whether only protected packets are accepted now ("Require Protected SCTP Packets").
     public let requiresProtection: Bool
+    /// Association-wide packet counters.
     public let counters: DTLSChunkCounters
     /// Per key context: AEAD encryptions, decryptions, failed decryptions, replays.
     public let epochCounters: [DTLSKeyContextID: DTLSEpochCounters]

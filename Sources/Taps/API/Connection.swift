@@ -4,9 +4,11 @@
 /// A Connection is an actor that runs on its event loop, beside the protocol layers it owns, so a
 /// caller already on that loop (e.g. a task with the loop as executor preference) pays no hop.
 public actor Connection {
+    /// The event loop the connection and its protocol layers run on.
     public nonisolated let loop: EventLoop
     /// The protocol stack racing chose.
     public nonisolated let stack: ProtocolStack
+    /// The transport properties the connection was made with.
     public nonisolated let properties: TransportProperties
     /// The connection group (RFC 9622 section 7.4) this connection belongs to.
     public nonisolated let group: ConnectionGroup
@@ -18,7 +20,8 @@ public actor Connection {
     /// witnesses, on every read and send of the data path.
     private let isFramed: Bool
     private var framerBuffer = FramerBuffer()
-    private(set) public var state: State = .establishing {
+    /// Where the connection is in its life (RFC 9622 section 8.1.11.1).
+    public private(set) var state: State = .establishing {
         didSet { metrics.connectionStateChanged(from: oldValue, to: state) }
     }
     /// Where this connection's state, messages and bytes are counted.
@@ -63,7 +66,16 @@ public actor Connection {
     nonisolated var sendHighWater: Int { stack.sendHighWater }
 
     /// RFC 9622 section 8.1.11.1.
-    public enum State: Sendable, Hashable { case establishing, established, closing, closed }
+    public enum State: Sendable, Hashable {
+        /// Racing and the handshakes are under way; nothing can be sent yet.
+        case establishing
+        /// Ready: messages can be sent and received.
+        case established
+        /// Closing gracefully: queued messages still go out, nothing new is accepted.
+        case closing
+        /// Ended, gracefully or not; `closed` has been emitted.
+        case closed
+    }
 
     /// How received messages reach the application.
     public enum ReceiveMode: Sendable, Hashable {
@@ -74,6 +86,7 @@ public actor Connection {
         case events
     }
 
+    /// The connection's loop, as the actor's executor.
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
     /// Wraps a layer that is established or about to be; called on the loop thread.
@@ -156,6 +169,7 @@ public actor Connection {
     /// priority in the association's scheduler. Changing it does not change the other connections'.
     public private(set) var connPriority: Int
 
+    /// Sets `connPriority` (RFC 9622 section 8.1.2).
     public func setConnPriority(_ priority: Int) {
         connPriority = max(0, priority)
         layer.setPriority(connPriority)
@@ -163,10 +177,13 @@ public actor Connection {
 
     /// What the security handshake negotiated (nil on stacks without security).
     public var securityDetails: SecurityDetails? { layer.securityDetails }
+    /// The local address in use, once known.
     public var localAddress: SocketAddress? { layer.localAddress }
+    /// The peer's address in use, once known (on SCTP, the primary path's).
     public var remoteAddress: SocketAddress? { layer.remoteAddress }
     /// RFC 9622 section 8.1.11.2 / 8.1.11.3.
     public var canSend: Bool { state == .established && !sentFinal && properties.direction != .unidirectionalReceive }
+    /// Whether messages can still arrive: the connection is not closed and the peer has not ended its side.
     public var canReceive: Bool { state != .closed && !peerFinished && properties.direction != .unidirectionalSend }
     /// RFC 9622 section 8.1.11.5: the largest message `send` accepts.
     public var sendMsgMaxLen: Int? {
@@ -278,6 +295,7 @@ public actor Connection {
         try hand(content, context: context)
     }
 
+    /// Sends `text` as one message of its UTF-8 bytes; otherwise as `send(_:context:)` with bytes.
     public func send(_ text: String, context: MessageContext = MessageContext()) async throws {
         try await send(Array(text.utf8), context: context)
     }

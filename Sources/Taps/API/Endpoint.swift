@@ -1,5 +1,6 @@
 /// A local or remote endpoint (RFC 9622 section 6.1): a host name or IP address, and a port.
 public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+    /// How an endpoint names its host.
     public enum Host: Sendable, Hashable {
         /// A DNS name, resolved when the connection is established.
         case name(String)
@@ -9,9 +10,12 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         case any
     }
 
+    /// The host: a name, an address or the wildcard.
     public var host: Host
+    /// The port; 0 on a local endpoint asks for an ephemeral one.
     public var port: UInt16
 
+    /// An endpoint of `host` and `port`.
     public init(host: Host, port: UInt16) {
         self.host = host
         self.port = port
@@ -31,6 +35,7 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     /// Any local address on `port` (0: an ephemeral port).
     public static func any(port: UInt16 = 0) -> Endpoint { Endpoint(host: .any, port: port) }
 
+    /// The IPv4 loopback address, 127.0.0.1, on `port` (0: an ephemeral port).
     public static func loopback(port: UInt16 = 0) -> Endpoint { .host("127.0.0.1", port: port) }
 
     /// The host name to check a certificate against, when the endpoint names one.
@@ -39,6 +44,7 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 
+    /// `name:port`, the address with its port, or `*:port` for the wildcard.
     public var description: String {
         switch host {
         case .name(let name): return "\(name):\(port)"
@@ -48,5 +54,7 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// An endpoint on this host (RFC 9622 section 6.1's Local Endpoint).
 public typealias LocalEndpoint = Endpoint
+/// An endpoint of the peer (RFC 9622 section 6.1's Remote Endpoint).
 public typealias RemoteEndpoint = Endpoint

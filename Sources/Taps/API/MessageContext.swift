@@ -22,10 +22,13 @@ public struct MessageProperties: Sendable, Hashable {
     /// receive, the one it arrived with.
     public var sctpPayloadProtocolIdentifier: UInt32? = nil
 
+    /// The defaults of RFC 9622 section 9.1.3: reliable, ordered, priority 100, no lifetime.
     public init() {}
 
+    /// The default properties, as `init()` makes them.
     public static let `default` = MessageProperties()
 
+    /// The default properties with `final` set: the message ends the sending side.
     public static var final: MessageProperties {
         var properties = MessageProperties()
         properties.final = true
@@ -36,13 +39,16 @@ public struct MessageProperties: Sendable, Hashable {
 /// The context a message is sent or received with (RFC 9622 section 9.1.1): its properties, and on
 /// receive the endpoints it travelled between.
 public struct MessageContext: Sendable, Hashable {
+    /// The message's properties: as given to `send`, or as the message arrived.
     public var properties: MessageProperties
-    /// On receive: the local and remote endpoint of the message (useful on listening UDP sockets).
+    /// On receive: the local address the message arrived at (useful on listening UDP sockets).
     public internal(set) var localEndpoint: SocketAddress?
+    /// On receive: the address the message came from.
     public internal(set) var remoteEndpoint: SocketAddress?
     /// Identifies a sent message in `sent`, `expired` and `sendError` events.
     public internal(set) var messageID: UInt64 = 0
 
+    /// A context with `properties`, for sending.
     public init(properties: MessageProperties = .default) {
         self.properties = properties
     }
@@ -50,7 +56,9 @@ public struct MessageContext: Sendable, Hashable {
 
 /// A received message, or a part of one (RFC 9622 section 9.3).
 public struct Message: Sendable {
+    /// The message's bytes.
     public var content: [UInt8]
+    /// The context the message arrived with.
     public var context: MessageContext
     /// False for a `receivedPartial` part; true when this is (the last part of) a whole message.
     public var isComplete: Bool
@@ -60,6 +68,7 @@ public struct Message: Sendable {
     /// True when this is the peer's final message (the stream ended after it).
     public var isFinal: Bool { context.properties.final }
 
+    /// A message of `content`; `isComplete` false makes it a part of a larger message.
     public init(_ content: [UInt8], context: MessageContext = MessageContext(), isComplete: Bool = true) {
         self.content = content
         self.context = context

@@ -14,9 +14,13 @@ import Foundation
 /// out. A file that reaches `maximumFileBytes` is rotated: `path` becomes `path.1`, `path.1`
 /// becomes `path.2`, and so on, keeping `files` files in all.
 public struct PacketCapture: Sendable, Hashable {
+    /// The file packets are written to (SCTP-over-UDP and UDP as raw IP with UDP headers).
     public var path: String
+    /// The size at which a file is rotated.
     public var maximumFileBytes: Int
+    /// How many files a rotation keeps, the current one included.
     public var files: Int
+    /// How far the writer may fall behind before packets are left out (and counted).
     public var maximumPendingBytes: Int = 16 << 20
 
     /// A pcap capture to `path`, rotated at `maximumFileBytes`, keeping `files` files. `%p` in the

@@ -1,15 +1,20 @@
 /// A Preconnection (RFC 9622 section 6): endpoints, properties and security parameters, from which
 /// connections are initiated, listeners started or rendezvous made.
 public struct Preconnection: Sendable {
+    /// The local endpoint to bind (nil: any address, an ephemeral port); a listener's address.
     public var local: LocalEndpoint?
     /// The remote endpoint; `alternativeRemotes` adds more (RFC 9622 section 6.1 allows several),
     /// and racing tries the addresses of all of them.
     public var remote: RemoteEndpoint?
+    /// More remote endpoints for the same peer, raced after `remote`.
     public var alternativeRemotes: [RemoteEndpoint] = []
+    /// Selection and connection properties (RFC 9622 sections 6.2 and 8.1).
     public var transport: TransportProperties
+    /// Security parameters (RFC 9622 section 6.3): identities, trust, versions, security interfaces.
     public var security: SecurityParameters
     /// A framer gives byte-stream stacks message boundaries (RFC 9622 section 9.1.2).
     public var framer: (any MessageFramer)?
+    /// The protocol stacks selection chooses from; `.standard` holds every stack the SDK implements.
     public var registry: StackRegistry = .standard
     /// The loop to run on; nil picks the next loop of `EventLoopGroup.shared`.
     public var loop: EventLoop?
@@ -23,6 +28,8 @@ public struct Preconnection: Sendable {
     /// The host's policy (`SystemPolicy`): the process's, read once. Tests set their own.
     var policy: Result<SystemPolicy?, TransportError> = SystemPolicy.processPolicy
 
+    /// A preconnection with the given endpoints and properties. The default security parameters
+    /// validate the peer's certificate against the system's trust roots.
     public init(local: LocalEndpoint? = nil, remote: RemoteEndpoint? = nil,
                 transport: TransportProperties = TransportProperties(),
                 security: SecurityParameters = .clientDefault,

@@ -4,12 +4,14 @@ public enum Preference: Int, Sendable, Hashable, CaseIterable, CustomStringConve
     case require
     /// Rank stacks that provide the property first.
     case prefer
+    /// The property does not affect selection.
     case noPreference
     /// Rank stacks that provide the property last.
     case avoid
     /// Select only stacks that do not provide the property.
     case prohibit
 
+    /// The preference's name, e.g. `require`.
     public var description: String {
         switch self {
         case .require: "require"

@@ -3,7 +3,13 @@
 
 /// What the handshake knows when it asks for our identity.
 public struct IdentityChallenge: Sendable {
-    public enum Role: Sendable { case client, server }
+    /// Which end of the handshake a callback runs on.
+    public enum Role: Sendable {
+        /// The end that initiated the connection.
+        case client
+        /// The listening end.
+        case server
+    }
     /// Client: the server asked for a client certificate. Server: a ClientHello arrived.
     public let role: Role
     /// Server: the host name the client sent in SNI (nil without SNI). Client: the name we connect to.
@@ -18,6 +24,7 @@ public struct IdentityChallengeHandler: Sendable, Hashable {
     private let token = CallbackToken()
     let body: @Sendable (IdentityChallenge) async throws -> SecurityParameters.Identity?
 
+    /// A handler that answers each challenge with `body`.
     public init(_ body: @escaping @Sendable (IdentityChallenge) async throws -> SecurityParameters.Identity?) {
         self.body = body
     }
@@ -29,6 +36,7 @@ public struct IdentityChallengeHandler: Sendable, Hashable {
 /// What a trust decision sees: the peer's chain as it sent it and OpenSSL's own verdict (chain to
 /// the trusted roots, validity dates, and the host name or address on a client).
 public struct TrustChallenge: Sendable {
+    /// The end that decides.
     public let role: IdentityChallenge.Role
     /// DER certificates, leaf first.
     public let peerChain: [[UInt8]]
@@ -37,6 +45,7 @@ public struct TrustChallenge: Sendable {
     /// The name the client expects (client side).
     public let serverName: String?
 
+    /// Whether OpenSSL's default validation passed.
     public var passesDefaultValidation: Bool { defaultValidationError == nil }
 
     /// SHA-256 of the leaf's SubjectPublicKeyInfo (the pin format of RFC 7469), or nil without a leaf.
@@ -45,8 +54,11 @@ public struct TrustChallenge: Sendable {
     }
 }
 
+/// A `TrustVerifier`'s answer.
 public enum TrustDecision: Sendable, Equatable {
+    /// Trust the peer: the handshake goes on.
     case trust
+    /// Refuse the peer; `reason` becomes the `certificateRejected` error's message.
     case reject(reason: String)
 }
 
@@ -57,6 +69,7 @@ public struct TrustVerifier: Sendable, Hashable {
     private let token = CallbackToken()
     let body: @Sendable (TrustChallenge) async -> TrustDecision
 
+    /// A verifier that decides each challenge with `body`.
     public init(_ body: @escaping @Sendable (TrustChallenge) async -> TrustDecision) {
         self.body = body
     }

@@ -52,7 +52,9 @@ public struct SecurityInterface: OptionSet, Sendable, Hashable, CustomStringConv
         self = match.0
     }
 
+    /// RFC 8922's short names of the interfaces in the set, e.g. `["IPK", "PSKI"]`.
     public var shortNames: [String] { Self.all.filter { contains($0.0) }.map(\.1) }
 
+    /// The short names, comma separated, or `none`.
     public var description: String { shortNames.isEmpty ? "none" : shortNames.joined(separator: ",") }
 }

@@ -20,6 +20,7 @@ public struct SecurityParameters: Sendable, Hashable {
     /// Whether the peer's certificate is validated. A server does not ask for client certificates
     /// unless `requireClientCertificate` is set.
     public private(set) var verifiesPeer: Bool = true
+    /// Server: ask for a client certificate, and refuse a client that sends none or one that does not validate.
     public var requireClientCertificate: Bool = false
     /// Allowed protocol versions (RFC 9622 section 6.3.1, allowedSecurityProtocols).
     public var allowedVersions: Set<ProtocolVersion> = [.tls12, .tls13, .dtls12, .dtls13]
@@ -38,6 +39,7 @@ public struct SecurityParameters: Sendable, Hashable {
         public var groups: [String] = []
         /// Signature algorithms, e.g. `ECDSA+SHA256`, `ed25519`, `rsa_pss_rsae_sha256`.
         public var signatureAlgorithms: [String] = []
+        /// No restriction: OpenSSL's defaults.
         public init() {}
     }
     /// Preferences over the RFC 8922 security interfaces a stack's security protocol must expose.
@@ -66,10 +68,10 @@ public struct SecurityParameters: Sendable, Hashable {
     /// the keys. `Connection.updateKeys()` rekeys at once whatever the policy.
     public var dtlsChunkRekey = DTLSChunkRekeyPolicy()
 
-    /// CM: the most sessions the Preconnection's cache keeps (oldest evicted first), and how long
-    /// a session stays resumable (RFC 9622 section 6.3.5). A server applies both to its own cache
-    /// and ticket lifetime.
+    /// CM: the most sessions the Preconnection's cache keeps, oldest evicted first (RFC 9622
+    /// section 6.3.5). A server applies it to its own cache.
     public var maxCachedSessions: Int = 100
+    /// CM: how long a session stays resumable; a server also gives its tickets this lifetime.
     public var cachedSessionLifetimeSeconds: Int = 7200
     /// CM, server: issue session tickets (RFC 5077, RFC 8446 section 4.6.1). Off, TLS 1.2 resumes by
     /// session id from the server's cache and TLS 1.3 by tickets the server keeps state for.
@@ -91,6 +93,7 @@ public struct SecurityParameters: Sendable, Hashable {
     /// parameters logs its secrets there; nil uses `SSLKEYLOGFILE` when set (`KeyLog.environment`).
     public var keyLog: KeyLog? = nil
 
+    /// The safe defaults: the same as `clientDefault`.
     public init() {}
 
     /// Client defaults: validate the server against the system's roots.
@@ -124,9 +127,13 @@ public struct SecurityParameters: Sendable, Hashable {
         return interfaces
     }
 
+    /// Only stacks whose security protocol exposes every one of `interfaces` qualify.
     public mutating func require(_ interfaces: SecurityInterface...) { set(.require, interfaces) }
+    /// Rank stacks that expose `interfaces` higher.
     public mutating func prefer(_ interfaces: SecurityInterface...) { set(.prefer, interfaces) }
+    /// Rank stacks that expose `interfaces` lower.
     public mutating func avoid(_ interfaces: SecurityInterface...) { set(.avoid, interfaces) }
+    /// No stack whose security protocol exposes any of `interfaces` qualifies.
     public mutating func prohibit(_ interfaces: SecurityInterface...) { set(.prohibit, interfaces) }
 
     private mutating func set(_ preference: Preference, _ interfaces: [SecurityInterface]) {
@@ -137,9 +144,17 @@ public struct SecurityParameters: Sendable, Hashable {
         }
     }
 
+    /// A version of TLS or DTLS, named as OpenSSL names it.
     public enum ProtocolVersion: String, Sendable, Hashable, CaseIterable, Comparable {
-        /// DTLS 1.3 is the record protection of the SCTP DTLS chunk (RFC 9147 section 4).
-        case tls12 = "TLSv1.2", tls13 = "TLSv1.3", dtls12 = "DTLSv1.2", dtls13 = "DTLSv1.3"
+        /// TLS 1.2 (RFC 5246).
+        case tls12 = "TLSv1.2"
+        /// TLS 1.3 (RFC 8446).
+        case tls13 = "TLSv1.3"
+        /// DTLS 1.2 (RFC 6347).
+        case dtls12 = "DTLSv1.2"
+        /// DTLS 1.3 (RFC 9147): the record protection of the SCTP DTLS chunk and its key management.
+        case dtls13 = "DTLSv1.3"
+        /// Orders TLS before DTLS and older before newer.
         public static func < (lhs: Self, rhs: Self) -> Bool { lhs.order < rhs.order }
         private var order: Int { [.tls12: 0, .tls13: 1, .dtls12: 2, .dtls13: 3][self]! }
     }
@@ -147,8 +162,11 @@ public struct SecurityParameters: Sendable, Hashable {
     /// A certificate chain (leaf first) and its private key (RSA, ECDSA or Ed25519), each PEM or
     /// DER encoded; the encoding is recognised from the bytes.
     public struct Identity: Sendable, Hashable {
+        /// The certificates, the leaf first.
         public var certificateChain: CredentialSource
+        /// The leaf certificate's private key.
         public var privateKey: CredentialSource
+        /// An identity of `certificateChain` and `privateKey`.
         public init(certificateChain: CredentialSource, privateKey: CredentialSource) {
             self.certificateChain = certificateChain
             self.privateKey = privateKey
@@ -157,6 +175,7 @@ public struct SecurityParameters: Sendable, Hashable {
         public static func files(certificate: String, key: String) -> Identity {
             Identity(certificateChain: .file(certificate), privateKey: .file(key))
         }
+        /// Files in PEM (DER is recognised too): the same as `files(certificate:key:)`.
         public static func pemFiles(certificate: String, key: String) -> Identity {
             files(certificate: certificate, key: key)
         }
@@ -164,7 +183,9 @@ public struct SecurityParameters: Sendable, Hashable {
 
     /// Certificates or keys in a file or in memory, PEM or DER encoded.
     public enum CredentialSource: Sendable, Hashable {
+        /// A file, read when a connection or listener is set up.
         case file(String)
+        /// Bytes in memory.
         case bytes([UInt8])
 
         func load() throws(TransportError) -> [UInt8] {
@@ -179,12 +200,14 @@ public struct SecurityParameters: Sendable, Hashable {
         }
     }
 
+    /// The certificates a peer's chain must lead to.
     public enum TrustRoots: Sendable, Hashable {
         /// The system's trust store (OpenSSL's default paths).
         case system
         /// Only these roots (PEM, or one DER certificate).
         case pem(CredentialSource)
 
+        /// Only the roots in `file` (PEM, or one DER certificate).
         public static func pem(file: String) -> TrustRoots { .pem(.file(file)) }
     }
 }

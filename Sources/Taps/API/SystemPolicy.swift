@@ -40,6 +40,7 @@ public struct SystemPolicy: Sendable, Hashable {
     /// Where the policy came from, named in every reason and error it causes.
     public var source: String
 
+    /// A policy that allows everything, named `source` in reasons and errors.
     public init(source: String = "the system policy") {
         self.source = source
     }

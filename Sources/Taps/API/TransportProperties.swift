@@ -24,6 +24,7 @@ public struct TransportProperties: Sendable, Hashable {
     public var multistreaming: Preference = .noPreference
     /// 6.2.7 / 6.2.8: full checksum coverage on sending and receiving.
     public var fullChecksumSend: Preference = .require
+    /// 6.2.8: received data must be checked against a full checksum.
     public var fullChecksumRecv: Preference = .require
     /// 6.2.9: the transport does congestion control.
     public var congestionControl: Preference = .require
@@ -80,14 +81,43 @@ public struct TransportProperties: Sendable, Hashable {
     /// `TAPS_PCAP` when set (`PacketCapture.environment`).
     public var capture: PacketCapture? = nil
 
+    /// The defaults of RFC 9622 section 6.2: reliable, ordered, congestion controlled, full checksums.
     public init() {}
 
-    public enum MultipathMode: Sendable, Hashable { case disabled, active, passive }
+    /// Whether a connection uses several paths (RFC 9622 section 6.2.14).
+    public enum MultipathMode: Sendable, Hashable {
+        /// One path only.
+        case disabled
+        /// Set up and use more paths on its own initiative.
+        case active
+        /// Use paths the peer sets up, but set up none.
+        case passive
+    }
 
-    public enum Direction: Sendable, Hashable { case bidirectional, unidirectionalSend, unidirectionalReceive }
+    /// Which ways data flows on a connection (RFC 9622 section 6.2.16).
+    public enum Direction: Sendable, Hashable {
+        /// Both ways.
+        case bidirectional
+        /// Only from this end to the peer.
+        case unidirectionalSend
+        /// Only from the peer to this end.
+        case unidirectionalReceive
+    }
 
+    /// What the application's traffic asks of the network (RFC 9622 section 8.1.6).
     public enum CapacityProfile: Sendable, Hashable {
-        case `default`, scavenger, lowLatencyInteractive, lowLatencyNonInteractive, constantRateStreaming, capacitySeeking
+        /// No particular profile.
+        case `default`
+        /// Background traffic that yields to everything else.
+        case scavenger
+        /// Small interactive messages that want low delay.
+        case lowLatencyInteractive
+        /// Non-interactive traffic that still wants low delay.
+        case lowLatencyNonInteractive
+        /// Media at a steady rate.
+        case constantRateStreaming
+        /// Bulk transfer that takes what capacity there is.
+        case capacitySeeking
     }
 
     // MARK: Profiles (RFC 9622 appendix B.2)

@@ -4,8 +4,11 @@ internal import COpenSSL
 /// "Mandatory-to-Implement Cipher Suites"): AES-128-GCM is mandatory, the other two are the SHOULDs.
 /// Raw values are the IANA TLS cipher suite identifiers.
 public enum DTLSChunkCipherSuite: UInt16, Sendable, CaseIterable, CustomStringConvertible {
+    /// TLS_AES_128_GCM_SHA256: mandatory to implement.
     case aes128GCMSHA256 = 0x1301
+    /// TLS_AES_256_GCM_SHA384.
     case aes256GCMSHA384 = 0x1302
+    /// TLS_CHACHA20_POLY1305_SHA256.
     case chacha20Poly1305SHA256 = 0x1303
 
     /// The IANA name, as key files and logs spell it.
@@ -17,6 +20,7 @@ public enum DTLSChunkCipherSuite: UInt16, Sendable, CaseIterable, CustomStringCo
         }
     }
 
+    /// The suite of an IANA name such as `TLS_AES_128_GCM_SHA256`; nil for any other name.
     public init?(name: String) {
         guard let suite = Self.allCases.first(where: { $0.description == name }) else { return nil }
         self = suite
@@ -27,6 +31,7 @@ public enum DTLSChunkCipherSuite: UInt16, Sendable, CaseIterable, CustomStringCo
     public var keyLength: Int { self == .aes128GCMSHA256 ? 16 : 32 }
     /// The per-record nonce is the IV XOR the sequence number (RFC 8446 section 5.3).
     public var ivLength: Int { 12 }
+    /// The sequence-number key length in bytes: the record key's.
     public var sequenceNumberKeyLength: Int { keyLength }
     /// Every suite here has a 16-byte authentication tag.
     static let tagLength = 16
@@ -56,10 +61,14 @@ public enum DTLSChunkCipherSuite: UInt16, Sendable, CaseIterable, CustomStringCo
 /// The key material for one direction of one DTLS key context (the draft's "Key Material"): record
 /// payload key, IV and sequence-number key, as the socket API's `sctp_dtls_keys` carries them.
 public struct DTLSChunkKeyMaterial: Sendable, Hashable {
+    /// The record payload key.
     public var key: [UInt8]
+    /// The IV the per-record nonce is made from.
     public var iv: [UInt8]
+    /// The key that encrypts record sequence numbers (RFC 9147 section 4.2.3).
     public var sequenceNumberKey: [UInt8]
 
+    /// Key material of the given parts; `validate(for:)` checks their lengths.
     public init(key: [UInt8], iv: [UInt8], sequenceNumberKey: [UInt8]) {
         self.key = key
         self.iv = iv

@@ -1,14 +1,19 @@
 /// What an endpoint offers for the DTLS chunk (the draft's "Set Supported DTLS Key Management
 /// Parameters"): methods in preference order, roles, restart support, strict or loose mode.
 public struct DTLSChunkPolicy: Sendable, Hashable {
+    /// The key management methods offered, most preferred first.
     public var methods: [DTLSKeyManagementMethod]
+    /// Whether this end may take the key management client role.
     public var actsAsClient: Bool
+    /// Whether this end may take the key management server role.
     public var actsAsServer: Bool
+    /// Whether this end keeps a restart key context (the parameter's R bit).
     public var supportsRestart: Bool
     /// Strict DTLS mode: no association without the DTLS chunk. Loose mode goes on in plain SCTP
     /// when the peer does not offer it, and reports no security.
     public var required: Bool
 
+    /// A policy offering `methods` in either role, strict by default.
     public init(methods: [DTLSKeyManagementMethod], actsAsClient: Bool = true, actsAsServer: Bool = true,
                 supportsRestart: Bool = false, required: Bool = true) {
         self.methods = methods
@@ -31,13 +36,23 @@ public struct DTLSChunkPolicy: Sendable, Hashable {
 /// our key management role, the method, and both parameters as they went on the wire (the draft's
 /// "Get Agreed DTLS Key Management Method and Role").
 public struct DTLSChunkAgreement: Sendable, Hashable {
-    public enum Role: String, Sendable, Hashable { case client, server }
+    /// A key management role, as the 0x8006 negotiation assigns it.
+    public enum Role: String, Sendable, Hashable {
+        /// Drives the key management handshake.
+        case client
+        /// Answers it.
+        case server
+    }
 
+    /// Our key management role.
     public let role: Role
+    /// The key management method both ends agreed on.
     public let method: DTLSKeyManagementMethod
     /// Both ends set the R bit.
     public let restartSupported: Bool
+    /// Our DTLS Key Management parameter (0x8006), as it went on the wire.
     public let localParameter: [UInt8]
+    /// The peer's DTLS Key Management parameter, as it arrived.
     public let peerParameter: [UInt8]
 
     /// "Down Grade Prevention Data": the client role's parameter, then the server role's.

@@ -5,21 +5,29 @@ import Foundation
 /// context (and optionally of the restart context). Client and server are the key management roles
 /// that the 0x8006 negotiation gives, not who initiated the association.
 public struct DTLSChunkPreSharedKeys: Sendable, Hashable {
+    /// The AEAD suite the keys are for.
     public var cipherSuite: DTLSChunkCipherSuite
+    /// The primary context's keys for packets from the key management client to the server.
     public var clientToServer: DTLSChunkKeyMaterial
+    /// The primary context's keys for packets from the server to the client.
     public var serverToClient: DTLSChunkKeyMaterial
+    /// The restart context's keys; nil: no restart context.
     public var restart: Restart?
 
     /// The restart DTLS key context (draft "SCTP Restart Considerations").
     public struct Restart: Sendable, Hashable {
+        /// Keys for packets from the key management client to the server.
         public var clientToServer: DTLSChunkKeyMaterial
+        /// Keys for packets from the server to the client.
         public var serverToClient: DTLSChunkKeyMaterial
+        /// A restart context of the two directions' keys.
         public init(clientToServer: DTLSChunkKeyMaterial, serverToClient: DTLSChunkKeyMaterial) {
             self.clientToServer = clientToServer
             self.serverToClient = serverToClient
         }
     }
 
+    /// Pre-shared parameters of the given suite and keys.
     public init(cipherSuite: DTLSChunkCipherSuite = .aes128GCMSHA256, clientToServer: DTLSChunkKeyMaterial,
                 serverToClient: DTLSChunkKeyMaterial, restart: Restart? = nil) {
         self.cipherSuite = cipherSuite
@@ -62,6 +70,7 @@ public struct DTLSChunkPreSharedKeys: Sendable, Hashable {
         try self.init(json: data)
     }
 
+    /// Parses key file text in the format of `init(jsonFile:)`; malformed text or wrong key lengths throw `invalidArgument`.
     public init(json data: Data) throws(TransportError) {
         let file: KeyFile
         do { file = try JSONDecoder().decode(KeyFile.self, from: data) } catch {

@@ -1,23 +1,31 @@
 /// Identifies one DTLS key context of an association (draft-ietf-tsvwg-sctp-dtls-chunk, "DTLS
 /// Considerations"): the restart indicator and the DTLS epoch.
 public struct DTLSKeyContextID: Hashable, Sendable, CustomStringConvertible {
+    /// True for the restart key context, false for the primary one.
     public var restart: Bool
+    /// The DTLS epoch of the context; 3 is the first traffic epoch, and each rekey adds one.
     public var epoch: UInt64
 
+    /// The context of `epoch`, primary unless `restart`.
     public init(restart: Bool = false, epoch: UInt64) {
         self.restart = restart
         self.epoch = epoch
     }
 
+    /// `primary epoch N` or `restart epoch N`.
     public var description: String { "\(restart ? "restart" : "primary") epoch \(epoch)" }
 }
 
 /// The counters the draft's abstract API reads per key context ("Get AEAD Encryption Invocations"
 /// and its two siblings).
 public struct DTLSEpochCounters: Sendable, Equatable {
+    /// AEAD encryptions (packets protected).
     public var encryptions = 0
+    /// AEAD decryptions that authenticated.
     public var decryptions = 0
+    /// AEAD decryptions that failed.
     public var failedDecryptions = 0
+    /// Records dropped as replays.
     public var replaysDropped = 0
 
     mutating func add(_ other: DTLSEpochCounters) {

@@ -14,6 +14,7 @@ public struct DTLSChunkRekeyPolicy: Sendable, Hashable {
     /// acknowledged) does not end it sooner: one Maximum Segment Lifetime.
     public var drainLimit: Duration = .seconds(120)
 
+    /// A policy with the given limits; nil turns a limit off.
     public init(afterBytes: Int? = 100_000_000_000, afterPackets: Int? = nil, afterTime: Duration? = .seconds(3600),
                 drainLimit: Duration = .seconds(120)) {
         self.afterBytes = afterBytes

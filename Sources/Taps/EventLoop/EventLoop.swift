@@ -46,11 +46,14 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// once, when the first loop starts, and only if the application left SIGPIPE at its default.
     private static let sigpipeIgnored: Void = taps_ignore_sigpipe_unless_handled()
 
+    /// The loop's name, which its thread carries too.
     public let name: String
     /// The CPU the loop's thread is bound to, if one was asked for and the system allowed it.
     public private(set) var boundCPU: Int?
 
+    /// Starts a loop on a thread of its own.
     /// - Parameters:
+    ///   - name: the loop's and its thread's name.
     ///   - cpu: binds the loop's thread to this CPU (0-based), e.g. one loop per core. Unbound, the
     ///     kernel may put two loops that wake each other often (both ends of a local transfer) on
     ///     the same core; binding is the application's call.
@@ -147,22 +150,27 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     // MARK: SerialExecutor / TaskExecutor
 
+    /// Runs a Swift concurrency job on the loop thread (`SerialExecutor`).
     public func enqueue(_ job: consuming ExecutorJob) {
         submit(.job(UnownedJob(job)))
     }
 
+    /// The loop as a serial executor, for an actor's `unownedExecutor`.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
 
+    /// The loop as a task executor, for `withTaskExecutorPreference` and `Task(executorPreference:)`.
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
         UnownedTaskExecutor(ordinary: self)
     }
 
+    /// Traps unless the caller runs on the loop thread.
     public func checkIsolated() {
         precondition(inEventLoop, "expected to run on event loop \(name)")
     }
 
+    /// Whether the caller runs on the loop thread.
     public func isIsolatingCurrentContext() -> Bool? {
         inEventLoop
     }

@@ -6,14 +6,17 @@ import Synchronization
 /// `EventLoopGroup.shared` is started on first use with one loop per core, for applications that do
 /// not want to manage loops; anything can instead pass its own group or loop to a `Preconnection`.
 public final class EventLoopGroup: Sendable {
+    /// The group's loops; `next()` hands them out in turn.
     public let loops: [EventLoop]
     private let nextIndex = Atomic<Int>(0)
 
+    /// Starts `loopCount` loops (one per core by default), named `name-0`, `name-1`, ...
     public init(loopCount: Int = System.coreCount, name: String = "taps-loop") {
         precondition(loopCount > 0)
         loops = (0..<loopCount).map { EventLoop(name: "\(name)-\($0)") }
     }
 
+    /// A group of one existing loop.
     public init(loop: EventLoop) {
         loops = [loop]
     }
@@ -34,7 +37,9 @@ public final class EventLoopGroup: Sendable {
     public static let shared = EventLoopGroup(name: "taps-shared")
 }
 
+/// Facts about the host.
 public enum System {
+    /// The number of online CPUs (at least 1).
     public static var coreCount: Int {
         max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }

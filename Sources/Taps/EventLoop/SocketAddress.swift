@@ -8,7 +8,13 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     /// each, copying contexts showed in the receive path's profile.
     var storage: sockaddr_in6
 
-    public enum Family: Sendable { case ipv4, ipv6 }
+    /// The address family.
+    public enum Family: Sendable {
+        /// AF_INET.
+        case ipv4
+        /// AF_INET6.
+        case ipv6
+    }
 
     init(storage: sockaddr_storage) {
         var compact = sockaddr_in6()
@@ -42,8 +48,10 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         self.storage = storage
     }
 
+    /// IPv4 or IPv6.
     public var family: Family { Int32(storage.sin6_family) == AF_INET6 ? .ipv6 : .ipv4 }
 
+    /// The port.
     public var port: UInt16 {
         withUnsafeSockaddr { pointer in
             switch family {
@@ -65,6 +73,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// `a.b.c.d:port` or `[v6]:port`.
     public var description: String {
         family == .ipv6 ? "[\(ipAddress)]:\(port)" : "\(ipAddress):\(port)"
     }

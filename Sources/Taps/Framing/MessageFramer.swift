@@ -12,6 +12,7 @@ public protocol MessageFramer: Sendable {
 }
 
 extension MessageFramer {
+    /// No limit beyond the stack's own.
     public var messageSizeLimit: Int? { nil }
 }
 
@@ -20,8 +21,10 @@ public struct FramerBuffer: Sendable {
     private var storage: [UInt8] = []
     private var start = 0
 
+    /// An empty buffer.
     public init() {}
 
+    /// Bytes held and not yet consumed.
     public var count: Int { storage.count - start }
 
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
@@ -56,12 +59,15 @@ public struct LengthPrefixFramer: MessageFramer {
     /// Messages larger than this are refused on send and treated as a framing error on receive.
     public var maximumMessageSize: Int
 
+    /// `maximumMessageSize`.
     public var messageSizeLimit: Int? { maximumMessageSize }
 
+    /// A framer refusing messages over `maximumMessageSize` (16 MB by default).
     public init(maximumMessageSize: Int = 16 * 1024 * 1024) {
         self.maximumMessageSize = maximumMessageSize
     }
 
+    /// The message behind its 4-byte big-endian length.
     public func frame(_ message: UnsafeRawBufferPointer, context: MessageContext) throws(TransportError) -> [UInt8] {
         guard message.count <= maximumMessageSize else {
             throw .messageTooLarge("\(message.count) bytes exceed the framer's limit of \(maximumMessageSize)")
@@ -75,6 +81,7 @@ public struct LengthPrefixFramer: MessageFramer {
         return framed
     }
 
+    /// The next whole message in `buffer`, or nil until all of it has arrived.
     public func parse(_ buffer: inout FramerBuffer) throws(TransportError) -> [UInt8]? {
         guard let header = buffer.peek(length: 4) else { return nil }
         let length = header.reduce(0) { $0 << 8 | Int($1) }

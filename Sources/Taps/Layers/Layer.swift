@@ -138,13 +138,18 @@ extension Layer {
 
 /// The outcome of a security handshake, readable on an established connection.
 public struct SecurityDetails: Sendable, Hashable {
+    /// The negotiated version, as OpenSSL names it (`TLSv1.3`, `DTLSv1.2`).
     public let protocolVersion: String
+    /// The negotiated cipher suite (IANA name for TLS 1.3).
     public let cipherSuite: String
     /// The key-exchange group, e.g. "X25519" (nil when none was used, e.g. TLS 1.2 RSA key exchange).
     public let group: String?
+    /// The ALPN protocol both ends agreed on, if any.
     public let applicationProtocol: String?
     /// The host name the client sent in SNI (on both ends), if any.
     public let serverName: String?
+    /// The peer's leaf certificate subject, one line, when it sent a certificate.
     public let peerCertificateSubject: String?
+    /// Whether the handshake resumed an earlier session.
     public let resumed: Bool
 }

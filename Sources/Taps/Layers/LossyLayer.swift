@@ -1,17 +1,23 @@
 /// Faults to inject on a datagram path, for testing a stack under loss (`Preconnection.lossyPath`).
 /// Rates are probabilities per datagram, drawn from a generator with a fixed seed, so a run repeats.
 public struct LossyPath: Sendable, Hashable {
+    /// Probability that a datagram is dropped.
     public var lossRate = 0.0
+    /// Probability that a datagram is held back behind the next one.
     public var reorderRate = 0.0
+    /// Probability that a datagram is sent twice.
     public var duplicateRate = 0.0
+    /// Probability that one byte of a datagram is flipped.
     public var corruptionRate = 0.0
     /// Each datagram is held up to this long (uniformly drawn); zero sends at once.
     public var maximumDelay: Duration = .zero
+    /// The random generator's seed: the same seed repeats the same faults.
     public var seed: UInt64 = 1
     /// Tests: a man in the middle that sees each datagram (outgoing or incoming) before the faults
     /// and replaces it by any number of datagrams.
     var rewriter: DatagramRewriter? = nil
 
+    /// A path with the given fault rates; all zero passes everything unchanged.
     public init(lossRate: Double = 0, reorderRate: Double = 0, duplicateRate: Double = 0, corruptionRate: Double = 0,
                 maximumDelay: Duration = .zero, seed: UInt64 = 1) {
         self.lossRate = lossRate

@@ -33,7 +33,9 @@ public struct SCTPOptions: Sendable, Hashable {
     /// 3 s). Paths with known short round trips (a data centre, loopback tests under loss) recover
     /// faster with smaller values. Nil keeps usrsctp's.
     public var retransmissionTimeoutMinimum: Duration? = nil
+    /// RTO.Max.
     public var retransmissionTimeoutMaximum: Duration? = nil
+    /// RTO.Initial.
     public var retransmissionTimeoutInitial: Duration? = nil
 
     /// tls-sctp: how the TLS handshakes of a group's streams go (RFC 3436 section 5).
@@ -85,5 +87,6 @@ public struct SCTPOptions: Sendable, Hashable {
     var packetCapacity: Int { max(Self.minimumPathMTU, pathMTU) - Self.headerOverhead - 12 - 64 }
     static let minimumPathMTU = 576
 
+    /// usrsctp's defaults, 32 streams each way and a 1,280-byte path MTU.
     public init() {}
 }

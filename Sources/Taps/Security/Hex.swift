@@ -13,6 +13,7 @@ public enum Hex {
         return bytes
     }
 
+    /// Lower-case hex digits, two per byte.
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var text: [UInt8] = []

@@ -8,7 +8,9 @@ import Synchronization
 /// first) and offers a session for at most `lifetimeSeconds` (or the server's ticket lifetime,
 /// whichever is shorter).
 public final class TLSSessionCache: Sendable, Hashable {
+    /// The most sessions held; the oldest is evicted first.
     public let maxSessions: Int
+    /// How long a session is offered for resumption.
     public let lifetimeSeconds: Int
     private let entries = Mutex<[String: Entry]>([:])
     private let stores = Atomic<UInt64>(0)
@@ -20,6 +22,7 @@ public final class TLSSessionCache: Sendable, Hashable {
         let order: UInt64
     }
 
+    /// An empty cache with these limits.
     public init(maxSessions: Int = 100, lifetimeSeconds: Int = 7200) {
         self.maxSessions = max(0, maxSessions)
         self.lifetimeSeconds = max(0, lifetimeSeconds)

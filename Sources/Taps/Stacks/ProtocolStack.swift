@@ -3,9 +3,13 @@
 public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     /// Lowercase name used on command lines: tcp, udp, tls-tcp, dtls-udp.
     public let name: String
+    /// The layers, bottom up.
     public let layers: [LayerKind]
+    /// What the stack provides, matched against the selection properties.
     public let features: TransportFeatures
+    /// The security protocol, nil on a plain stack.
     public let security: SecurityProtocol?
+    /// How the stack can establish connections.
     public let roles: Set<Role>
     /// How much application data a Connection on this stack lets wait in user space, beyond what
     /// the kernel or usrsctp buffers, before `send` suspends (back-pressure). Chosen by measurement
@@ -23,22 +27,44 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     /// explanations (tls-sctp: RFC 3436 forbids unordered and limited-lifetime TLS records).
     public let restrictions: [FeatureRestriction]
 
+    /// Features a stack does not provide although its layers could, and why.
     public struct FeatureRestriction: Sendable, Hashable {
+        /// The features withheld.
         public let features: TransportFeatures
+        /// Why, as `candidateStacks()` reports it.
         public let reason: String
     }
 
+    /// A protocol layer a stack is built of.
     public enum LayerKind: String, Sendable, Hashable {
-        case tcp, udp, tls, dtls, sctp
+        /// TCP, from libuv.
+        case tcp
+        /// UDP, from libuv.
+        case udp
+        /// TLS 1.2 / 1.3, from OpenSSL.
+        case tls
+        /// DTLS 1.2, from OpenSSL.
+        case dtls
+        /// SCTP (usrsctp) over UDP encapsulation (RFC 6951).
+        case sctp
         /// The SCTP DTLS chunk: protection of every packet between SCTP and UDP.
         case dtlsChunk = "dtls-chunk"
     }
 
-    public enum Role: String, Sendable, Hashable { case initiate, listen, rendezvous }
+    /// How a connection is established (RFC 9622 section 7).
+    public enum Role: String, Sendable, Hashable {
+        /// Active open: `Preconnection.initiate()`.
+        case initiate
+        /// Passive open: `Preconnection.listen()`.
+        case listen
+        /// Peer to peer: `Preconnection.rendezvous()`.
+        case rendezvous
+    }
 
     /// True when the top layer delivers a byte stream (a framer is needed for message boundaries).
     public var isByteStream: Bool { layers.last?.service == .byteStream }
 
+    /// The stack's name.
     public var description: String { name }
 
     init(name: String, layers: [LayerKind], features: TransportFeatures, security: SecurityProtocol?,
@@ -64,17 +90,20 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
         restrictions.first { !$0.features.isDisjoint(with: feature) }?.reason
     }
 
+    /// TCP (libuv): a reliable, ordered byte stream.
     public static let tcp = ProtocolStack(
         name: "tcp", layers: [.tcp],
         features: [.reliableTransfer, .orderedDelivery, .fullChecksumSend, .fullChecksumReceive,
                    .congestionControl, .keepAlive, .activeReadBeforeSend],
         security: nil, roles: [.initiate, .listen])
 
+    /// UDP (libuv): datagrams, unreliable and unordered.
     public static let udp = ProtocolStack(
         name: "udp", layers: [.udp],
         features: [.messageBoundaries, .fullChecksumSend, .fullChecksumReceive, .activeReadBeforeSend],
         security: nil, roles: [.initiate, .listen, .rendezvous])
 
+    /// TLS 1.2 / 1.3 (OpenSSL) over TCP: a secure, reliable, ordered byte stream.
     public static let tlsTCP = ProtocolStack(
         name: "tls-tcp", layers: [.tcp, .tls],
         features: tcp.features, security: .tls, roles: [.initiate, .listen], sendHighWater: 512 * 1024)
@@ -111,6 +140,7 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
         name: "dtls-chunk-sctp", layers: [.udp, .dtlsChunk, .sctp],
         features: sctp.features, security: .dtlsChunk, roles: [.initiate, .listen])
 
+    /// DTLS 1.2 (OpenSSL) over UDP: secure datagrams, with a cookie exchange on listeners.
     public static let dtlsUDP = ProtocolStack(
         name: "dtls-udp", layers: [.udp, .dtls],
         features: [.messageBoundaries, .fullChecksumSend, .fullChecksumReceive, .activeReadBeforeSend],
@@ -155,12 +185,16 @@ extension ProtocolStack.LayerKind {
 
 /// The stacks this build offers, in their default order of preference.
 public struct StackRegistry: Sendable {
+    /// The stacks, in their default order of preference.
     public var stacks: [ProtocolStack]
 
+    /// A registry of `stacks`, in order of preference.
     public init(stacks: [ProtocolStack]) { self.stacks = stacks }
 
+    /// Every stack of this build: tls-tcp, dtls-udp, tcp, udp, sctp, tls-sctp, dtls-chunk-sctp.
     public static let standard = StackRegistry(stacks: [.tlsTCP, .dtlsUDP, .tcp, .udp, .sctp, .tlsSCTP, .dtlsChunkSCTP])
 
+    /// The stack of `name` (any case), or nil.
     public func stack(named name: String) -> ProtocolStack? {
         stacks.first { $0.name == name.lowercased() }
     }

@@ -1,7 +1,9 @@
 /// One stack's verdict in candidate selection (RFC 9623 section 4.1): whether it qualifies, its rank
 /// among those that do, and the reasons.
 public struct CandidateReport: Sendable, CustomStringConvertible {
+    /// The stack judged.
     public let stack: ProtocolStack
+    /// Whether the stack meets every requirement and prohibition.
     public let qualifies: Bool
     /// Position among qualifying stacks (0 is tried first); nil when the stack does not qualify.
     public internal(set) var rank: Int?
