@@ -22,7 +22,7 @@ def measurements(lines):
         if not line.startswith("{"):
             continue
         record = json.loads(line)
-        if "mbps" not in record or record.get("mixed"):
+        if "mbps" not in record or record.get("mixed") or "accept_loops" in record:
             continue
         label = record["stack"]
         details = []

@@ -483,8 +483,8 @@ int taps_baseline_send(int tls, int port, double seconds, size_t message_size, c
     return error;
 }
 
-int taps_baseline_make_identity(const char *cert_path, const char *key_path) {
-    EVP_PKEY *key = EVP_EC_gen("P-256");
+int taps_baseline_make_identity(const char *cert_path, const char *key_path, int rsa_bits) {
+    EVP_PKEY *key = rsa_bits > 0 ? EVP_RSA_gen((unsigned int)rsa_bits) : EVP_EC_gen("P-256");
     if (!key) return -1;
     X509 *cert = X509_new();
     X509_set_version(cert, 2);

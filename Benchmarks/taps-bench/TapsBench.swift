@@ -24,6 +24,12 @@ struct TapsBench: AsyncParsableCommand {
     /// The bytes per send of this run.
     var messageBytes: Int { messageSize ?? (latency ? 64 : 65_536) }
 
+    @Flag(name: .long, help: "tcp / tls-tcp: a listener spreading accepted connections over a loop per core against one keeping them on one loop: establishments per second and the throughput of 8 connections at once.")
+    var acceptLoops = false
+
+    @Flag(name: .long, help: "TLS: an RSA-2048 server identity instead of P-256 (its handshakes cost the server far more than the client).")
+    var rsa = false
+
     @Flag(name: .long, help: "Measure round-trip times of one message at a time (p50 / p99 / p99.9 from an HDR histogram) instead of throughput.")
     var latency = false
 
@@ -92,7 +98,7 @@ struct TapsBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(at: directory) }
         let cert = directory.appendingPathComponent("cert.pem").path
         let key = directory.appendingPathComponent("key.pem").path
-        guard taps_baseline_make_identity(cert, key) == 0 else { throw ValidationError("could not write a test identity") }
+        guard taps_baseline_make_identity(cert, key, rsa ? 2048 : 0) == 0 else { throw ValidationError("could not write a test identity") }
         let chunkKeyFile = directory.appendingPathComponent("chunk-keys.json").path
         guard FileManager.default.createFile(atPath: chunkKeyFile, contents: Data(DTLSChunkPreSharedKeys.random().json.utf8)) else {
             throw ValidationError("could not write a DTLS chunk key file")
@@ -111,6 +117,11 @@ struct TapsBench: AsyncParsableCommand {
         for name in stacks {
             if ["sctp", "udp", "dtls-udp"].contains(name) && handshakes {
                 throw ValidationError("--handshakes measures tcp, tls-tcp, tls-sctp and dtls-chunk-sctp")
+            }
+            if acceptLoops {
+                guard ["tcp", "tls-tcp"].contains(name) else { throw ValidationError("--accept-loops measures tcp and tls-tcp") }
+                try await measureAcceptSpread(name, cert: cert, key: key)
+                continue
             }
             var bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
             bench.chunkKeys = chunkKeyFile
@@ -300,7 +311,7 @@ struct TapsBench: AsyncParsableCommand {
         }
     }
 
-    private static func median(_ values: [Double]) -> Double {
+    static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
         guard !sorted.isEmpty else { return 0 }
         let middle = sorted.count / 2

@@ -52,7 +52,8 @@ long taps_baseline_latency(int mode, double seconds, size_t message_size, const 
  * later runs, as taps-bench binds its two loops; -1 leaves a side unbound. */
 void taps_baseline_bind_cpus(int server_cpu, int client_cpu);
 
-/* Writes a self-signed P-256 certificate for 127.0.0.1 / localhost and its key as PEM files. */
-int taps_baseline_make_identity(const char *cert_path, const char *key_path);
+/* Writes a self-signed certificate for 127.0.0.1 / localhost and its key as PEM files: P-256, or
+ * RSA of rsa_bits bits when that is above 0. */
+int taps_baseline_make_identity(const char *cert_path, const char *key_path, int rsa_bits);
 
 #endif

@@ -15,6 +15,10 @@ public actor Listener {
 
     private let recipe: StackRecipe
     private let framer: (any MessageFramer)?
+    /// TCP: the loops accepted connections are handed to in turn (the listener's own among them),
+    /// so their handshakes and traffic spread over the cores.
+    private let acceptLoops: [EventLoop]
+    private var nextAcceptLoop = 0
     private var tcpSocket: UVTCPSocket?
     private var udpSocket: UVUDPSocket?
     private var udpPeers: [SocketAddress: UDPLayer] = [:]
@@ -42,8 +46,9 @@ public actor Listener {
 
     /// Binds and starts listening; on the loop thread.
     init(loop: EventLoop, recipe: StackRecipe, address: SocketAddress, framer: (any MessageFramer)?,
-         newConnectionLimit: Int?) throws(TransportError) {
+         newConnectionLimit: Int?, acceptLoops: [EventLoop] = []) throws(TransportError) {
         self.loop = loop
+        self.acceptLoops = acceptLoops.isEmpty ? [loop] : acceptLoops
         self.recipe = recipe
         self.stack = recipe.stack
         self.framer = framer
@@ -134,12 +139,44 @@ public actor Listener {
             socket.close()
             return
         }
-        do {
+        let target = acceptLoops[nextAcceptLoop % acceptLoops.count]
+        nextAcceptLoop &+= 1
+        guard target !== loop else {
+            establishAccepted(socket, on: loop)
+            return
+        }
+        guard let handedOver = socket.handOver() else {
+            recordFailure(.io("could not hand an accepted connection over to loop \(target.name)"))
+            return
+        }
+        target.execute { [weak self] in
+            guard let self else { return handedOver.discard() }
+            do throws(TransportError) {
+                let socket = try handedOver.adopt(on: target, readBufferSize: self.recipe.tcpOptions.readBufferSize)
+                self.establishAccepted(socket, on: target)
+            } catch {
+                self.onListenerLoop { $0.recordFailure(error) }
+            }
+        }
+    }
+
+    /// Puts the stack's layers on an accepted TCP connection, on the loop that polls its socket.
+    private nonisolated func establishAccepted(_ socket: UVTCPSocket, on loop: EventLoop) {
+        do throws(TransportError) {
             let layer = try recipe.makeServerLayer(over: TCPLayer(accepted: socket, options: recipe.tcpOptions), baseKind: .tcp, loop: loop)
-            establish(layer)
+            establish(layer, on: loop)
         } catch {
             socket.close()
-            recordFailure(error)
+            onListenerLoop { $0.recordFailure(error) }
+        }
+    }
+
+    /// Runs `body` isolated to the listener: at once on its loop, else queued there.
+    private nonisolated func onListenerLoop(_ body: @escaping @Sendable (isolated Listener) -> Void) {
+        if loop.inEventLoop {
+            assumeIsolated(body)
+        } else {
+            loop.execute { self.assumeIsolated(body) }
         }
     }
 
@@ -249,8 +286,13 @@ public actor Listener {
         if stopped && udpPeers.isEmpty { udpSocket?.close() }
     }
 
-    private func establish(_ layer: Layer, in existingGroup: ConnectionGroup? = nil, stack: ProtocolStack? = nil) {
-        nonisolated(unsafe) let layer = layer  // made on this loop; the connection runs on it too
+    /// Makes an incoming layer's connection on `loop`, the layer's (the listener's own unless an
+    /// accepted TCP connection was handed over), and counts or delivers it, on the listener's loop,
+    /// once it is established or has failed.
+    private nonisolated func establish(_ layer: Layer, on loop: EventLoop? = nil, in existingGroup: ConnectionGroup? = nil,
+                                       stack: ProtocolStack? = nil) {
+        let loop = loop ?? self.loop
+        nonisolated(unsafe) let layer = layer  // made on `loop`; the connection runs on it too
         let group = existingGroup ?? ConnectionGroup(recipe: recipe, remote: nil, framer: framer, loop: loop)
         let connection = Connection(loop: loop, stack: stack ?? self.stack, layer: layer, properties: recipe.properties,
                                     framer: framer, group: group, metrics: recipe.metrics.forStack((stack ?? self.stack).name))
@@ -268,8 +310,7 @@ public actor Listener {
         connection.assumeIsolated { connection in
             connection.start { [weak self] error in
                 timeout?.close()
-                guard let self else { return }
-                self.assumeIsolated { listener in
+                self?.onListenerLoop { listener in
                     if let error { listener.recordFailure(error) } else { listener.continuation.yield(connection) }
                 }
             }

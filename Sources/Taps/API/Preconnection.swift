@@ -16,8 +16,15 @@ public struct Preconnection: Sendable {
     public var framer: (any MessageFramer)?
     /// The protocol stacks selection chooses from; `.standard` holds every stack the SDK implements.
     public var registry: StackRegistry = .standard
-    /// The loop to run on; nil picks the next loop of `EventLoopGroup.shared`.
+    /// The loop to run on; nil picks the next loop of `eventLoopGroup`. A listener given a loop
+    /// keeps everything it accepts on that loop.
     public var loop: EventLoop?
+    /// The loops to spread over when `loop` is nil (nil: `EventLoopGroup.shared`): a connection
+    /// takes the next one, and a tcp or tls-tcp listener hands each connection it accepts to the
+    /// next one, where its handshake and traffic run. The SCTP stacks run on the SCTP loop
+    /// (usrsctp's state is process-wide), and a UDP listener's connections share its socket and
+    /// its loop.
+    public var eventLoopGroup: EventLoopGroup?
     /// Testing: faults injected on the datagram path of UDP-based stacks (in both directions, on
     /// this end's side). Nil in production.
     public var lossyPath: LossyPath?
@@ -90,8 +97,8 @@ public struct Preconnection: Sendable {
     /// so a race led by an SCTP stack runs there; other races spread over the shared group and leave
     /// out the SCTP candidates further down, which cannot run there. Deciding by the first candidate
     /// keeps secure stream connections off that one loop, since tls-sctp qualifies for them too.
-    private static func defaultLoop(for recipes: [StackRecipe]) -> EventLoop {
-        recipes.first?.stack.layers.contains(.sctp) == true ? SCTPRuntime.shared.loop : EventLoopGroup.shared.next()
+    private func defaultLoop(for recipes: [StackRecipe]) -> EventLoop {
+        recipes.first?.stack.layers.contains(.sctp) == true ? SCTPRuntime.shared.loop : (eventLoopGroup ?? .shared).next()
     }
 
     // MARK: Initiate (RFC 9622 section 7.1)
@@ -101,7 +108,7 @@ public struct Preconnection: Sendable {
     public func initiate(timeout: Duration? = nil) async throws -> Connection {
         guard let remote else { throw TransportError.invalidArgument("initiate needs a remote endpoint") }
         let qualifying = try recipes(for: .initiate)
-        let loop = self.loop ?? Self.defaultLoop(for: qualifying)
+        let loop = self.loop ?? defaultLoop(for: qualifying)
         // SCTP candidates cannot run off the SCTP loop; a race of others leaves them out (unless
         // nothing else is left, so that the reason is reported).
         let runnable = qualifying.filter { !$0.stack.layers.contains(.sctp) || loop === SCTPRuntime.shared.loop }
@@ -157,11 +164,13 @@ public struct Preconnection: Sendable {
     public func listen(newConnectionLimit: Int? = nil) async throws -> Listener {
         guard local != nil else { throw TransportError.invalidArgument("listen needs a local endpoint") }
         let recipe = try recipes(for: .listen)[0]
-        let loop = self.loop ?? Self.defaultLoop(for: [recipe])
+        let loop = self.loop ?? defaultLoop(for: [recipe])
+        let acceptLoops = self.loop == nil && recipe.stack.layers.first == .tcp ? (eventLoopGroup ?? .shared).loops : [loop]
         let address = try Self.localAddress(local!)
         let framer = self.framer
         return try await loop.submit {
-            try Listener(loop: loop, recipe: recipe, address: address, framer: framer, newConnectionLimit: newConnectionLimit)
+            try Listener(loop: loop, recipe: recipe, address: address, framer: framer, newConnectionLimit: newConnectionLimit,
+                         acceptLoops: acceptLoops)
         }
     }
 
@@ -172,7 +181,7 @@ public struct Preconnection: Sendable {
     public func rendezvous() async throws -> Connection {
         guard local != nil, let remote else { throw TransportError.invalidArgument("rendezvous needs a local and a remote endpoint") }
         let recipe = try recipes(for: .rendezvous)[0]
-        let loop = self.loop ?? EventLoopGroup.shared.next()
+        let loop = self.loop ?? (eventLoopGroup ?? .shared).next()
         let framer = self.framer
         let addresses: [SocketAddress] = try await withCheckedThrowingContinuation { continuation in
             loop.execute {

@@ -64,6 +64,8 @@ final class UVTCPSocket: UVHandle {
         onConnection = nil
     }
 
+    fileprivate var tcpHandle: UnsafeMutablePointer<uv_tcp_t> { tcp }
+
     private var stream: UnsafeMutablePointer<uv_stream_t> {
         UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
     }
@@ -119,6 +121,18 @@ final class UVTCPSocket: UVHandle {
             client.close()
             onConnection?(.failure(.uv(result, "accept")))
         }
+    }
+
+    // MARK: Moving a connection to another loop
+
+    /// Hands this accepted connection over to another loop: a duplicate of its descriptor, with
+    /// this handle closed, so the socket stays open through the duplicate alone. libuv cannot move
+    /// a handle between loops; a socket belongs to the loop that polls it. Nil, with the
+    /// connection closed, when the descriptor cannot be duplicated.
+    func handOver() -> HandedOverTCPConnection? {
+        let duplicate = fileDescriptor.map { fcntl($0, F_DUPFD_CLOEXEC, 0) } ?? -1
+        close()
+        return duplicate >= 0 ? HandedOverTCPConnection(descriptor: duplicate) : nil
     }
 
     // MARK: Options and addresses
@@ -373,4 +387,25 @@ extension UVTCPSocket {
         var value = milliseconds
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &value, socklen_t(MemoryLayout<UInt32>.size))
     }
+}
+
+/// An accepted TCP connection on its way from one loop to another (`UVTCPSocket.handOver()`): its
+/// descriptor, owned until a loop adopts it or it is discarded.
+struct HandedOverTCPConnection: Sendable {
+    fileprivate let descriptor: Int32
+
+    /// The connection as a socket of `loop`; call on that loop. On failure the connection is closed.
+    func adopt(on loop: EventLoop, readBufferSize: Int) throws(TransportError) -> UVTCPSocket {
+        let socket = UVTCPSocket(loop: loop, readBufferSize: readBufferSize)
+        let status = uv_tcp_open(socket.tcpHandle, descriptor)
+        guard status == 0 else {
+            socket.close()
+            discard()
+            throw .uv(status, "take over an accepted connection")
+        }
+        return socket
+    }
+
+    /// Closes the connection (its loop is gone).
+    func discard() { Glibc.close(descriptor) }
 }
