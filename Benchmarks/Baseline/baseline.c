@@ -1,5 +1,6 @@
 /* The C baseline for taps-bench: libuv + OpenSSL memory BIOs, nothing else. */
 #define _GNU_SOURCE  /* pthread_setname_np */
+#include <malloc.h>
 #include "TapsBaseline.h"
 #include "BaselineInternal.h"
 
@@ -482,6 +483,8 @@ int taps_baseline_send(int tls, int port, double seconds, size_t message_size, c
     run_client(tls, port, 0, seconds, message_size, cert, &error);
     return error;
 }
+
+void taps_baseline_trim_heap(void) { malloc_trim(0); }
 
 int taps_baseline_make_identity(const char *cert_path, const char *key_path, int rsa_bits) {
     EVP_PKEY *key = rsa_bits > 0 ? EVP_RSA_gen((unsigned int)rsa_bits) : EVP_EC_gen("P-256");

@@ -27,6 +27,9 @@ struct TapsBench: AsyncParsableCommand {
     @Flag(name: .long, help: "tcp / tls-tcp: a listener spreading accepted connections over a loop per core against one keeping them on one loop: establishments per second and the throughput of 8 connections at once.")
     var acceptLoops = false
 
+    @Option(name: .long, help: "tcp / tls-tcp / sctp / dtls-chunk-sctp: open this many connection pairs (on the SCTP stacks, associations), exchange one message on each, and report the resident memory each idle pair costs.")
+    var idleConnections: Int?
+
     @Flag(name: .long, help: "TLS: an RSA-2048 server identity instead of P-256 (its handshakes cost the server far more than the client).")
     var rsa = false
 
@@ -125,6 +128,18 @@ struct TapsBench: AsyncParsableCommand {
             }
             var bench = Bench(stack: name, cert: cert, key: key, serverLoop: serverLoop, clientLoop: clientLoop)
             bench.chunkKeys = chunkKeyFile
+            if let idleConnections {
+                guard ["tcp", "tls-tcp", "sctp", "dtls-chunk-sctp"].contains(name) else {
+                    throw ValidationError("--idle-connections measures tcp, tls-tcp, sctp and dtls-chunk-sctp")
+                }
+                let perPair = try await IdleMemoryBench(bench: bench).bytesPerPair(count: idleConnections)
+                if json {
+                    print("{\"stack\": \"\(name)\", \"idle_pairs\": \(idleConnections), \"bytes_per_pair\": \(Int(perPair))}")
+                } else {
+                    print("\(name.padding(toLength: 8, withPad: " ", startingAt: 0)) \(idleConnections) idle pairs: \(String(format: "%.1f", perPair / 1024)) KB each")
+                }
+                continue
+            }
             if latency {
                 try await measureLatency(bench)
                 continue

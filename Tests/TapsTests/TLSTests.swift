@@ -37,6 +37,25 @@ final class TLSTests: XCTestCase {
         echo.cancel()
     }
 
+    /// Every TLS socket on a loop reads into the loop's one shared buffer: transfers side by side on
+    /// one loop, both ends on it, arrive intact (a reader keeping borrowed bytes past its read
+    /// would see them overwritten by another connection's).
+    func testTransfersSharingALoopsReadBufferArriveIntact() async throws {
+        let loop = EventLoop(name: "shared-read-buffer")
+        defer { loop.shutdown() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<3 {
+                let listener = try await Preconnection(local: .loopback(), security: pki.serverSecurity, loop: loop).listen()
+                let client = Preconnection(remote: .loopback(port: listener.localAddress.port), security: pki.clientSecurity, loop: loop)
+                group.addTask {
+                    try await assertBulkTransferIntact(from: client, to: listener)
+                    await listener.stop()
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
     func testTLS12CanBeForced() async throws {
         let listener = try await tlsListener()
         let echo = startEcho(listener)

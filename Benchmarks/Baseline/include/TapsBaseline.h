@@ -52,6 +52,10 @@ long taps_baseline_latency(int mode, double seconds, size_t message_size, const 
  * later runs, as taps-bench binds its two loops; -1 leaves a side unbound. */
 void taps_baseline_bind_cpus(int server_cpu, int client_cpu);
 
+/* Hands freed heap memory back to the system (malloc_trim), so that a resident-set figure counts
+ * only memory in use. */
+void taps_baseline_trim_heap(void);
+
 /* Writes a self-signed certificate for 127.0.0.1 / localhost and its key as PEM files: P-256, or
  * RSA of rsa_bits bits when that is above 0. */
 int taps_baseline_make_identity(const char *cert_path, const char *key_path, int rsa_bits);

@@ -126,9 +126,13 @@ final class DTLSChunkPathFilter {
     /// Told once (from inside packet output: defer any work) when the send key context in use has
     /// protected its budget.
     var onRekeyDue: (() -> Void)?
-    /// Packets are built here: the largest SCTP packet plus what protection adds.
-    private var outputBuffer = [UInt8](repeating: 0, count: 65_536 + DTLSChunkProtection.maximumOverhead)
-    private var inputBuffer = [UInt8](repeating: 0, count: 65_536)
+    /// Where packets are protected and unprotected. Every filter runs on the SCTP loop and is done
+    /// with a packet before the next, so one pair of buffers serves every association (each packet
+    /// goes up or out before the call returns; unprotecting may make usrsctp send, which uses the
+    /// other buffer). A pair per association kept 128 KB of each idle one resident. SCTP loop only.
+    nonisolated(unsafe) private static let outputBuffer =
+        UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536 + DTLSChunkProtection.maximumOverhead, alignment: 16)  // the largest SCTP packet, protected
+    nonisolated(unsafe) private static let inputBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
 
     init(policy: DTLSChunkPolicy, side: Side, keys: DTLSChunkPreSharedKeys?, replayWindow: Int = 64) {
         self.policy = policy
@@ -244,7 +248,8 @@ final class DTLSChunkPathFilter {
         let type = SCTPHandshakeChunks.firstChunkType(plain)
         let rewrites = protection.protectsOutput || type == SCTPHandshakeChunks.initType || type == SCTPHandshakeChunks.initAckType
         guard rewrites else { return send(packet) }
-        outputBuffer.withUnsafeMutableBytes { buffer in
+        do {
+            let buffer = Self.outputBuffer
             if protection.protectsOutput {
                 guard let length = protection.protect(plain, into: buffer) else { return }
                 noteProtected(plain)
@@ -332,7 +337,8 @@ final class DTLSChunkPathFilter {
     }
 
     private func unprotect(_ packet: UnsafeRawBufferPointer, deliver: (UnsafeRawBufferPointer) -> Void) {
-        inputBuffer.withUnsafeMutableBytes { buffer in
+        do {
+            let buffer = Self.inputBuffer
             switch protection.unprotect(packet, into: buffer) {
             case .plain:
                 deliver(packet)

@@ -100,7 +100,22 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     deinit {
         if exited.load(ordering: .acquiring) { uvLoop.deallocate() }
+        sharedReadBufferAllocation?.deallocate()
     }
+
+    /// The buffer that TCP sockets on this loop whose reads are handed up borrowed (under TLS) read
+    /// into, `UVTCPSocket.largeReadBufferSize` bytes starting `UVTCPSocket.readBufferPageOffset`
+    /// into a page. A reader consumes each read before it returns and the loop makes one read at a
+    /// time, so one buffer serves every such socket, and an idle connection holds none: a buffer
+    /// per socket kept the pages its handshake touched, 8 KB a connection. Loop thread only.
+    var sharedReadBuffer: UnsafeMutableRawPointer {
+        if let sharedReadBufferAllocation { return sharedReadBufferAllocation + UVTCPSocket.readBufferPageOffset }
+        let allocation = UnsafeMutableRawPointer.allocate(byteCount: UVTCPSocket.largeReadBufferSize + UVTCPSocket.readBufferPageOffset,
+                                                          alignment: 4096)
+        sharedReadBufferAllocation = allocation
+        return allocation + UVTCPSocket.readBufferPageOffset
+    }
+    private var sharedReadBufferAllocation: UnsafeMutableRawPointer?
 
     /// Work submitted after shutdown, which was dropped.
     public var discardedAfterShutdown: Int { discarded.load(ordering: .relaxed) }

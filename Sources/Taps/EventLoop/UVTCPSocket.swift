@@ -20,10 +20,9 @@ final class UVTCPSocket: UVHandle {
     private var yieldBeforeNextRead = false
 
     private let tcp: UnsafeMutablePointer<uv_tcp_t>
-    /// Allocated when reading starts (listening sockets never read), `readBufferPageOffset` bytes
-    /// into an allocation that starts a page (`readBufferAllocation`, which is what is freed).
+    /// Borrowed reads: the loop's shared read buffer (`EventLoop.sharedReadBuffer`), taken when
+    /// reading starts.
     private var readBuffer: UnsafeMutableRawPointer?
-    private var readBufferAllocation: UnsafeMutableRawPointer?
     /// Where in a page the read buffer starts. The kernel copies received data with `rep movsb`,
     /// which on this machine's AMD cores runs at half speed when the destination sits just past the
     /// source's offset within a page, as it does for a buffer 16 bytes into a page (where glibc puts
@@ -31,7 +30,6 @@ final class UVTCPSocket: UVHandle {
     /// 3.0 GB/s at half a page, with the C baseline showing the same two speeds depending on where
     /// its buffer landed (Docs/Benchmarks.md).
     static let readBufferPageOffset = 2048
-    private static let pageSize = 4096
     /// The read buffer size of the sockets this one accepts.
     var acceptedReadBufferSize = UVTCPSocket.defaultReadBufferSize
     private var queuedWrites = 0
@@ -53,7 +51,6 @@ final class UVTCPSocket: UVHandle {
     }
 
     override func didClose() {
-        readBufferAllocation?.deallocate()
         spareBuffers.forEach { $0.deallocate() }
         spareBuffers.removeAll()
         readArrays.releaseParked()
@@ -160,10 +157,8 @@ final class UVTCPSocket: UVHandle {
         if onReadArray != nil {
             if descriptor < 0 { descriptor = fileDescriptor ?? -1 }
         } else if readBuffer == nil {
-            let allocation = UnsafeMutableRawPointer.allocate(byteCount: readBufferSize + Self.readBufferPageOffset,
-                                                              alignment: Self.pageSize)
-            readBufferAllocation = allocation
-            readBuffer = allocation + Self.readBufferPageOffset
+            precondition(readBufferSize <= Self.largeReadBufferSize, "a borrowed read fits the loop's shared buffer")
+            readBuffer = loop.sharedReadBuffer
         }
         uv_read_start(stream, { handle, _, buffer in
             guard let buffer, let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }

@@ -33,7 +33,10 @@ final class SCTPAssociation: SCTPPathOwner {
     private var partialMessages: [UInt16: [UInt8]] = [:]
     /// Key management messages (PPID 4242) being joined, by stream; they never reach a connection.
     private var partialKeyManagementMessages: [UInt16: [UInt8]] = [:]
-    private var receiveBuffer = [UInt8](repeating: 0, count: 256 * 1024)
+    /// What every association reads from usrsctp into: they all run on the SCTP loop, and each read
+    /// is copied out (into its message) or handled before the next, so one buffer serves them all.
+    /// A zero-filled buffer per association kept 256 KB of each idle one resident. SCTP loop only.
+    nonisolated(unsafe) private static let receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
     private var eventsScheduled = false
     private var pausedStreams: Set<UInt16> = []
     private var closeTimer: UVTimer?
@@ -299,9 +302,8 @@ final class SCTPAssociation: SCTPPathOwner {
             var infoLength = socklen_t(MemoryLayout<sctp_rcvinfo>.size)
             var infoType = UInt32(0)
             var flags = Int32(0)
-            let count = receiveBuffer.withUnsafeMutableBytes { buffer in
-                usrsctp_recvv(socket.raw, buffer.baseAddress, buffer.count, nil, nil, &info, &infoLength, &infoType, &flags)
-            }
+            let buffer = Self.receiveBuffer
+            let count = usrsctp_recvv(socket.raw, buffer.baseAddress, buffer.count, nil, nil, &info, &infoLength, &infoType, &flags)
             if count < 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK { return }
                 fail(.connectionReset("SCTP receive failed: \(String(cString: strerror(errno)))"))
@@ -314,12 +316,17 @@ final class SCTPAssociation: SCTPPathOwner {
             }
             let isComplete = flags & Int32(MSG_EOR) != 0
             if flags & Int32(MSG_NOTIFICATION) != 0 {
-                receiveBuffer.withUnsafeBytes { handleNotification(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+                handleNotification(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
                 continue
             }
             guard infoType == UInt32(SCTP_RECVV_RCVINFO) else { continue }
             receive(count: count, on: info.rcv_sid, complete: isComplete, info: info)
         }
+    }
+
+    /// The first `count` bytes of the receive buffer: what the last read put there.
+    private static func received(_ count: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: receiveBuffer[..<count])
     }
 
     /// usrsctp hands a large message over in pieces (at most the receive buffer each). They are
@@ -339,9 +346,9 @@ final class SCTPAssociation: SCTPPathOwner {
             return
         }
         if message.isEmpty {
-            message = Array(receiveBuffer[..<count])
+            message = Array(Self.received(count))
         } else {
-            message.append(contentsOf: receiveBuffer[..<count])
+            message.append(contentsOf: Self.received(count))
         }
         let stream = stream(for: streamID, firstBytes: message)
         let partMinimum = stream?.partialDeliveryMinimum
@@ -364,7 +371,7 @@ final class SCTPAssociation: SCTPPathOwner {
             fail(.protocolViolation("the peer sent a DTLS key management message larger than \(DTLSChunkPathFilter.maximumKeyManagementMessage) bytes"))
             return
         }
-        message.append(contentsOf: receiveBuffer[..<count])
+        message.append(contentsOf: Self.received(count))
         guard complete else {
             partialKeyManagementMessages[streamID] = message
             return

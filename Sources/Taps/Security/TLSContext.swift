@@ -95,6 +95,7 @@ final class TLSContext: @unchecked Sendable {
         // OpenSSL reserves for it (read ahead, records land anywhere in its buffer and are moved when
         // split at its end; the transfer took ~4 % more CPU per byte in a taps-bench A/B).
         _ = taps_SSL_CTX_set_read_ahead(context, 0)
+        _ = taps_SSL_CTX_set_mode(context, Int(SSL_MODE_RELEASE_BUFFERS))
         _ = taps_SSL_CTX_set_min_proto_version(context, low == .tls12 ? TLS1_2_VERSION : TLS1_3_VERSION)
         _ = taps_SSL_CTX_set_max_proto_version(context, high == .tls12 ? TLS1_2_VERSION : TLS1_3_VERSION)
     }

@@ -148,6 +148,9 @@ final class TLSEngine {
         buffers.inbound = ciphertext
         defer { buffers.inbound = UnsafeRawBufferPointer(start: nil, count: 0) }
         let outcome = process(handshakeDone: handshakeDone, deliver: deliver)
+        // OpenSSL keeps a 16 KB record buffer per direction once it has used one; an idle
+        // connection needs neither, and a busy one gets them back at the next record.
+        if !datagram, SSL_has_pending(ssl) == 0 { SSL_free_buffers(ssl) }
         // The handshake stopped for a callback before OpenSSL read everything: keep the rest.
         if awaitingCallback && !buffers.inbound.isEmpty { stashedInbound.append(Array(buffers.inbound)) }
         return outcome

@@ -1,7 +1,8 @@
 /// Everything needed to build one stack's layers for a connection: the stack, the properties and
 /// the security context made for it. Built once per Preconnection (per Listener) and shared by the
-/// connections of a group.
-struct StackRecipe: Sendable {
+/// connections of a group. A class, so that each group and listener holds a reference rather than
+/// a copy of its near kilobyte.
+final class StackRecipe: Sendable {
     let stack: ProtocolStack
     let properties: TransportProperties
     /// The TLS or DTLS context, for stacks with a security layer.
@@ -11,11 +12,25 @@ struct StackRecipe: Sendable {
     /// Where its connections, handshakes and packets are counted.
     let metrics: StackMetrics
     /// Testing: faults on the datagram path (client side).
-    var lossyPath: LossyPath? = nil
+    let lossyPath: LossyPath?
     /// Stacks with the DTLS chunk: its policy and keys.
-    var dtlsChunk: DTLSChunkSettings? = nil
+    let dtlsChunk: DTLSChunkSettings?
     /// SCTP stacks: the packet capture, if asked for.
-    var capture: SCTPCapture? = nil
+    let capture: SCTPCapture?
+
+    init(stack: ProtocolStack, properties: TransportProperties, tlsContext: TLSContext?, serverName: String?,
+         local: SocketAddress?, metrics: StackMetrics, lossyPath: LossyPath? = nil, dtlsChunk: DTLSChunkSettings? = nil,
+         capture: SCTPCapture? = nil) {
+        self.stack = stack
+        self.properties = properties
+        self.tlsContext = tlsContext
+        self.serverName = serverName
+        self.local = local
+        self.metrics = metrics
+        self.lossyPath = lossyPath
+        self.dtlsChunk = dtlsChunk
+        self.capture = capture
+    }
 
     /// The association's options; with the DTLS chunk usrsctp gets a smaller MTU, so protected
     /// packets fit the path.
