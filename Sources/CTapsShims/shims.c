@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include "CTapsShims.h"
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -114,4 +115,8 @@ void taps_ignore_sigpipe_unless_handled(void) {
 int taps_sigpipe_is_ignored(void) {
     struct sigaction current;
     return sigaction(SIGPIPE, NULL, &current) == 0 && current.sa_handler == SIG_IGN;
+}
+
+int taps_accept(int fd, int nonblocking) {
+    return accept4(fd, NULL, NULL, SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0));
 }

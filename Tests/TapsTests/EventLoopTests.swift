@@ -64,15 +64,13 @@ final class EventLoopTests: XCTestCase {
         let failures = try await withCheckedThrowingContinuation { (done: CheckedContinuation<[TransportError.Code], any Error>) in
             loop.execute {
                 do {
-                    let listener = UVTCPSocket(loop: loop)
-                    try listener.bind(SocketAddress(ip: "127.0.0.1", port: 0)!)
-                    try listener.listen { accepted in
+                    let listener = try UVTCPListener(loop: loop, address: SocketAddress(ip: "127.0.0.1", port: 0)!, onConnection: { accepted in
                         // The peer resets soon after; the client writes once the RST has arrived.
-                        guard case .success(let socket) = accepted else { return }
+                        guard let socket = try? accepted.adopt(on: loop, readBufferSize: UVTCPSocket.defaultReadBufferSize) else { return }
                         _ = UVTimer.schedule(on: loop, after: 20) { socket.reset() }
-                    }
+                    }, onDropped: { _ in })
                     let client = UVTCPSocket(loop: loop)
-                    client.connect(to: listener.localAddress!) { error in
+                    client.connect(to: listener.localAddress) { error in
                         guard error == nil else { return done.resume(throwing: error!) }
                         _ = UVTimer.schedule(on: loop, after: 150) {
                             var codes: [TransportError.Code] = []

@@ -49,6 +49,9 @@ int taps_thread_bound_cpu(void);
 /* Ignores SIGPIPE unless the application installed a handler of its own: libuv writes with
  * write(2), so a write to a connection the peer reset would otherwise end the process. */
 void taps_ignore_sigpipe_unless_handled(void);
+/* accept4 with close-on-exec (and non-blocking when asked), without the peer's address: Swift
+ * imports accept4's address parameter as glibc's transparent union, which takes no null. */
+int taps_accept(int fd, int nonblocking);
 int taps_sigpipe_is_ignored(void);
 
 /* Session cache size, the no-(EC)DHE PSK option, chain certificates per connection, and the retry

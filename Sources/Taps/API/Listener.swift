@@ -19,14 +19,15 @@ public actor Listener {
     /// so their handshakes and traffic spread over the cores.
     private let acceptLoops: [EventLoop]
     private var nextAcceptLoop = 0
-    private var tcpSocket: UVTCPSocket?
+    private var tcpListener: UVTCPListener?
     private var udpSocket: UVUDPSocket?
     private var udpPeers: [SocketAddress: UDPLayer] = [:]
     /// SCTP: the listening association endpoint behind the UDP socket.
     private var sctpAcceptor: SCTPAcceptor?
     private var remainingConnections: Int?
     private var stopped = false
-    /// Incoming attempts that failed establishment (bad handshake, reset) and were dropped.
+    /// Incoming attempts that failed establishment (bad handshake, reset) and were dropped, and on
+    /// tcp and tls-tcp the connections reset because the process was out of file descriptors.
     public private(set) var failedEstablishments = 0
     /// Incoming attempts refused because the new-connection limit was reached.
     public private(set) var refusedByLimit = 0
@@ -58,23 +59,14 @@ public actor Listener {
         let relay = Relay()
         switch recipe.stack.layers.first {
         case .tcp:
-            let socket = UVTCPSocket(loop: loop)
-            socket.acceptedReadBufferSize = recipe.tcpOptions.readBufferSize
-            do throws(TransportError) {
-                try socket.bind(address)
-                // libuv reports a taken port at listen time, so listen before asking for the address.
-                try socket.listen { result in
-                    // libuv calls back on the loop thread, this actor's executor; the socket stays there.
-                    nonisolated(unsafe) let result = result
-                    relay.listener?.assumeIsolated { $0.accepted(result) }
-                }
-                guard let bound = socket.localAddress else { throw TransportError.io("listener has no local address") }
-                localAddress = bound
-            } catch {
-                socket.close()
-                throw error
-            }
-            tcpSocket = socket
+            // Callbacks run on the loop thread, this actor's executor.
+            let listener = try UVTCPListener(loop: loop, address: address, onConnection: { connection in
+                relay.listener?.assumeIsolated { $0.accepted(connection) }
+            }, onDropped: { error in
+                relay.listener?.assumeIsolated { $0.recordFailure(error) }
+            })
+            localAddress = listener.localAddress
+            tcpListener = listener
         case .udp:
             let socket = UVUDPSocket(loop: loop)
             let sctp = recipe.stack.layers.contains(.sctp)
@@ -130,34 +122,21 @@ public actor Listener {
         return true
     }
 
-    private func accepted(_ result: Result<UVTCPSocket, TransportError>) {
-        guard case .success(let socket) = result else {
-            if case .failure(let error) = result { recordFailure(error) }
-            return
-        }
-        guard admit() else {
-            socket.close()
-            return
-        }
+    /// A TCP connection was accepted: it goes to the next of the accept loops, which polls its socket.
+    private func accepted(_ connection: HandedOverTCPConnection) {
+        guard admit() else { return connection.discard() }
         let target = acceptLoops[nextAcceptLoop % acceptLoops.count]
         nextAcceptLoop &+= 1
-        guard target !== loop else {
-            establishAccepted(socket, on: loop)
-            return
-        }
-        guard let handedOver = socket.handOver() else {
-            recordFailure(.io("could not hand an accepted connection over to loop \(target.name)"))
-            return
-        }
-        target.execute { [weak self] in
-            guard let self else { return handedOver.discard() }
+        let adopt: @Sendable () -> Void = { [weak self] in
+            guard let self else { return connection.discard() }
             do throws(TransportError) {
-                let socket = try handedOver.adopt(on: target, readBufferSize: self.recipe.tcpOptions.readBufferSize)
+                let socket = try connection.adopt(on: target, readBufferSize: self.recipe.tcpOptions.readBufferSize)
                 self.establishAccepted(socket, on: target)
             } catch {
                 self.onListenerLoop { $0.recordFailure(error) }
             }
         }
+        if target === loop { adopt() } else { target.execute(adopt) }
     }
 
     /// Puts the stack's layers on an accepted TCP connection, on the loop that polls its socket.
@@ -329,8 +308,8 @@ public actor Listener {
     public func stop() {
         guard !stopped else { return }
         stopped = true
-        tcpSocket?.close()
-        tcpSocket = nil
+        tcpListener?.close()
+        tcpListener = nil
         sctpAcceptor?.stop()
         if udpPeers.isEmpty { udpSocket?.close() }
         continuation.finish()

@@ -30,8 +30,6 @@ final class UVTCPSocket: UVHandle {
     /// 3.0 GB/s at half a page, with the C baseline showing the same two speeds depending on where
     /// its buffer landed (Docs/Benchmarks.md).
     static let readBufferPageOffset = 2048
-    /// The read buffer size of the sockets this one accepts.
-    var acceptedReadBufferSize = UVTCPSocket.defaultReadBufferSize
     private var queuedWrites = 0
 
     var onRead: ((UnsafeRawBufferPointer) -> Void)?
@@ -40,7 +38,6 @@ final class UVTCPSocket: UVHandle {
     private var descriptor: Int32 = -1
     var onEndOfStream: (() -> Void)?
     var onReadError: ((TransportError) -> Void)?
-    private var onConnection: ((Result<UVTCPSocket, TransportError>) -> Void)?
     private var connectCompletion: ((TransportError?) -> Void)?
 
     init(loop: EventLoop, readBufferSize: Int = UVTCPSocket.defaultReadBufferSize) {
@@ -58,7 +55,6 @@ final class UVTCPSocket: UVHandle {
         onReadArray = nil
         onEndOfStream = nil
         onReadError = nil
-        onConnection = nil
     }
 
     fileprivate var tcpHandle: UnsafeMutablePointer<uv_tcp_t> { tcp }
@@ -93,43 +89,6 @@ final class UVTCPSocket: UVHandle {
     func bind(_ address: SocketAddress) throws(TransportError) {
         let status = address.withUnsafeSockaddr { uv_tcp_bind(tcp, $0, 0) }
         if status != 0 { throw .uv(status, "bind \(address)") }
-    }
-
-    func listen(backlog: Int32 = 511, onConnection: @escaping (Result<UVTCPSocket, TransportError>) -> Void) throws(TransportError) {
-        self.onConnection = onConnection
-        let status = uv_listen(stream, backlog) { server, status in
-            guard let listener = UVHandle.owner(server, as: UVTCPSocket.self) else { return }
-            listener.accept(status: status)
-        }
-        // libuv reports EADDRINUSE for a taken port at listen time, not bind time.
-        if status != 0 { throw .uv(status, "listen on \(localAddress.map { "\($0)" } ?? "?")") }
-    }
-
-    private func accept(status: Int32) {
-        guard status == 0 else {
-            onConnection?(.failure(.uv(status, "accept")))
-            return
-        }
-        let client = UVTCPSocket(loop: loop, readBufferSize: acceptedReadBufferSize)
-        let result = uv_accept(stream, client.stream)
-        if result == 0 {
-            onConnection?(.success(client))
-        } else {
-            client.close()
-            onConnection?(.failure(.uv(result, "accept")))
-        }
-    }
-
-    // MARK: Moving a connection to another loop
-
-    /// Hands this accepted connection over to another loop: a duplicate of its descriptor, with
-    /// this handle closed, so the socket stays open through the duplicate alone. libuv cannot move
-    /// a handle between loops; a socket belongs to the loop that polls it. Nil, with the
-    /// connection closed, when the descriptor cannot be duplicated.
-    func handOver() -> HandedOverTCPConnection? {
-        let duplicate = fileDescriptor.map { fcntl($0, F_DUPFD_CLOEXEC, 0) } ?? -1
-        close()
-        return duplicate >= 0 ? HandedOverTCPConnection(descriptor: duplicate) : nil
     }
 
     // MARK: Options and addresses
@@ -384,10 +343,11 @@ extension UVTCPSocket {
     }
 }
 
-/// An accepted TCP connection on its way from one loop to another (`UVTCPSocket.handOver()`): its
-/// descriptor, owned until a loop adopts it or it is discarded.
+/// An accepted TCP connection on its way to the loop that will poll it (`UVTCPListener` accepts on
+/// one loop, a listener spreads connections over several): its descriptor, owned until a loop
+/// adopts it or it is discarded.
 struct HandedOverTCPConnection: Sendable {
-    fileprivate let descriptor: Int32
+    let descriptor: Int32
 
     /// The connection as a socket of `loop`; call on that loop. On failure the connection is closed.
     func adopt(on loop: EventLoop, readBufferSize: Int) throws(TransportError) -> UVTCPSocket {
