@@ -52,6 +52,7 @@ final class DTLSChunkDTLS13Tests: XCTestCase {
         let details = try XCTUnwrap(maybeDetails)
         XCTAssertTrue(details.protocolVersion.contains("DTLS 1.3 (KMId 193)"), details.protocolVersion)
         XCTAssertTrue(DTLSChunkCipherSuite.allCases.map(\.description).contains(details.cipherSuite))
+        XCTAssertEqual(details.peerCertificateSubject, "/CN=localhost", "the server's certificate")
         let second = try await first.clone()
         for (index, connection) in [first, second].enumerated() {
             for size in [10, 20_000] {
@@ -68,6 +69,24 @@ final class DTLSChunkDTLS13Tests: XCTestCase {
         await second.close()
         await listener.stop()
         echo.cancel()
+    }
+
+    /// Each end reports who the peer's certificate names (SecurityDetails.peerCertificateSubject),
+    /// from the DTLS 1.3 key management's handshake.
+    func testEachEndReportsThePeersCertificateSubject() async throws {
+        let listener = try await Self.listener()
+        var clientSecurity = Self.security(server: false)
+        clientSecurity.localIdentity = Self.pki.identity("renamed")  // CN=renamed.example, from the test CA
+        let client = try await Self.client(listener.localAddress.port, clientSecurity).initiate(timeout: .seconds(10))
+        try await client.send("hello")
+        let accepted = try await listener.firstConnection()
+        let serverSide = await accepted.securityDetails?.peerCertificateSubject
+        let clientSide = await client.securityDetails?.peerCertificateSubject
+        XCTAssertEqual(serverSide, "/CN=renamed.example", "the client's certificate")
+        XCTAssertEqual(clientSide, "/CN=localhost", "the server's certificate")
+        await client.close()
+        await accepted.close()
+        await listener.stop()
     }
 
     /// Downgrade prevention: a man in the middle changes the client's 0x8006 parameter (only its tie

@@ -95,6 +95,8 @@ final class DTLS13KeyManagement {
     }
 
     var cipherSuite: DTLSChunkCipherSuite? { current.suite }
+    /// The subject of the certificate the peer authenticated with (the same on every rekey).
+    var peerCertificateSubject: String? { peerIdentity?.subjectLine }
     /// The DCI (and chunk epoch) of the connection whose keys are in use.
     var connectionIndex: UInt64 { current.index }
 

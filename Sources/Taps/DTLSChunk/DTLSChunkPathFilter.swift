@@ -101,6 +101,8 @@ final class DTLSChunkPathFilter {
     var dtls13: DTLS13Contexts?
     /// The suite a handshake method negotiated (KMId 0's is in its keys).
     var negotiatedSuite: DTLSChunkCipherSuite?
+    /// The DTLS 1.3 method's peer, as its certificate's subject names it.
+    var peerCertificateSubject: String?
     private(set) var protection = DTLSChunkProtection()
     private(set) var status: Status = .negotiating
     private(set) var agreement: DTLSChunkAgreement?
@@ -158,7 +160,8 @@ final class DTLSChunkPathFilter {
     var securityDetails: SecurityDetails? {
         guard status == .agreed, protection.protectsOutput, let agreement, let suite = negotiatedSuite ?? keys?.cipherSuite else { return nil }
         return SecurityDetails(protocolVersion: "DTLSv1.3 (SCTP DTLS chunk, \(agreement.method))", cipherSuite: suite.description,
-                               group: nil, applicationProtocol: nil, serverName: nil, peerCertificateSubject: nil, resumed: false)
+                               group: nil, applicationProtocol: nil, serverName: nil, peerCertificateSubject: peerCertificateSubject,
+                               resumed: false)
     }
 
     /// The association's verification tags, initiator's first, once the handshake showed both.

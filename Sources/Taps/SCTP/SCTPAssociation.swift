@@ -92,6 +92,7 @@ final class SCTPAssociation: SCTPPathOwner {
                     guard let association = me.value else { return }
                     if let error { return association.fail(error) }
                     association.path.chunkFilter?.negotiatedSuite = association.keyManagement?.cipherSuite
+                    association.path.chunkFilter?.peerCertificateSubject = association.keyManagement?.peerCertificateSubject
                     association.keysConfirmed()
                 }
             }
