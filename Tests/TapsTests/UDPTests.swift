@@ -51,6 +51,37 @@ final class UDPTests: XCTestCase {
         await peer.close()
     }
 
+    /// A listener's peer that goes silent (no close on UDP; an abort, so no close_notify, on DTLS):
+    /// its connection ends with timedOut after incomingDatagramIdleTimeout, and the stopped
+    /// listener then closes its socket, leaving nothing open on its loop.
+    func testASilentPeersConnectionTimesOutAndTheStoppedListenerLeavesNothingOpen() async throws {
+        let pki = TestPKI.shared
+        for (server, client) in [(SecurityParameters.disabled, SecurityParameters.disabled), (pki.serverSecurity, pki.clientSecurity)] {
+            let loop = EventLoop(name: "datagram-idle")
+            defer { loop.shutdown() }
+            var transport = TransportProperties.unreliableDatagram
+            transport.incomingDatagramIdleTimeout = .milliseconds(300)
+            let listener = try await Preconnection(local: .loopback(), transport: transport, security: server, loop: loop).listen()
+            let peer = try await Preconnection(remote: .loopback(port: listener.localAddress.port), transport: .unreliableDatagram,
+                                               security: client).initiate(timeout: .seconds(5))
+            try await peer.send("hello")
+            let accepted = try await listener.firstConnection()
+            let watchdog = abort(accepted, after: .seconds(10))  // a hang fails as `aborted`, not `timedOut`
+            defer { watchdog.cancel() }
+            let hello = try await accepted.receive()
+            XCTAssertEqual(hello.text, "hello", listener.stack.name)
+            await listener.stop()
+            await peer.abort()  // silent from now on
+            await XCTAssertThrowsTransportError(.timedOut) { try await accepted.receive() }
+            var open = try await loop.openHandleCount()
+            for _ in 0..<100 where open > 0 {
+                try await Task.sleep(for: .milliseconds(20))
+                open = try await loop.openHandleCount()
+            }
+            XCTAssertEqual(open, 0, "\(listener.stack.name): the stopped listener's socket closed after its last peer")
+        }
+    }
+
     func testRendezvousBetweenTwoPeers() async throws {
         // Learn two free UDP ports by binding listeners and stopping them.
         let probeA = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()

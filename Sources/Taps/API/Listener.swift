@@ -75,9 +75,11 @@ public actor Listener {
                 try socket.bind(sctp ? address.withPort(recipe.properties.sctp.localUDPPort ?? address.port) : address)
                 guard let bound = socket.localAddress else { throw TransportError.io("listener has no local address") }
                 localAddress = sctp && address.port != 0 ? bound.withPort(address.port) : bound
+                // Every peer's datagrams arrive on this one socket: the default buffer drops some
+                // when many peers send at once (200 DTLS handshakes overflowed it).
+                socket.setBufferSizes(send: 4 << 20, receive: 4 << 20)
                 if sctp {
                     try SCTPRuntime.shared.requireLoop(loop)
-                    socket.setBufferSizes(send: 4 << 20, receive: 4 << 20)
                     sctpAcceptor = try SCTPAcceptor(port: localAddress.port, options: recipe.sctpOptions, loop: loop)
                     sctpAcceptor?.dtlsChunk = recipe.dtlsChunk
                     sctpAcceptor?.capture = recipe.capture
@@ -161,6 +163,7 @@ public actor Listener {
 
     private func datagram(_ bytes: UnsafeRawBufferPointer, from sender: SocketAddress) {
         if let peer = udpPeers[sender] {
+            if idleSweep != nil { peer.lastActivity = loop.nowMilliseconds }
             peer.deliver(bytes)
             return
         }
@@ -218,7 +221,36 @@ public actor Listener {
             self?.assumeIsolated { $0.peerClosed(sender) }
         }
         udpPeers[sender] = peer
+        peer.lastActivity = loop.nowMilliseconds
+        startIdleSweep()
         return peer
+    }
+
+    /// udp and dtls-udp: ends the connections of peers silent for `incomingDatagramIdleTimeout`, on
+    /// a timer that runs while there are peers (SCTP paths have the association's own liveness).
+    private var idleSweep: UVTimer?
+
+    private func startIdleSweep() {
+        guard idleSweep == nil, sctpAcceptor == nil, let timeout = recipe.properties.incomingDatagramIdleTimeout else { return }
+        let limit = UInt64(max(1, timeout.milliseconds))
+        let period = max(10, limit / 4)
+        let sweep = UVTimer(loop: loop)
+        idleSweep = sweep
+        sweep.start(after: period, repeat: period) { [weak self] in
+            self?.assumeIsolated { listener in
+                let now = listener.loop.nowMilliseconds
+                let idle = listener.udpPeers.values.filter { now &- $0.lastActivity >= limit }
+                for peer in idle {
+                    peer.expire(.timedOut("the peer sent nothing for \(timeout) (incomingDatagramIdleTimeout)"))
+                }
+                if listener.udpPeers.isEmpty { listener.stopIdleSweep() }
+            }
+        }
+    }
+
+    private func stopIdleSweep() {
+        idleSweep?.close()
+        idleSweep = nil
     }
 
     /// SCTP: an association came up; its stream 0 is a connection, and each stream the peer opens
@@ -262,6 +294,7 @@ public actor Listener {
     private func peerClosed(_ sender: SocketAddress) {
         sctpAcceptor?.peerClosed(sender)
         udpPeers[sender] = nil
+        if udpPeers.isEmpty { stopIdleSweep() }
         if stopped && udpPeers.isEmpty { udpSocket?.close() }
     }
 

@@ -73,6 +73,12 @@ public struct TransportProperties: Sendable, Hashable {
     /// peer that sends half a ClientHello cannot hold a connection open. Nil: no limit.
     public var incomingEstablishmentTimeout: Duration? = .seconds(10)
 
+    /// udp and dtls-udp listeners: a connection made for a peer that has sent nothing for this long
+    /// ends with a `connectionError` (`timedOut`). A datagram flow has no end of its own, so a peer
+    /// that vanished (or whose close_notify was lost) would otherwise hold its connection, and the
+    /// listener's socket after `stop()`, forever. Nil: never.
+    public var incomingDatagramIdleTimeout: Duration? = .seconds(120)
+
     /// Delay between starting successive racing attempts (Happy Eyeballs v2, RFC 8305 section 5).
     public var racingStagger: Duration = .milliseconds(250)
     /// SCTP-specific settings (RFC 9622 allows protocol-specific properties).

@@ -9,6 +9,8 @@ final class UDPLayer: Layer {
     private var reading = true
     private var started = false
     private let onClose: (() -> Void)?
+    /// Listener peers: when the listener last routed a datagram here (loop milliseconds).
+    var lastActivity: UInt64 = 0
 
     static let maximumDatagram = 65_507
 
@@ -53,6 +55,11 @@ final class UDPLayer: Layer {
             if reading { socket.startReceiving() }
         }
         delegate?.layerDidBecomeReady()
+    }
+
+    /// Listener peers: the peer has been silent too long; the layers above fail with `error`.
+    func expire(_ error: TransportError) {
+        delegate?.layerDidFail(error)
     }
 
     /// Hands one received datagram up (called by the listener for shared sockets).
