@@ -1,4 +1,5 @@
 import CTapsShims
+import Synchronization
 import XCTest
 @testable import Taps
 
@@ -89,6 +90,24 @@ final class EventLoopTests: XCTestCase {
         XCTAssertFalse(failures.isEmpty, "writes to a reset connection fail")
         XCTAssertTrue(failures.allSatisfy { $0 == .connectionReset }, "ECONNRESET and EPIPE both read as a reset: \(failures)")
         loop.shutdown()
+    }
+
+    /// Work submitted from another thread while the loop shuts down either runs or is counted as
+    /// dropped, and never reaches the closed wake-up handle (a connection released on another
+    /// thread as its loop stopped crashed the process in libuv).
+    func testWorkSubmittedDuringShutdownRunsOrIsDropped() {
+        for _ in 0..<20 {
+            let loop = EventLoop(name: "shutdown-race")
+            let ran = Atomic<Int>(0)
+            let submitted = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                for _ in 0..<2_000 { loop.execute { ran.add(1, ordering: .relaxed) } }
+                submitted.signal()
+            }
+            loop.shutdown()
+            submitted.wait()
+            XCTAssertEqual(ran.load(ordering: .relaxed) + loop.discardedAfterShutdown, 2_000)
+        }
     }
 
     func testTaskExecutorPreferenceRunsOnTheLoop() async throws {

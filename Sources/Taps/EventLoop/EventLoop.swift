@@ -30,7 +30,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// handle, started only while something waits.
     private var endOfTurnWork: [() -> Void] = []
     private let endOfTurnRunner: UnsafeMutablePointer<uv_prepare_t>
-    private let incoming = Mutex<(work: [Work], wakePending: Bool)>(([], false))
+    /// `wakeupClosed`: shutdown has closed the wake-up handle; work from other threads is dropped.
+    private let incoming = Mutex<(work: [Work], wakePending: Bool, wakeupClosed: Bool)>(([], false, false))
     private let threadReady = DispatchSemaphore(value: 0)
     private let threadExited = DispatchSemaphore(value: 0)
     private var loopThread = pthread_t()
@@ -206,13 +207,19 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
             }
             return
         }
-        let mustWake = incoming.withLock { state -> Bool in
+        // The wake-up is sent under the lock: shutdown closes (and frees) the handle only after
+        // marking it closed under the same lock, so a thread that got past the check cannot
+        // touch freed memory (a connection released on another thread as its loop shut down did).
+        let accepted = incoming.withLock { state -> Bool in
+            guard !state.wakeupClosed else { return false }
             state.work.append(work)
-            if state.wakePending { return false }
-            state.wakePending = true
+            if !state.wakePending {
+                state.wakePending = true
+                uv_async_send(wakeup)
+            }
             return true
         }
-        if mustWake { uv_async_send(wakeup) }
+        if !accepted { discarded.add(1, ordering: .relaxed) }
     }
 
     /// Runs work enqueued from the loop thread; stops the idle handle once nothing is left.
@@ -253,7 +260,9 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
             if batch.isEmpty { return }
             batch.forEach(run)
         }
-        uv_async_send(wakeup)
+        incoming.withLock { state in
+            if !state.wakeupClosed { uv_async_send(wakeup) }
+        }
     }
 
     // MARK: Handles and shutdown
@@ -287,6 +296,13 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         let leftover = Mutex(0)
         execute { [self] in
             leftover.withLock { $0 = countOpenHandles() }
+            // From here other threads' work is dropped (and counted); what they queued until now runs.
+            let last = incoming.withLock { state -> [Work] in
+                state.wakeupClosed = true
+                defer { state.work.removeAll() }
+                return state.work
+            }
+            last.forEach(run)
             let wakeup = UnsafeMutableRawPointer(self.wakeup)
             uv_walk(uvLoop, { handle, wakeup in
                 guard let handle, uv_is_closing(handle) == 0, let data = handle.pointee.data else { return }
