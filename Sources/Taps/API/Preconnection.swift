@@ -97,8 +97,11 @@ public struct Preconnection: Sendable {
     /// so a race led by an SCTP stack runs there; other races spread over the shared group and leave
     /// out the SCTP candidates further down, which cannot run there. Deciding by the first candidate
     /// keeps secure stream connections off that one loop, since tls-sctp qualifies for them too.
+    /// The loops this preconnection spreads over when no `loop` is set.
+    private var loopGroup: EventLoopGroup { eventLoopGroup ?? .shared }
+
     private func defaultLoop(for recipes: [StackRecipe]) -> EventLoop {
-        recipes.first?.stack.layers.contains(.sctp) == true ? SCTPRuntime.shared.loop : (eventLoopGroup ?? .shared).next()
+        recipes.first?.stack.layers.contains(.sctp) == true ? SCTPRuntime.shared.loop : loopGroup.next()
     }
 
     // MARK: Initiate (RFC 9622 section 7.1)
@@ -165,7 +168,7 @@ public struct Preconnection: Sendable {
         guard local != nil else { throw TransportError.invalidArgument("listen needs a local endpoint") }
         let recipe = try recipes(for: .listen)[0]
         let loop = self.loop ?? defaultLoop(for: [recipe])
-        let acceptLoops = self.loop == nil && recipe.stack.layers.first == .tcp ? (eventLoopGroup ?? .shared).loops : [loop]
+        let acceptLoops = self.loop == nil && recipe.stack.layers.first == .tcp ? loopGroup.loops : [loop]
         let address = try Self.localAddress(local!)
         let framer = self.framer
         return try await loop.submit {
@@ -181,7 +184,7 @@ public struct Preconnection: Sendable {
     public func rendezvous() async throws -> Connection {
         guard local != nil, let remote else { throw TransportError.invalidArgument("rendezvous needs a local and a remote endpoint") }
         let recipe = try recipes(for: .rendezvous)[0]
-        let loop = self.loop ?? (eventLoopGroup ?? .shared).next()
+        let loop = self.loop ?? loopGroup.next()
         let framer = self.framer
         let addresses: [SocketAddress] = try await withCheckedThrowingContinuation { continuation in
             loop.execute {

@@ -251,18 +251,16 @@ final class DTLSChunkPathFilter {
         let type = SCTPHandshakeChunks.firstChunkType(plain)
         let rewrites = protection.protectsOutput || type == SCTPHandshakeChunks.initType || type == SCTPHandshakeChunks.initAckType
         guard rewrites else { return send(packet) }
-        do {
-            let buffer = Self.outputBuffer
-            if protection.protectsOutput {
-                guard let length = protection.protect(plain, into: buffer) else { return }
-                noteProtected(plain)
-                send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
-            } else if let parameter = outgoingParameter(plain, type: type!),
-                      let length = SCTPHandshakeChunks.appending(parameter, to: plain, into: buffer) {
-                send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
-            } else {
-                send(packet)
-            }
+        let buffer = Self.outputBuffer
+        if protection.protectsOutput {
+            guard let length = protection.protect(plain, into: buffer) else { return }
+            noteProtected(plain)
+            send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
+        } else if let parameter = outgoingParameter(plain, type: type!),
+                  let length = SCTPHandshakeChunks.appending(parameter, to: plain, into: buffer) {
+            send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
+        } else {
+            send(packet)
         }
     }
 
@@ -340,25 +338,23 @@ final class DTLSChunkPathFilter {
     }
 
     private func unprotect(_ packet: UnsafeRawBufferPointer, deliver: (UnsafeRawBufferPointer) -> Void) {
-        do {
-            let buffer = Self.inputBuffer
-            switch protection.unprotect(packet, into: buffer) {
-            case .plain:
-                deliver(packet)
-            case .unprotected(let length):
-                // The responder has our COOKIE ECHO: an initiator whose COOKIE ACK was lost starts
-                // sending protected now.
-                if isInitiator, status == .agreed, !protection.protectsOutput { installKeys(sending: true) }
-                if !peerAuthenticated {
-                    peerAuthenticated = true
-                    onPeerAuthenticated?()
-                }
-                let plain = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
-                noteAuthenticated(plain)
-                deliver(plain)
-            case .dropped:
-                break
+        let buffer = Self.inputBuffer
+        switch protection.unprotect(packet, into: buffer) {
+        case .plain:
+            deliver(packet)
+        case .unprotected(let length):
+            // The responder has our COOKIE ECHO: an initiator whose COOKIE ACK was lost starts
+            // sending protected now.
+            if isInitiator, status == .agreed, !protection.protectsOutput { installKeys(sending: true) }
+            if !peerAuthenticated {
+                peerAuthenticated = true
+                onPeerAuthenticated?()
             }
+            let plain = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
+            noteAuthenticated(plain)
+            deliver(plain)
+        case .dropped:
+            break
         }
     }
 

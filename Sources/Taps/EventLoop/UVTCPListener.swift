@@ -28,7 +28,8 @@ final class UVTCPListener: UVHandle {
          onDropped: @escaping (TransportError) -> Void) throws(TransportError) {
         let family = address.family == .ipv6 ? AF_INET6 : AF_INET
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Self.error("socket", errno) }
+        // libuv's status codes are negated errno values on Unix: `TransportError.uv` maps both.
+        guard fd >= 0 else { throw .uv(-errno, "socket") }
         var on: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
         let length = socklen_t(family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
@@ -36,12 +37,12 @@ final class UVTCPListener: UVHandle {
         guard address.withUnsafeSockaddr({ Glibc.bind(fd, $0, length) }) == 0 else {
             let failure = errno
             Glibc.close(fd)
-            throw Self.error("bind \(address)", failure)
+            throw .uv(-failure, "bind \(address)")
         }
         guard Glibc.listen(fd, backlog) == 0 else {
             let failure = errno
             Glibc.close(fd)
-            throw Self.error("listen on \(address)", failure)
+            throw .uv(-failure, "listen on \(address)")
         }
         var storage = sockaddr_storage()
         var storageLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -92,7 +93,7 @@ final class UVTCPListener: UVHandle {
             case EMFILE, ENFILE:
                 guard dropOneWaitingConnection() else { return }
             default:
-                onDropped(Self.error("accept", errno))
+                onDropped(.uv(-errno, "accept"))
                 return
             }
         }
@@ -131,9 +132,4 @@ final class UVTCPListener: UVHandle {
     }
 
     private static func openReserve() -> Int32 { open("/", O_RDONLY | O_CLOEXEC) }
-
-    private static func error(_ operation: String, _ code: Int32) -> TransportError {
-        code == EADDRINUSE ? .addressInUse("\(operation): address already in use")
-            : TransportError(.io, "\(operation): \(String(cString: strerror(code)))")
-    }
 }
