@@ -188,4 +188,46 @@ final class DTLSTests: XCTestCase {
         await listener.stop()
         echo.cancel()
     }
+
+    /// 200 handshakes at once, twice: every client gets its echo (the listener's socket buffers hold
+    /// a burst of 200 flights), and once the clients are gone and the listener is stopped, its loop
+    /// holds nothing (connections whose close_notify was lost end by the idle timeout).
+    func testTwoHundredConcurrentHandshakesAllEchoAndTheStoppedListenerLeavesNothingOpen() async throws {
+        let loop = EventLoop(name: "dtls-burst")
+        defer { loop.shutdown() }
+        var transport = TransportProperties.unreliableDatagram
+        transport.incomingDatagramIdleTimeout = .seconds(1)
+        let listener = try await Preconnection(local: .loopback(), transport: transport, security: pki.serverSecurity,
+                                               loop: loop).listen()
+        let echo = startEcho(listener)
+        let client = Preconnection(remote: .loopback(port: listener.localAddress.port), transport: .unreliableDatagram,
+                                   security: pki.clientSecurity)
+        var echoed = 0
+        for round in 0..<2 {
+            echoed += try await withThrowingTaskGroup(of: Bool.self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        let connection = try await client.initiate(timeout: .seconds(20))
+                        let text = "round \(round) client \(index)"
+                        try await connection.send(text)
+                        let watchdog = abort(connection, after: .seconds(10))  // a lost echo fails, not hangs
+                        defer { watchdog.cancel() }
+                        let reply = try? await connection.receive()
+                        await connection.close()
+                        return reply?.text == text
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+        }
+        XCTAssertEqual(echoed, 400)
+        await listener.stop()
+        var open = try await loop.openHandleCount()
+        for _ in 0..<250 where open > 0 {
+            try await Task.sleep(for: .milliseconds(20))
+            open = try await loop.openHandleCount()
+        }
+        XCTAssertEqual(open, 0, "the stopped listener closed its socket after its last peer")
+        echo.cancel()
+    }
 }

@@ -117,48 +117,38 @@ public struct Preconnection: Sendable {
         let runnable = qualifying.filter { !$0.stack.layers.contains(.sctp) || loop === SCTPRuntime.shared.loop }
         let recipes = runnable.isEmpty ? qualifying : runnable
         let framer = self.framer
-        let stagger = transport.racingStagger
-        let remotes = [remote] + alternativeRemotes
+        let endpoints = ([remote] + alternativeRemotes).map { (host: $0.hostForResolution, port: $0.port) }
+        let configuration = RaceStateMachine.Configuration(stacks: recipes.map(\.stack), endpointCount: endpoints.count,
+                                                           stagger: transport.racingStagger, timeout: timeout)
         return try await withCheckedThrowingContinuation { continuation in
             loop.execute {
-                Resolver.resolve(remotes, on: loop) { resolved in
-                    switch resolved {
-                    case .failure(let error):
-                        continuation.resume(throwing: error)
-                    case .success(let addresses):
-                        Self.race(recipes: recipes, addresses: addresses, loop: loop, framer: framer,
-                                  stagger: stagger, timeout: timeout, continuation: continuation)
-                    }
-                }
+                let environment = LoopRacingEnvironment(loop: loop)
+                let racer = Racer(endpoints: endpoints, configuration: configuration, clock: environment, resolver: environment,
+                                  makeLayer: { candidate throws(TransportError) in
+                    let recipe = recipes.first { $0.stack == candidate.stack }!
+                    return try recipe.makeClientLayer(loop: loop, remote: candidate.address)
+                }, completion: { result in
+                    continuation.resume(with: result.map { winner in
+                        Self.connection(winning: winner, recipes: recipes, framer: framer, loop: loop)
+                    })
+                })
+                racer.start()
             }
         }
     }
 
-    private static func race(recipes: [StackRecipe], addresses: [SocketAddress], loop: EventLoop,
-                             framer: (any MessageFramer)?, stagger: Duration, timeout: Duration?,
-                             continuation: CheckedContinuation<Connection, any Error>) {
-        // Stack rank first, then addresses in Happy Eyeballs order.
-        let candidates = recipes.flatMap { recipe in addresses.map { Racer.Candidate(stack: recipe.stack, address: $0) } }
-        let racer = Racer(loop: loop, candidates: candidates, stagger: stagger, makeLayer: { candidate throws(TransportError) in
-            let recipe = recipes.first { $0.stack == candidate.stack }!
-            return try recipe.makeClientLayer(loop: loop, remote: candidate.address)
-        }, completion: { result in
-            switch result {
-            case .failure(let error):
-                continuation.resume(throwing: error)
-            case .success(let winner):
-                let recipe = recipes.first { $0.stack == winner.candidate.stack }!
-                let group = ConnectionGroup(recipe: recipe, remote: winner.candidate.address, framer: framer, loop: loop)
-                // The layer was made on this loop and stays on it: the connection is isolated to the same loop.
-                nonisolated(unsafe) let layer = winner.layer
-                let connection = Connection(loop: loop, stack: recipe.stack, layer: layer,
-                                            properties: recipe.properties, framer: framer, group: group, metrics: recipe.metrics)
-                group.add(connection)
-                connection.assumeIsolated { $0.adoptEstablished() }
-                continuation.resume(returning: connection)
-            }
-        })
-        racer.start(timeout: timeout)
+    /// The connection around the layer that won the race, in a group of its own.
+    private static func connection(winning winner: Racer.Winner, recipes: [StackRecipe],
+                                   framer: (any MessageFramer)?, loop: EventLoop) -> Connection {
+        let recipe = recipes.first { $0.stack == winner.candidate.stack }!
+        let group = ConnectionGroup(recipe: recipe, remote: winner.candidate.address, framer: framer, loop: loop)
+        // The layer was made on this loop and stays on it: the connection is isolated to the same loop.
+        nonisolated(unsafe) let layer = winner.layer
+        let connection = Connection(loop: loop, stack: recipe.stack, layer: layer,
+                                    properties: recipe.properties, framer: framer, group: group, metrics: recipe.metrics)
+        group.add(connection)
+        connection.assumeIsolated { $0.adoptEstablished() }
+        return connection
     }
 
     // MARK: Listen (RFC 9622 section 7.2)

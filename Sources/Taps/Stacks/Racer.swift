@@ -1,133 +1,133 @@
-/// Races connection attempts (RFC 9623 section 4.2, RFC 8305): candidates are tried in order, each
-/// started a stagger interval after the previous one or as soon as it fails; the first to become
-/// ready wins and the others are aborted. Loop thread only.
+/// Runs a `RaceStateMachine`: resolves names, arms timers and starts layers as it asks, and feeds
+/// it what happens. The clock and the resolver are injected (a loop's timers and getaddrinfo in the
+/// library, virtual ones in tests). Loop thread only.
 final class Racer {
-    struct Candidate {
-        let stack: ProtocolStack
-        let address: SocketAddress
-    }
-
     struct Winner {
         let layer: Layer
-        let candidate: Candidate
+        let candidate: RaceStateMachine.Candidate
     }
 
-    private let loop: EventLoop
-    private let candidates: [Candidate]
-    private let staggerMilliseconds: UInt64
-    private let makeLayer: (Candidate) throws(TransportError) -> Layer
+    private var machine: RaceStateMachine
+    private let endpoints: [(host: String, port: UInt16)]
+    private let clock: any RacingClock
+    private let resolver: any NameResolving
+    private let makeLayer: (RaceStateMachine.Candidate) throws(TransportError) -> Layer
     private var completion: ((Result<Winner, TransportError>) -> Void)?
-    private var attempts: [Attempt] = []
-    private var failures: [TransportError] = []
-    private var staggerTimer: UVTimer?
-    private var deadlineTimer: UVTimer?
+    private var attempts: [RaceStateMachine.AttemptID: Attempt] = [:]
+    private var timers: [RaceStateMachine.Timer: any RacingTimer] = [:]
+    /// Inputs that arrive while one is being handled (a layer failing inside `start()`, a
+    /// resolver answering at once) wait their turn, so the machine never sees one re-entrantly.
+    private var inputs: [RaceStateMachine.Input] = []
+    private var isHandling = false
     private var retainSelf: Racer?
 
-    init(loop: EventLoop, candidates: [Candidate], stagger: Duration,
-         makeLayer: @escaping (Candidate) throws(TransportError) -> Layer,
+    init(endpoints: [(host: String, port: UInt16)], configuration: RaceStateMachine.Configuration,
+         clock: any RacingClock, resolver: any NameResolving,
+         makeLayer: @escaping (RaceStateMachine.Candidate) throws(TransportError) -> Layer,
          completion: @escaping (Result<Winner, TransportError>) -> Void) {
-        self.loop = loop
-        self.candidates = candidates
-        staggerMilliseconds = UInt64(max(0, stagger.milliseconds))
+        self.endpoints = endpoints
+        machine = RaceStateMachine(configuration)
+        self.clock = clock
+        self.resolver = resolver
         self.makeLayer = makeLayer
         self.completion = completion
     }
 
-    /// Starts racing; `timeout` bounds the whole establishment.
-    func start(timeout: Duration?) {
+    /// Starts racing; the racer keeps itself alive until it has a result.
+    func start() {
         retainSelf = self
-        if let timeout {
-            deadlineTimer = UVTimer.schedule(on: loop, after: UInt64(max(0, timeout.milliseconds))) { [weak self] in
-                self?.finish(.failure(.timedOut("no candidate became ready within \(timeout)")))
-            }
-        }
-        startNext()
+        handle(.start)
     }
 
-    private func startNext() {
-        staggerTimer?.close()
-        staggerTimer = nil
-        guard completion != nil else { return }
-        guard attempts.count < candidates.count else {
-            if attempts.allSatisfy(\.failed) { finish(.failure(bestFailure())) }
-            return
+    private func handle(_ input: RaceStateMachine.Input) {
+        inputs.append(input)
+        guard !isHandling else { return }
+        isHandling = true
+        while !inputs.isEmpty {
+            for action in machine.handle(inputs.removeFirst()) { perform(action) }
         }
-        let candidate = candidates[attempts.count]
-        let attempt = Attempt(racer: self, candidate: candidate)
-        attempts.append(attempt)
+        isHandling = false
+    }
+
+    private func perform(_ action: RaceStateMachine.Action) {
+        switch action {
+        case .resolve(let query):
+            let endpoint = endpoints[query.endpoint]
+            resolver.resolve(endpoint.host, port: endpoint.port, family: query.family) { [weak self] result in
+                self?.handle(.resolved(query, result))
+            }
+        case .startTimer(let timer, let delay):
+            timers.removeValue(forKey: timer)?.cancel()
+            timers[timer] = clock.schedule(after: delay) { [weak self] in
+                self?.timers[timer] = nil
+                self?.handle(.timerFired(timer))
+            }
+        case .cancelTimer(let timer):
+            timers.removeValue(forKey: timer)?.cancel()
+        case .startAttempt(let id, let candidate):
+            start(id, candidate)
+        case .cancelAttempt(let id):
+            attempts.removeValue(forKey: id)?.abort()
+        case .succeed(let id, let candidate):
+            let layer = attempts.removeValue(forKey: id)?.layer
+            finish(layer.map { .success(Winner(layer: $0, candidate: candidate)) }
+                   ?? .failure(.noCandidate("the winning attempt has no layer")))
+        case .fail(let error):
+            finish(.failure(error))
+        }
+    }
+
+    private func start(_ id: RaceStateMachine.AttemptID, _ candidate: RaceStateMachine.Candidate) {
+        let attempt = Attempt(racer: self, id: id)
+        attempts[id] = attempt
         do {
             let layer = try makeLayer(candidate)
             attempt.layer = layer
             layer.delegate = attempt
             layer.start()
         } catch {
-            attemptFailed(attempt, error)
-            return
-        }
-        if attempts.count < candidates.count, completion != nil, !attempt.failed {
-            staggerTimer = UVTimer.schedule(on: loop, after: staggerMilliseconds) { [weak self] in self?.startNext() }
+            attemptFailed(id, error)
         }
     }
 
-    fileprivate func attemptReady(_ attempt: Attempt) {
-        guard completion != nil, let layer = attempt.layer else { return }
-        for other in attempts where other !== attempt { other.cancel() }
-        finish(.success(Winner(layer: layer, candidate: attempt.candidate)))
+    fileprivate func attemptReady(_ id: RaceStateMachine.AttemptID) {
+        handle(.attemptReady(id))
     }
 
-    fileprivate func attemptFailed(_ attempt: Attempt, _ error: TransportError) {
-        guard !attempt.failed else { return }
-        attempt.failed = true
-        attempt.layer?.abort()
-        attempt.layer = nil
-        failures.append(error)
-        guard completion != nil else { return }
-        if attempts.count < candidates.count {
-            startNext()
-        } else if attempts.allSatisfy(\.failed) {
-            finish(.failure(bestFailure()))
-        }
-    }
-
-    /// The most telling failure: a security verdict beats a refused or reset connection.
-    private func bestFailure() -> TransportError {
-        let securityCodes: Set<TransportError.Code> = [.certificateRejected, .hostnameMismatch, .handshakeFailed, .protocolViolation]
-        return failures.first { securityCodes.contains($0.code) } ?? failures.last
-            ?? .noCandidate("no candidate to try")
+    fileprivate func attemptFailed(_ id: RaceStateMachine.AttemptID, _ error: TransportError) {
+        attempts.removeValue(forKey: id)?.abort()
+        handle(.attemptFailed(id, error))
     }
 
     private func finish(_ result: Result<Winner, TransportError>) {
         guard let completion else { return }
         self.completion = nil
-        staggerTimer?.close()
-        deadlineTimer?.close()
-        if case .failure = result { attempts.forEach { $0.cancel() } }
+        timers.values.forEach { $0.cancel() }
+        timers.removeAll()
         completion(result)
         retainSelf = nil
     }
 
     /// One attempt: the delegate of its layer while racing.
-    fileprivate final class Attempt: LayerDelegate {
+    private final class Attempt: LayerDelegate {
         unowned let racer: Racer
-        let candidate: Candidate
+        let id: RaceStateMachine.AttemptID
         var layer: Layer?
-        var failed = false
 
-        init(racer: Racer, candidate: Candidate) {
+        init(racer: Racer, id: RaceStateMachine.AttemptID) {
             self.racer = racer
-            self.candidate = candidate
+            self.id = id
         }
 
-        func cancel() {
-            guard !failed else { return }
-            failed = true
+        func abort() {
+            let layer = self.layer
+            self.layer = nil
             layer?.abort()
-            layer = nil
         }
 
-        func layerDidBecomeReady() { racer.attemptReady(self) }
+        func layerDidBecomeReady() { racer.attemptReady(id) }
         func layerDidRead(_ bytes: UnsafeRawBufferPointer) {}
         func layerDidReadEndOfStream() {}
-        func layerDidFail(_ error: TransportError) { racer.attemptFailed(self, error) }
+        func layerDidFail(_ error: TransportError) { racer.attemptFailed(id, error) }
     }
 }

@@ -1,0 +1,32 @@
+/// Schedules the racer's timers: a loop's libuv timers in the library, virtual time in tests.
+protocol RacingClock {
+    func schedule(after delay: Duration, _ body: @escaping () -> Void) -> any RacingTimer
+}
+
+protocol RacingTimer {
+    func cancel()
+}
+
+/// Names resolved for the racer, one address family per query.
+protocol NameResolving {
+    func resolve(_ host: String, port: UInt16, family: SocketAddress.Family,
+                 completion: @escaping (Result<[SocketAddress], TransportError>) -> Void)
+}
+
+/// The racing environment of a loop: its timers and `uv_getaddrinfo` on it.
+struct LoopRacingEnvironment: RacingClock, NameResolving {
+    let loop: EventLoop
+
+    func schedule(after delay: Duration, _ body: @escaping () -> Void) -> any RacingTimer {
+        UVTimer.schedule(on: loop, after: UInt64(max(0, delay.milliseconds)), body)
+    }
+
+    func resolve(_ host: String, port: UInt16, family: SocketAddress.Family,
+                 completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) {
+        Resolver.resolve(host, port: port, family: family, on: loop, completion: completion)
+    }
+}
+
+extension UVTimer: RacingTimer {
+    func cancel() { close() }
+}
