@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "taps-chat", targets: ["TapsChat"]),
         .executable(name: "taps-room-chat", targets: ["TapsRoomChat"]),
         .executable(name: "taps-bench", targets: ["TapsBench"]),
+        .executable(name: "taps-soak", targets: ["TapsSoak"]),
         .executable(name: "taps-sctp-baseline", targets: ["TapsSCTPBaseline"]),
         .executable(name: "taps-sctp-peer", targets: ["TapsSCTPPeer"]),
     ],
@@ -89,6 +90,11 @@ let package = Package(
             path: "Benchmarks/taps-bench"
         ),
         // An independent SCTP-over-UDP peer for interop tests: usrsctp's own UDP encapsulation.
+        .executableTarget(
+            name: "TapsSoak",
+            dependencies: ["Taps", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/taps-soak"
+        ),
         .executableTarget(
             name: "TapsSCTPPeer",
             path: "Tests/SCTPPeer",

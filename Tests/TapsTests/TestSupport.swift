@@ -157,12 +157,8 @@ func abort(_ connection: Connection, after delay: Duration) -> Task<Void, Never>
 
 /// The fault counters of the `LossyLayer` under a connection's layers; fails the test when there is
 /// none (the connection's layers changed, or the Preconnection had no `lossyPath`).
-func lossyCounters(of connection: Connection, file: StaticString = #filePath, line: UInt = #line) async throws -> LossyLayer.Counters {
-    let counters = try await connection.loop.submit {
-        connection.assumeIsolated { connection in
-            connection.layer.layerChain.lazy.compactMap { ($0 as? LossyLayer)?.counters }.first
-        }
-    }
+func lossyCounters(of connection: Connection, file: StaticString = #filePath, line: UInt = #line) async throws -> LossyPath.Counters {
+    let counters = await connection.lossyPathCounters
     return try XCTUnwrap(counters, "no LossyLayer under the connection's layers", file: file, line: line)
 }
 

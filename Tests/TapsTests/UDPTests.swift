@@ -105,6 +105,30 @@ final class UDPTests: XCTestCase {
         await b.close()
     }
 
+    /// A lossy path's reordering holds a datagram back behind the next one, but a lone datagram is
+    /// only late (at most 10 ms), never lost: with every datagram "reordered", each still arrives.
+    func testALoneReorderedDatagramIsLateNotLost() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()
+        var client = Preconnection(remote: .loopback(port: listener.localAddress.port), transport: .unreliableDatagram,
+                                   security: .disabled)
+        client.lossyPath = LossyPath(reorderRate: 1, seed: 9)
+        let connection = try await client.initiate()
+        try await connection.send("alone")
+        let accepted = try await listener.firstConnection()
+        let watchdog = abort(accepted, after: .seconds(5))
+        defer { watchdog.cancel() }
+        let first = try await accepted.receive()
+        XCTAssertEqual(first.text, "alone")
+        try await Task.sleep(for: .milliseconds(50))
+        try await connection.send("later")
+        let second = try await accepted.receive()
+        XCTAssertEqual(second.text, "later")
+        let counters = try await lossyCounters(of: connection)
+        XCTAssertEqual(counters.reordered, 2)
+        await connection.close()
+        await listener.stop()
+    }
+
     func testOversizedDatagramIsASendError() async throws {
         let listener = try await Preconnection(local: .loopback(), transport: .unreliableDatagram, security: .disabled).listen()
         let connection = try await Preconnection(remote: .loopback(port: listener.localAddress.port),

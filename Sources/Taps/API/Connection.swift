@@ -177,6 +177,11 @@ public actor Connection {
 
     /// What the security handshake negotiated (nil on stacks without security).
     public var securityDetails: SecurityDetails? { layer.securityDetails }
+    /// The faults the Preconnection's ``Preconnection/lossyPath`` injected on this connection's
+    /// path so far; nil when it has none.
+    public var lossyPathCounters: LossyPath.Counters? {
+        layer.layerChain.lazy.compactMap { ($0 as? LossyLayer)?.counters }.first
+    }
     /// The local address in use, once known.
     public var localAddress: SocketAddress? { layer.localAddress }
     /// The peer's address in use, once known (on SCTP, the primary path's).

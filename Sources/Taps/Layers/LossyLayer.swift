@@ -3,7 +3,8 @@
 public struct LossyPath: Sendable, Hashable {
     /// Probability that a datagram is dropped.
     public var lossRate = 0.0
-    /// Probability that a datagram is held back behind the next one.
+    /// Probability that a datagram is held back behind the next one (or for at most 10 ms, when no
+    /// next one comes: a lone packet is late, not lost).
     public var reorderRate = 0.0
     /// Probability that a datagram is sent twice.
     public var duplicateRate = 0.0
@@ -16,6 +17,22 @@ public struct LossyPath: Sendable, Hashable {
     /// Tests: a man in the middle that sees each datagram (outgoing or incoming) before the faults
     /// and replaces it by any number of datagrams.
     var rewriter: DatagramRewriter? = nil
+
+    /// The faults a lossy path injected, counted over both directions of one connection's path.
+    public struct Counters: Sendable, Hashable {
+        /// Datagrams that reached the path (before any fault).
+        public var written = 0
+        /// Datagrams dropped.
+        public var dropped = 0
+        /// Datagrams sent twice.
+        public var duplicated = 0
+        /// Datagrams held back behind the next one.
+        public var reordered = 0
+        /// Datagrams with a byte flipped.
+        public var corrupted = 0
+        /// Datagrams held up by `maximumDelay`.
+        public var delayed = 0
+    }
 
     /// A path with the given fault rates; all zero passes everything unchanged.
     public init(lossRate: Double = 0, reorderRate: Double = 0, duplicateRate: Double = 0, corruptionRate: Double = 0,
@@ -49,9 +66,8 @@ final class LossyLayer: Layer, LayerDelegate {
     /// A datagram held back to be sent after the next one (reordering), per direction.
     private var heldOutgoing: [UInt8]?
     private var heldIncoming: [UInt8]?
-    private(set) var counters = Counters()
-
-    struct Counters { var written = 0, dropped = 0, duplicated = 0, reordered = 0, corrupted = 0, delayed = 0 }
+    static let longestHoldMilliseconds: UInt64 = 10
+    private(set) var counters = LossyPath.Counters()
 
     init(over lower: Layer, faults: LossyPath, loop: EventLoop) {
         self.lower = lower
@@ -120,6 +136,12 @@ final class LossyLayer: Layer, LayerDelegate {
             // Held until the next datagram has gone first.
             counters.reordered += 1
             self[keyPath: held] = datagram
+            UVTimer.schedule(on: loop, after: Self.longestHoldMilliseconds) { [weak self] in
+                // Still the same hold (an equal datagram held since would be the same bytes anyway).
+                guard let self, let still = self[keyPath: held], still == datagram else { return }
+                self[keyPath: held] = nil
+                forward(still)
+            }
             return
         }
         if let previous = self[keyPath: held] {

@@ -607,8 +607,12 @@ final class SCTPAssociation: SCTPPathOwner {
     private var shutdownSent = false
     private var keepAliveWhileClosing: SCTPAssociation?
 
+    private var closeProgress: (outstanding: Int, since: ContinuousClock.Instant)?
+
     /// Graceful close (RFC 9260 section 9.2): queued data first, then SHUTDOWN; the socket is released
-    /// on SHUTDOWN COMPLETE, or aborted if that does not come within a few seconds.
+    /// on SHUTDOWN COMPLETE. Draining takes as long as the path needs (a slow or lossy path must not
+    /// cost data that `send` accepted); only an association that makes no progress for
+    /// `SCTPOptions.closeStallLimit` is aborted, and SCTP's retransmission limits end one whose peer is gone.
     func shutDown() {
         switch state {
         case .established:
@@ -617,11 +621,25 @@ final class SCTPAssociation: SCTPPathOwner {
             // messages are out and the SHUTDOWN exchange is done.
             keepAliveWhileClosing = self
             flushSends()
-            closeTimer = UVTimer.schedule(on: loop, after: 5_000) { [weak self] in self?.abort() }
+            let timer = UVTimer(loop: loop)
+            timer.start(after: 1_000, repeat: 1_000) { [weak self] in self?.checkCloseProgress() }
+            closeTimer = timer
         case .idle, .connecting, .confirmingKeys:
             abort()
         default:
             break
+        }
+    }
+
+    /// Progress is what the association still holds (our queue, usrsctp's unsent and unacknowledged
+    /// chunks) going down.
+    private func checkCloseProgress() {
+        let outstanding = sending.count + (socket?.outstandingChunks ?? 0)
+        let now = ContinuousClock.now
+        if let last = closeProgress, outstanding >= last.outstanding {
+            if now - last.since >= options.closeStallLimit { abort() }
+        } else {
+            closeProgress = (outstanding, now)
         }
     }
 

@@ -79,6 +79,10 @@ public struct SCTPOptions: Sendable, Hashable {
     /// keys differ, and the association fails with `handshakeFailed`.
     public var dtlsChunkKeyConfirmationTimeout: Duration = .seconds(5)
 
+    /// How long a closing association may go without any of its data acknowledged before it is
+    /// aborted (a peer that keeps its window shut or never answers the SHUTDOWN). Tests shorten it.
+    var closeStallLimit: Duration = .seconds(30)
+
     /// IPv6 (40) and UDP (8) headers.
     static let headerOverhead = 48
 

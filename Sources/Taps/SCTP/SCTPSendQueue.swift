@@ -38,6 +38,7 @@ struct SCTPSendQueue {
     private static let pieceSize = 256 * 1024
 
     var isEmpty: Bool { head == entries.count }
+    var count: Int { entries.count - head }
 
     /// Messages wait in priority order (`Message.outranks`), first come first among equals; one that
     /// usrsctp has taken in part, and stream resets, are never overtaken.

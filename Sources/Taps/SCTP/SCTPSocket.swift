@@ -115,6 +115,12 @@ final class SCTPSocket {
         return get(SCTP_STATUS, &status) && status.sstat_unackdata > 0
     }
 
+    /// DATA chunks usrsctp holds for the association: not yet sent, or sent and not acknowledged.
+    var outstandingChunks: Int {
+        var status = sctp_status()
+        return get(SCTP_STATUS, &status) ? Int(status.sstat_unackdata) + Int(status.sstat_penddata) : 0
+    }
+
     /// Only calls into usrsctp when the setting changes.
     func setNoDelay(_ on: Bool) {
         guard on != noDelay else { return }
