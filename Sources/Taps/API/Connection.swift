@@ -571,7 +571,8 @@ public actor Connection {
     }
 
     /// Closes gracefully: sends what is queued, then TLS close_notify and FIN, and waits (up to a few
-    /// seconds) for the peer to finish too. Emits `closed`.
+    /// seconds) for the peer to finish too; an SCTP association's last stream waits for the SHUTDOWN
+    /// exchange. Emits `closed`, after `connectionError` when the close could not complete.
     public func close() async {
         switch state {
         case .closed: return
@@ -582,7 +583,13 @@ public actor Connection {
         case .established:
             state = .closing
             if peerFinished || layer.service.keepsMessageBoundaries {
-                layer.finishWriting { [weak self] _ in self?.assumeIsolated { $0.finishClose() } }
+                // A close that cannot finish (an SCTP association failing while it drains) is the
+                // connection's error: what was sent may not have arrived.
+                layer.finishWriting { [weak self] error in
+                    self?.assumeIsolated { connection in
+                        if let error { connection.layerFailed(error) } else { connection.finishClose() }
+                    }
+                }
             } else {
                 if !sentFinal { layer.finishWriting { _ in } }
                 sentFinal = true

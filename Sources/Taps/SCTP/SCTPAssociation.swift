@@ -566,8 +566,16 @@ final class SCTPAssociation: SCTPPathOwner {
     /// stream, the association's SHUTDOWN.
     func finishStream(_ streamID: UInt16, completion: @escaping (TransportError?) -> Void) {
         if !hasOpenStreams(besides: streamID) {
+            // The last stream's close ends with the association's (RFC 9260 section 9.2): once the
+            // SHUTDOWN exchange is done the peer has everything; a failure before that reaches
+            // the closing connection as its error instead of going unreported.
+            guard state == .established || state == .shuttingDown else {
+                shutDown()
+                completion(nil)
+                return
+            }
+            shutdownWaiters.append(completion)
             shutDown()
-            completion(nil)
             return
         }
         sending.enqueue(.reset(streamID))
@@ -608,6 +616,8 @@ final class SCTPAssociation: SCTPPathOwner {
     private var keepAliveWhileClosing: SCTPAssociation?
 
     private var closeProgress: (outstanding: Int, since: ContinuousClock.Instant)?
+    /// The last stream's close, completed when the association has closed or failed.
+    private var shutdownWaiters: [(TransportError?) -> Void] = []
 
     /// Graceful close (RFC 9260 section 9.2): queued data first, then SHUTDOWN; the socket is released
     /// on SHUTDOWN COMPLETE. Draining takes as long as the path needs (a slow or lossy path must not
@@ -637,7 +647,9 @@ final class SCTPAssociation: SCTPPathOwner {
         let outstanding = sending.count + (socket?.outstandingChunks ?? 0)
         let now = ContinuousClock.now
         if let last = closeProgress, outstanding >= last.outstanding {
-            if now - last.since >= options.closeStallLimit { abort() }
+            if now - last.since >= options.closeStallLimit {
+                fail(.timedOut("the SCTP association's close made no progress for \(options.closeStallLimit): the peer took none of the data still queued"))
+            }
         } else {
             closeProgress = (outstanding, now)
         }
@@ -659,6 +671,7 @@ final class SCTPAssociation: SCTPPathOwner {
         state = .closed
         sending.failAll(.connectionClosed("the SCTP association was aborted"))
         socket?.close(abort: true)
+        completeShutdownWaiters(.connectionClosed("the SCTP association was aborted"))
         release(notify: true)
     }
 
@@ -667,7 +680,14 @@ final class SCTPAssociation: SCTPPathOwner {
         state = .closed
         sending.failAll(.connectionClosed("the SCTP association closed"))
         socket?.close()
+        completeShutdownWaiters(nil)
         release(notify: true)
+    }
+
+    private func completeShutdownWaiters(_ error: TransportError?) {
+        let waiters = shutdownWaiters
+        shutdownWaiters = []
+        waiters.forEach { $0(error) }
     }
 
     private func fail(_ error: TransportError) {
@@ -677,6 +697,7 @@ final class SCTPAssociation: SCTPPathOwner {
         let affected = Array(streams.values)
         socket?.close(abort: true)
         affected.forEach { $0.associationDidFail(error) }
+        completeShutdownWaiters(error)
         release(notify: false)
     }
 
