@@ -73,6 +73,64 @@ final class DTLSChunkDTLS13Tests: XCTestCase {
 
     /// Each end reports who the peer's certificate names (SecurityDetails.peerCertificateSubject),
     /// from the DTLS 1.3 key management's handshake.
+    /// The DTLS 1.3 method's KMId is configurable (the draft's 16-bit identifier does not fit): with
+    /// 250 at both ends the INIT offers 250 (and not 193) and the method is agreed under it.
+    func testAnotherKMIdForDTLS13IsOfferedAndAgreedWhenBothEndsUseIt() async throws {
+        let kmid = DTLSKeyManagementMethod(rawValue: 250)
+        var server = Self.security(server: true), clientSecurity = Self.security(server: false)
+        server.dtlsChunkDTLS13KeyManagementID = kmid
+        clientSecurity.dtlsChunkDTLS13KeyManagementID = kmid
+        clientSecurity.dtlsChunkKeyManagement = [.dtls13]  // the method by its usual name
+        let listener = try await Self.listener(server)
+        let echo = startEcho(listener)
+        let wire = WireLog()
+        var client = Self.client(listener.localAddress.port, clientSecurity)
+        var lossy = LossyPath()
+        lossy.rewriter = DatagramRewriter { datagram, outgoing in
+            if outgoing { wire.append(datagram) }
+            return [datagram]
+        }
+        client.lossyPath = lossy
+        let connection = try await client.initiate(timeout: .seconds(10))
+        // The INIT's DTLS Key Management Parameter: type 0x8006, length 10, tie breaker, flags, one KMId.
+        let offered = wire.all { datagram in
+            guard let start = datagram.indices.first(where: { Array(datagram[$0...].prefix(4)) == [0x80, 0x06, 0x00, 0x0A] }) else { return true }
+            return datagram.count > start + 9 && datagram[start + 9] == 250
+        }
+        XCTAssertTrue(wire.contains([0x80, 0x06, 0x00, 0x0A]), "the INIT carries the parameter")
+        XCTAssertTrue(offered, "the INIT offers KMId 250")
+        let maybeStatus = await connection.dtlsChunkStatus
+        let status = try XCTUnwrap(maybeStatus)
+        XCTAssertEqual(status.agreement?.method, kmid)
+        try await connection.send("under KMId 250")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "under KMId 250")
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    /// Ends that give the DTLS 1.3 method different KMIds have no method in common: establishment
+    /// fails with a typed error naming that; a KMId that names another method rules the stack out.
+    func testDifferentDTLS13KMIdsHaveNoMethodInCommon() async throws {
+        let listener = try await Self.listener()
+        var clientSecurity = Self.security(server: false)
+        clientSecurity.dtlsChunkDTLS13KeyManagementID = DTLSKeyManagementMethod(rawValue: 250)
+        do {
+            _ = try await Self.client(listener.localAddress.port, clientSecurity).initiate(timeout: .seconds(10))
+            XCTFail("ends with different KMIds for DTLS 1.3 established an association")
+        } catch let error as TransportError {
+            XCTAssertTrue(error.message.contains("in common"), "\(error)")
+        }
+        await listener.stop()
+        var clashing = Self.security(server: false)
+        clashing.dtlsChunkDTLS13KeyManagementID = .tls13
+        let refusal = await XCTAssertThrowsTransportError(.noCandidate) {
+            try await Self.client(listener.localAddress.port, clashing).initiate(timeout: .seconds(5))
+        }
+        XCTAssertTrue(refusal?.message.contains("names another method") ?? false, "\(String(describing: refusal))")
+    }
+
     func testEachEndReportsThePeersCertificateSubject() async throws {
         let listener = try await Self.listener()
         var clientSecurity = Self.security(server: false)

@@ -64,6 +64,12 @@ public struct SecurityParameters: Sendable, Hashable {
     /// one the parameters configure (DTLS 1.3 with an identity and PEM roots, then pre-shared
     /// parameters with `dtlsChunkKeys`). A listed method the parameters do not configure is an error.
     public var dtlsChunkKeyManagement: [DTLSKeyManagementMethod]? = nil
+    /// dtls-chunk-sctp: the KMId under which DTLS 1.3 key management is offered and recognised.
+    /// Its draft asks for a 16-bit identifier the chunk draft's 8-bit registry cannot hold, so a
+    /// value from the first-come range stands in: 193 (``DTLSKeyManagementMethod/dtls13``) by
+    /// default; both ends must use the same. Not 0 or 192, which name the other methods.
+    /// `dtlsChunkKeyManagement` may list the method by this value or as `.dtls13`.
+    public var dtlsChunkDTLS13KeyManagementID: DTLSKeyManagementMethod = .dtls13
     /// dtls-chunk-sctp with a handshake method (KU): when a new key management connection replaces
     /// the keys. `Connection.updateKeys()` rekeys at once whatever the policy.
     public var dtlsChunkRekey = DTLSChunkRekeyPolicy()

@@ -24,10 +24,6 @@ import TapsDTLS13
 /// TSN sent under the old ones, or after the drain limit; its key contexts go with it. Each new
 /// handshake verifies the peer's certificate again, and must show the same certificate.
 final class DTLS13KeyManagement {
-    /// KMId of this method: the draft asked for a 16-bit identifier, which no longer fits the chunk
-    /// draft's 8-bit registry, so one from the first-come range stands in for it.
-    static let method = DTLSKeyManagementMethod.dtls13
-
     /// The identity and trust of each new key management connection; replacing them (a renewed
     /// certificate) takes effect on the next rekey.
     var contexts: DTLS13Contexts
@@ -404,6 +400,8 @@ struct DTLS13Contexts: @unchecked Sendable {
     let client: DTLS13Context
     let server: DTLS13Context
     let rekeyPolicy: DTLSChunkRekeyPolicy
+    /// The KMId this method goes by (`SecurityParameters.dtlsChunkDTLS13KeyManagementID`).
+    let method: DTLSKeyManagementMethod
 
     /// Whether the parameters can run the method: mutual authentication needs our certificate and
     /// key and the roots the peer's certificate must chain to (not the system's store).
@@ -417,6 +415,7 @@ struct DTLS13Contexts: @unchecked Sendable {
         guard Self.configured(in: security), let identity = security.localIdentity, case .pem(let roots) = security.trustedRoots else { return nil }
         try security.dtlsChunkRekey.validate()
         rekeyPolicy = security.dtlsChunkRekey
+        method = security.dtlsChunkDTLS13KeyManagementID
         let chain = try identity.certificateChain.load(), key = try identity.privateKey.load(), trusted = try roots.load()
         for (name, bytes) in [("certificate chain", chain), ("private key", key), ("trusted roots", trusted)] where !Self.isPEM(bytes) {
             throw .invalidCredentials("DTLS 1.3 key management reads PEM; the \(name) is not")

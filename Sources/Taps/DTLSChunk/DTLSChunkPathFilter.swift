@@ -29,7 +29,7 @@ struct DTLSChunkSettings: Sendable {
         let offered = Self.offeredMethods(security)
         keys = offered.contains(.preSharedParameters) ? security.dtlsChunkKeys : nil
         try keys?.validate()
-        dtls13 = offered.contains(.dtls13) ? try DTLS13Contexts(security: security) : nil
+        dtls13 = offered.contains(security.dtlsChunkDTLS13KeyManagementID) ? try DTLS13Contexts(security: security) : nil
         guard keys != nil || dtls13 != nil else {
             throw .invalidArgument("the DTLS chunk needs key management: an identity and trust roots (DTLS 1.3), or SecurityParameters.dtlsChunkKeys (KMId 0)")
         }
@@ -46,20 +46,30 @@ struct DTLSChunkSettings: Sendable {
     /// as `dtlsChunkKeyManagement` lists them.
     static func offeredMethods(_ security: SecurityParameters) -> [DTLSKeyManagementMethod] {
         let configured = configuredMethods(security)
-        guard let chosen = security.dtlsChunkKeyManagement else { return configured }
+        guard let chosen = chosenMethods(security) else { return configured }
         return chosen.filter(configured.contains)
+    }
+
+    /// `dtlsChunkKeyManagement` with `.dtls13` read as the configured DTLS 1.3 KMId.
+    private static func chosenMethods(_ security: SecurityParameters) -> [DTLSKeyManagementMethod]? {
+        security.dtlsChunkKeyManagement?.map { $0 == .dtls13 ? security.dtlsChunkDTLS13KeyManagementID : $0 }
     }
 
     /// Why `dtlsChunkKeyManagement` cannot be offered as listed; nil when it can.
     static func unconfiguredChoice(_ security: SecurityParameters) -> String? {
         let configured = configuredMethods(security)
-        guard let method = security.dtlsChunkKeyManagement?.first(where: { !configured.contains($0) }) else { return nil }
+        let id = security.dtlsChunkDTLS13KeyManagementID
+        if id == .preSharedParameters || id == .tls13 {
+            return "dtlsChunkDTLS13KeyManagementID \(id.rawValue) names another method; use 193 or another first-come value"
+        }
+        guard let method = chosenMethods(security)?.first(where: { !configured.contains($0) }) else { return nil }
         return "dtlsChunkKeyManagement lists \(method), which the parameters do not configure (DTLS 1.3: an identity and trustedRoots .pem; KMId 0: dtlsChunkKeys)"
     }
 
     /// The methods the parameters have what it takes for.
     static func configuredMethods(_ security: SecurityParameters) -> [DTLSKeyManagementMethod] {
-        (DTLS13Contexts.configured(in: security) ? [.dtls13] : []) + (security.dtlsChunkKeys != nil ? [.preSharedParameters] : [])
+        (DTLS13Contexts.configured(in: security) ? [security.dtlsChunkDTLS13KeyManagementID] : [])
+            + (security.dtlsChunkKeys != nil ? [.preSharedParameters] : [])
     }
 
     /// The initiating end offers only the client role, so with a listener of this SDK (which offers
@@ -208,7 +218,7 @@ final class DTLSChunkPathFilter {
         switch status {
         case .agreed where protection.protectsOutput && protection.requiresProtection: .success(true)
         // A handshake method installs the keys after the association is up.
-        case .agreed where agreement?.method == .dtls13: .success(true)
+        case .agreed where agreement.map { $0.method == dtls13?.method } == true: .success(true)
         case .plain: .success(false)
         case .failed(let failure): .failure(failure.transportError)
         case .agreed, .negotiating:
@@ -387,7 +397,7 @@ final class DTLSChunkPathFilter {
                            reply: ([UInt8]) -> Void, abort: (UInt16) -> [UInt8]?) -> Bool {
         switch DTLSChunkNegotiation.agree(local: local, peer: peer) {
         case .success(let agreement):
-            let supported = agreement.method == .preSharedParameters ? keys != nil : agreement.method == .dtls13 && dtls13 != nil
+            let supported = agreement.method == .preSharedParameters ? keys != nil : agreement.method == dtls13?.method
             guard supported else { return fail(.noCommonMethod, reply: reply, abort: abort) }
             self.agreement = agreement
             status = .agreed

@@ -67,7 +67,7 @@ final class SCTPAssociation: SCTPPathOwner {
 
     /// After COMM_UP: a handshake method first, or KMId 0's key confirmation, or nothing.
     private func secureOrEstablish() {
-        if let filter = path.chunkFilter, filter.status == .agreed, let agreement = filter.agreement, agreement.method == .dtls13 {
+        if let filter = path.chunkFilter, filter.status == .agreed, let agreement = filter.agreement, agreement.method == filter.dtls13?.method {
             startKeyManagement(agreement, contexts: filter.dtls13)
         } else if needsKeyConfirmation {
             confirmKeys()

@@ -154,7 +154,7 @@ struct StackSelector {
                 notes.append("DTLS chunk key management offered: \(methods.map(\.description).joined(separator: ", "))")
             }
             // Rekeying is DTLS 1.3 key management's; pre-shared parameters are not rekeyed in band.
-            if security.interfacePreferences[.keyUpdate] == .require, !methods.contains(.dtls13) {
+            if security.interfacePreferences[.keyUpdate] == .require, !methods.contains(security.dtlsChunkDTLS13KeyManagementID) {
                 unmet.append("KU required: the DTLS chunk rekeys only with DTLS 1.3 key management (an identity and trustedRoots .pem), not with pre-shared parameters")
             }
         }
