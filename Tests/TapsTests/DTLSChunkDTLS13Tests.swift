@@ -29,18 +29,23 @@ final class DTLSChunkDTLS13Tests: XCTestCase {
         return client
     }
 
-    func testAMutuallyAuthenticatedHandshakeKeysTheChunkAndNothingGoesInClear() async throws {
-        let listener = try await Self.listener()
-        let echo = startEcho(listener)
-        // Every datagram the client writes, from its INIT on.
+    /// A client whose every written datagram, from its INIT on, goes to the returned log.
+    static func clientLoggingWrites(_ port: UInt16, _ security: SecurityParameters = security(server: false)) -> (Preconnection, WireLog) {
         let wire = WireLog()
-        var client = Self.client(listener.localAddress.port)
+        var client = client(port, security)
         var lossy = LossyPath()
         lossy.rewriter = DatagramRewriter { datagram, outgoing in
             if outgoing { wire.append(datagram) }
             return [datagram]
         }
         client.lossyPath = lossy
+        return (client, wire)
+    }
+
+    func testAMutuallyAuthenticatedHandshakeKeysTheChunkAndNothingGoesInClear() async throws {
+        let listener = try await Self.listener()
+        let echo = startEcho(listener)
+        let (client, wire) = Self.clientLoggingWrites(listener.localAddress.port)
         let first = try await client.initiate(timeout: .seconds(10))
         let handshakeDatagrams = wire.count
         let maybeStatus = await first.dtlsChunkStatus
@@ -83,14 +88,7 @@ final class DTLSChunkDTLS13Tests: XCTestCase {
         clientSecurity.dtlsChunkKeyManagement = [.dtls13]  // the method by its usual name
         let listener = try await Self.listener(server)
         let echo = startEcho(listener)
-        let wire = WireLog()
-        var client = Self.client(listener.localAddress.port, clientSecurity)
-        var lossy = LossyPath()
-        lossy.rewriter = DatagramRewriter { datagram, outgoing in
-            if outgoing { wire.append(datagram) }
-            return [datagram]
-        }
-        client.lossyPath = lossy
+        let (client, wire) = Self.clientLoggingWrites(listener.localAddress.port, clientSecurity)
         let connection = try await client.initiate(timeout: .seconds(10))
         // The INIT's DTLS Key Management Parameter: type 0x8006, length 10, tie breaker, flags, one KMId.
         let offered = wire.all { datagram in
