@@ -27,6 +27,7 @@ final class RaceStateMachineTests: XCTestCase {
         XCTAssertEqual(race.starts, ["2001:db8::1@10"])
         try race.layer(0).becomeReady()
         XCTAssertEqual(race.finishedAt, .milliseconds(10), "won before the IPv4 answer")
+        XCTAssertEqual(race.resolver.cancelled.map(\.family), [.ipv4], "the lookup nobody waits for is withdrawn")
         let winner = try XCTUnwrap(race.result).get()
         XCTAssertEqual(winner.candidate.address.ipAddress, "2001:db8::1")
     }

@@ -51,6 +51,14 @@ final class ScriptedResolver: NameResolving {
     private let clock: VirtualClock
     private var script: [Key: (delay: Duration, result: Result<[String], TransportError>)] = [:]
     private(set) var queries: [Key] = []
+    /// Queries withdrawn before they answered.
+    private(set) var cancelled: [Key] = []
+
+    private final class Lookup: RacingTimer {
+        let cancelled: () -> Void
+        init(cancelled: @escaping () -> Void) { self.cancelled = cancelled }
+        func cancel() { cancelled() }
+    }
 
     init(clock: VirtualClock) {
         self.clock = clock
@@ -65,12 +73,17 @@ final class ScriptedResolver: NameResolving {
     }
 
     func resolve(_ host: String, port: UInt16, family: SocketAddress.Family,
-                 completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) {
+                 completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) -> (any RacingTimer)? {
         let key = Key(host: host, family: family)
         queries.append(key)
-        guard let entry = script[key] else { return }
-        let result = entry.result.map { $0.map { SocketAddress(ip: $0, port: port)! } }
-        _ = clock.schedule(after: entry.delay) { completion(result) }
+        let answer = script[key].map { entry in
+            let result = entry.result.map { $0.map { SocketAddress(ip: $0, port: port)! } }
+            return clock.schedule(after: entry.delay) { completion(result) }
+        }
+        return Lookup { [weak self] in
+            answer?.cancel()
+            self?.cancelled.append(key)
+        }
     }
 }
 

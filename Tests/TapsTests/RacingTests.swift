@@ -84,4 +84,32 @@ final class RacingTests: XCTestCase {
         XCTAssertTrue(ipv4.allSatisfy { $0.family == .ipv4 })
         XCTAssertTrue(ipv6.allSatisfy { $0.family == .ipv6 })
     }
+
+    /// A lookup withdrawn at once, queued or already running on libuv's thread pool, completes
+    /// exactly once (a cancelled one as a failure) and leaves nothing behind, 200 times over.
+    func testAWithdrawnLookupCompletesOnce() async throws {
+        let loop = EventLoop(name: "withdrawn-lookups")
+        defer { loop.shutdown() }
+        let completions = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[Int], any Error>) in
+            loop.execute {
+                var counts = Array(repeating: 0, count: 200)
+                var outstanding = counts.count
+                for index in counts.indices {
+                    let lookup = Resolver.resolve("localhost", port: 7, family: .ipv4, on: loop) { _ in
+                        counts[index] += 1
+                        outstanding -= 1
+                        if outstanding == 0 { continuation.resume(returning: counts) }
+                    }
+                    lookup?.cancel()
+                }
+            }
+        }
+        XCTAssertEqual(completions, Array(repeating: 1, count: 200))
+        var open = try await loop.openHandleCount()
+        for _ in 0..<50 where open > 0 {
+            try await Task.sleep(for: .milliseconds(20))
+            open = try await loop.openHandleCount()
+        }
+        XCTAssertEqual(open, 0)
+    }
 }

@@ -4,14 +4,23 @@ import Glibc
 /// Name resolution through `uv_getaddrinfo` (libuv runs getaddrinfo on its thread pool and calls
 /// back on the loop). Loop thread only.
 enum Resolver {
-    private final class Request {
+    /// One lookup in flight; `cancel()` withdraws it if libuv has not started it yet.
+    final class Request: RacingTimer {
         let completion: (Result<[SocketAddress], TransportError>) -> Void
+        /// The libuv request until its callback ran (which frees it).
+        fileprivate var uvRequest: UnsafeMutablePointer<uv_getaddrinfo_t>?
         let host: String
         let port: UInt16
         let family: SocketAddress.Family?
         init(host: String, port: UInt16, family: SocketAddress.Family?,
              completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) {
             self.host = host; self.port = port; self.family = family; self.completion = completion
+        }
+
+        /// Loop thread only. A withdrawn lookup completes with a failure nobody listens to.
+        func cancel() {
+            guard let uvRequest else { return }
+            uvRequest.withMemoryRebound(to: uv_req_t.self, capacity: 1) { _ = uv_cancel($0) }
         }
     }
 
@@ -26,14 +35,17 @@ enum Resolver {
 
     /// Resolves `host` to addresses of `family` (both families when nil, IPv6 first). An IP
     /// literal answers at once, with no address when it is of the other family.
+    @discardableResult
     static func resolve(_ host: String, port: UInt16, family: SocketAddress.Family? = nil, on loop: EventLoop,
-                        completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) {
+                        completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) -> Request? {
         if let literal = SocketAddress(ip: host, port: port) {
             completion(.success(family == nil || literal.family == family ? [literal] : []))
-            return
+            return nil
         }
         let request = UnsafeMutablePointer<uv_getaddrinfo_t>.allocate(capacity: 1)
-        request.pointee.data = Unmanaged.passRetained(Request(host: host, port: port, family: family, completion: completion)).toOpaque()
+        let lookup = Request(host: host, port: port, family: family, completion: completion)
+        lookup.uvRequest = request
+        request.pointee.data = Unmanaged.passRetained(lookup).toOpaque()
         var hints = addrinfo()
         hints.ai_family = switch family {
         case _ where isLocalhostName(host): AF_UNSPEC
@@ -45,6 +57,7 @@ enum Resolver {
         let status = uv_getaddrinfo(loop.uvLoop, request, { request, status, info in
             guard let request else { return }
             let pending = Unmanaged<Request>.fromOpaque(request.pointee.data).takeRetainedValue()
+            pending.uvRequest = nil
             request.deallocate()
             defer { if let info { uv_freeaddrinfo(info) } }
             guard status == 0 else {
@@ -67,8 +80,11 @@ enum Resolver {
         }, host, nil, &hints)
         if status != 0 {
             Unmanaged<Request>.fromOpaque(request.pointee.data).release()
+            lookup.uvRequest = nil
             request.deallocate()
             completion(.failure(.resolutionFailed("could not resolve \(host): \(String(cString: uv_strerror(status)))")))
+            return nil
         }
+        return lookup
     }
 }

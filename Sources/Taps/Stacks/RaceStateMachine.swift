@@ -93,6 +93,9 @@ struct RaceStateMachine {
 
     var isFinished: Bool { phase == .finished }
 
+    /// Whether `query` is still unanswered (a resolver may answer before `resolve` returns).
+    func isAwaiting(_ query: Query) -> Bool { pendingQueries.contains(query) }
+
     mutating func handle(_ input: Input) -> [Action] {
         actions = []
         switch (phase, input) {

@@ -15,6 +15,7 @@ final class Racer {
     private var completion: ((Result<Winner, TransportError>) -> Void)?
     private var attempts: [RaceStateMachine.AttemptID: Attempt] = [:]
     private var timers: [RaceStateMachine.Timer: any RacingTimer] = [:]
+    private var queries: [RaceStateMachine.Query: any RacingTimer] = [:]
     /// Inputs that arrive while one is being handled (a layer failing inside `start()`, a
     /// resolver answering at once) wait their turn, so the machine never sees one re-entrantly.
     private var inputs: [RaceStateMachine.Input] = []
@@ -53,9 +54,11 @@ final class Racer {
         switch action {
         case .resolve(let query):
             let endpoint = endpoints[query.endpoint]
-            resolver.resolve(endpoint.host, port: endpoint.port, family: query.family) { [weak self] result in
+            let pending = resolver.resolve(endpoint.host, port: endpoint.port, family: query.family) { [weak self] result in
+                self?.queries[query] = nil
                 self?.handle(.resolved(query, result))
             }
+            if machine.isAwaiting(query) { queries[query] = pending }
         case .startTimer(let timer, let delay):
             timers.removeValue(forKey: timer)?.cancel()
             timers[timer] = clock.schedule(after: delay) { [weak self] in
@@ -104,6 +107,10 @@ final class Racer {
         self.completion = nil
         timers.values.forEach { $0.cancel() }
         timers.removeAll()
+        // Lookups nobody waits for any more: a getaddrinfo still queued behind slow ones frees its
+        // place in libuv's thread pool.
+        queries.values.forEach { $0.cancel() }
+        queries.removeAll()
         completion(result)
         retainSelf = nil
     }

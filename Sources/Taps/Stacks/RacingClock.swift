@@ -3,14 +3,16 @@ protocol RacingClock {
     func schedule(after delay: Duration, _ body: @escaping () -> Void) -> any RacingTimer
 }
 
+/// A timer or a name query that can be called off.
 protocol RacingTimer {
     func cancel()
 }
 
-/// Names resolved for the racer, one address family per query.
+/// Names resolved for the racer, one address family per query. A query still out when the race is
+/// decided is cancelled (it may answer anyway; the answer is then ignored).
 protocol NameResolving {
     func resolve(_ host: String, port: UInt16, family: SocketAddress.Family,
-                 completion: @escaping (Result<[SocketAddress], TransportError>) -> Void)
+                 completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) -> (any RacingTimer)?
 }
 
 /// The racing environment of a loop: its timers and `uv_getaddrinfo` on it.
@@ -22,7 +24,7 @@ struct LoopRacingEnvironment: RacingClock, NameResolving {
     }
 
     func resolve(_ host: String, port: UInt16, family: SocketAddress.Family,
-                 completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) {
+                 completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) -> (any RacingTimer)? {
         Resolver.resolve(host, port: port, family: family, on: loop, completion: completion)
     }
 }
