@@ -142,7 +142,11 @@ final class RaceStateMachineTests: XCTestCase {
         XCTAssertNil(race.result)
         race.clock.advance(to: .seconds(3))
         XCTAssertEqual(race.finishedAt, .seconds(2))
-        XCTAssertThrowsError(try XCTUnwrap(race.result).get()) { XCTAssertEqual(($0 as? TransportError)?.code, .timedOut) }
+        XCTAssertThrowsError(try XCTUnwrap(race.result).get()) {
+            XCTAssertEqual(($0 as? TransportError)?.code, .timedOut)
+            XCTAssertTrue(($0 as? TransportError)?.message.contains("name lookups unanswered: endpoint 0 IPv6, endpoint 0 IPv4") ?? false,
+                          "the timeout says what it waited for: \($0)")
+        }
     }
 
     func testTheDeadlineAbortsRunningAttempts() throws {
@@ -152,7 +156,10 @@ final class RaceStateMachineTests: XCTestCase {
         race.race(["example"], timeout: .seconds(1))
         race.clock.advance(to: .seconds(1))
         XCTAssertTrue(try race.layer(0).aborted)
-        XCTAssertThrowsError(try XCTUnwrap(race.result).get()) { XCTAssertEqual(($0 as? TransportError)?.code, .timedOut) }
+        XCTAssertThrowsError(try XCTUnwrap(race.result).get()) {
+            XCTAssertEqual(($0 as? TransportError)?.code, .timedOut)
+            XCTAssertTrue(($0 as? TransportError)?.message.contains("attempts still running: tcp to [2001:db8::1]:443") ?? false, "\($0)")
+        }
     }
 
     func testAFailedResolutionReportsTheFirstEndpointsError() throws {

@@ -235,12 +235,28 @@ struct RaceStateMachine {
         switch timer {
         case .deadline:
             let within = configuration.timeout.map { " within \($0)" } ?? ""
-            finish(with: .fail(.timedOut("no candidate became ready\(within)")))
+            finish(with: .fail(.timedOut("no candidate became ready\(within)\(stateAtDeadline)")))
         case .resolutionDelay:
             beginRacing()
         case .stagger:
             startNextAttempt()
         }
+    }
+
+    /// What the race was still waiting for, for the timeout's message.
+    private var stateAtDeadline: String {
+        var parts: [String] = []
+        if !pendingQueries.isEmpty {
+            let lookups = pendingQueries.sorted { ($0.endpoint, $0.family == .ipv6 ? 0 : 1) < ($1.endpoint, $1.family == .ipv6 ? 0 : 1) }
+            parts.append("name lookups unanswered: " + lookups.map { "endpoint \($0.endpoint) \($0.family == .ipv6 ? "IPv6" : "IPv4")" }
+                .joined(separator: ", "))
+        }
+        if !running.isEmpty {
+            parts.append("attempts still running: " + running.keys.sorted().compactMap { running[$0] }
+                .map { "\($0.stack) to \($0.address)" }.joined(separator: ", "))
+        }
+        if let failure = failures.last { parts.append("last failure: \(failure)") }
+        return parts.isEmpty ? "" : " (" + parts.joined(separator: "; ") + ")"
     }
 
     /// The most telling failure: a security verdict beats a refused or reset connection.
