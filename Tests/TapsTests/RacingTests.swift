@@ -112,4 +112,31 @@ final class RacingTests: XCTestCase {
         }
         XCTAssertEqual(open, 0)
     }
+
+    /// A race led by tls-tcp (secure messages with a framer, where tls-sctp qualifies too) races the
+    /// same candidates whichever loop of the shared group it lands on: the SCTP loop is one of them,
+    /// and a race that landed there used to add tls-sctp, whose attempt at a TCP-only port hung
+    /// until the timeout after tls-tcp had failed with the real reason. Every initiate here, across
+    /// every loop of the round robin, fails at once with `certificateRejected`.
+    func testWhatIsRacedDoesNotDependOnTheLoopTheRoundRobinHandsOut() async throws {
+        let listener = try await Preconnection(local: .loopback(), transport: .reliableMessage, security: TestPKI.shared.serverSecurity,
+                                               framer: LengthPrefixFramer()).listen()
+        XCTAssertEqual(listener.stack.name, "tls-tcp")
+        // The same port number on UDP answers nothing, as an unrelated UDP socket would: an SCTP
+        // attempt there hangs instead of being refused.
+        let silentUDP = try await Preconnection(local: .loopback(port: listener.localAddress.port), transport: .unreliableDatagram,
+                                                security: .disabled).listen()
+        var untrusting = SecurityParameters.clientDefault
+        untrusting.trustedRoots = .pem(file: TestPKI.shared.otherCA)
+        let client = Preconnection(remote: .host("localhost", port: listener.localAddress.port), transport: .reliableMessage,
+                                   security: untrusting, framer: LengthPrefixFramer())
+        let qualifying = client.candidateStacks().filter(\.qualifies).map(\.stack.name)
+        XCTAssertEqual(qualifying.first, "tls-tcp")
+        XCTAssertTrue(qualifying.contains("tls-sctp"), "tls-sctp qualifies as a fallback: \(qualifying)")
+        for _ in 0..<(2 * EventLoopGroup.shared.loops.count + 2) {
+            await XCTAssertThrowsTransportError(.certificateRejected) { try await client.initiate(timeout: .seconds(3)) }
+        }
+        await listener.stop()
+        await silentUDP.stop()
+    }
 }

@@ -112,9 +112,13 @@ public struct Preconnection: Sendable {
         guard let remote else { throw TransportError.invalidArgument("initiate needs a remote endpoint") }
         let qualifying = try recipes(for: .initiate)
         let loop = self.loop ?? defaultLoop(for: qualifying)
-        // SCTP candidates cannot run off the SCTP loop; a race of others leaves them out (unless
-        // nothing else is left, so that the reason is reported).
-        let runnable = qualifying.filter { !$0.stack.layers.contains(.sctp) || loop === SCTPRuntime.shared.loop }
+        // SCTP candidates cannot run off the SCTP loop. They join a race an SCTP stack leads, or one
+        // the application put on that loop; a race led by another stack leaves them out (unless
+        // nothing else is left, so that the reason is reported), also when the group's round robin
+        // happens to hand out the SCTP loop, so what is raced never depends on the round robin.
+        let sctpLeads = qualifying.first?.stack.layers.contains(.sctp) == true
+        let sctpJoins = loop === SCTPRuntime.shared.loop && (sctpLeads || self.loop != nil)
+        let runnable = qualifying.filter { !$0.stack.layers.contains(.sctp) || sctpJoins }
         let recipes = runnable.isEmpty ? qualifying : runnable
         let framer = self.framer
         let endpoints = ([remote] + alternativeRemotes).map { (host: $0.hostForResolution, port: $0.port) }
