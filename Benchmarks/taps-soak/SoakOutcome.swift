@@ -14,15 +14,13 @@ struct SoakOutcome {
 
     var passed: Bool { failures.isEmpty }
 
-    var megabytesPerSecond: Double {
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return Double(delivered) / 1e6 / max(seconds, 1e-9)
-    }
+    var seconds: Double { Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18 }
+
+    var megabytesPerSecond: Double { Double(delivered) / 1e6 / max(seconds, 1e-9) }
 
     func line(loss: Double) -> String {
-        let seconds = String(format: "%.1f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         var text = "\(stack.padding(toLength: 16, withPad: " ", startingAt: 0)) loss \(String(format: "%4.1f", loss * 100)) %  "
-            + "\(sent >> 20) MiB in \(seconds) s (\(String(format: "%.1f", megabytesPerSecond)) MB/s)  \(checks)"
+            + "\(sent >> 20) MiB in \(String(format: "%.1f", seconds)) s (\(String(format: "%.1f", megabytesPerSecond)) MB/s)  \(checks)"
         if let faults {
             text += "  path: \(faults.written) datagrams, \(faults.dropped) dropped, \(faults.duplicated) duplicated, "
                 + "\(faults.reordered) reordered, \(faults.corrupted) corrupted"

@@ -2,7 +2,7 @@
 
 /// Virtual time for the racer: timers fire only when a test advances the clock.
 final class VirtualClock: RacingClock {
-    final class Timer: RacingTimer {
+    final class Timer: RacingCancellable {
         let due: Duration
         let order: Int
         var body: (() -> Void)?
@@ -18,7 +18,7 @@ final class VirtualClock: RacingClock {
     private var timers: [Timer] = []
     private var scheduled = 0
 
-    func schedule(after delay: Duration, _ body: @escaping () -> Void) -> any RacingTimer {
+    func schedule(after delay: Duration, _ body: @escaping () -> Void) -> any RacingCancellable {
         scheduled += 1
         let timer = Timer(due: now + delay, order: scheduled, body: body)
         timers.append(timer)
@@ -54,7 +54,7 @@ final class ScriptedResolver: NameResolving {
     /// Queries withdrawn before they answered.
     private(set) var cancelled: [Key] = []
 
-    private final class Lookup: RacingTimer {
+    private final class Lookup: RacingCancellable {
         let cancelled: () -> Void
         init(cancelled: @escaping () -> Void) { self.cancelled = cancelled }
         func cancel() { cancelled() }
@@ -73,7 +73,7 @@ final class ScriptedResolver: NameResolving {
     }
 
     func resolve(_ host: String, port: UInt16, family: SocketAddress.Family,
-                 completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) -> (any RacingTimer)? {
+                 completion: @escaping (Result<[SocketAddress], TransportError>) -> Void) -> (any RacingCancellable)? {
         let key = Key(host: host, family: family)
         queries.append(key)
         let answer = script[key].map { entry in

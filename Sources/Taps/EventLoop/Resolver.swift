@@ -5,7 +5,7 @@ import Glibc
 /// back on the loop). Loop thread only.
 enum Resolver {
     /// One lookup in flight; `cancel()` withdraws it if libuv has not started it yet.
-    final class Request: RacingTimer {
+    final class Request: RacingCancellable {
         let completion: (Result<[SocketAddress], TransportError>) -> Void
         /// The libuv request until its callback ran (which frees it).
         fileprivate var uvRequest: UnsafeMutablePointer<uv_getaddrinfo_t>?

@@ -14,8 +14,8 @@ final class Racer {
     private let makeLayer: (RaceStateMachine.Candidate) throws(TransportError) -> Layer
     private var completion: ((Result<Winner, TransportError>) -> Void)?
     private var attempts: [RaceStateMachine.AttemptID: Attempt] = [:]
-    private var timers: [RaceStateMachine.Timer: any RacingTimer] = [:]
-    private var queries: [RaceStateMachine.Query: any RacingTimer] = [:]
+    private var timers: [RaceStateMachine.Timer: any RacingCancellable] = [:]
+    private var queries: [RaceStateMachine.Query: any RacingCancellable] = [:]
     /// Inputs that arrive while one is being handled (a layer failing inside `start()`, a
     /// resolver answering at once) wait their turn, so the machine never sees one re-entrantly.
     private var inputs: [RaceStateMachine.Input] = []
