@@ -13,6 +13,14 @@ cat > "$build/module/module.modulemap" <<MAP
 module CTapsShims { header "$PWD/Sources/CTapsShims/include/CTapsShims.h" export * }
 MAP
 clang -c -O1 -fsanitize=fuzzer-no-link,address -I Sources/CTapsShims/include Sources/CTapsShims/shims.c -o "$build/shims.o"
+# Records are sealed and opened by RecordAEAD on BoringSSL: that file as a module of its own (it must
+# never share one with COpenSSL), linked with the BoringSSL objects of the package's debug build.
+swift build --target TapsDTLS13 >/dev/null
+swiftc -O -sanitize=address -parse-as-library -wmo -module-name TapsDTLS13 \
+    -I .build/checkouts/swift-nio-ssl/Sources/CNIOBoringSSL/include \
+    -emit-module -emit-module-path "$build/module/TapsDTLS13.swiftmodule" \
+    -c Sources/TapsDTLS13/RecordAEAD.swift -o "$build/record-aead.o"
+mapfile -t boringssl < <(find .build/debug/CNIOBoringSSL.build -name '*.o')
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name TapsChunkFuzz \
     -I Sources/CUsrSCTP -I Sources/COpenSSL -I "$build/module" \
     Tests/Fuzz/DTLSChunkFuzzer.swift Sources/Taps/SCTP/SCTPPacket.swift Sources/Taps/API/TransportError.swift \
@@ -22,7 +30,7 @@ swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name TapsChunkFuzz 
     Sources/Taps/DTLSChunk/DTLSKeyManagementParameter.swift Sources/Taps/DTLSChunk/DTLSChunkNegotiation.swift \
     Sources/Taps/DTLSChunk/SCTPHandshakeChunks.swift Sources/Taps/DTLSChunk/DTLSKeyManagementMessage.swift \
     Sources/Taps/DTLSChunk/SCTPTSNScan.swift \
-    "$build/shims.o" -lusrsctp -lssl -lcrypto -o "$build/dtls-chunk-fuzzer"
+    "$build/shims.o" "$build/record-aead.o" "${boringssl[@]}" -lstdc++ -lusrsctp -lssl -lcrypto -o "$build/dtls-chunk-fuzzer"
 corpora=(Tests/Fuzz/dtls-chunk-corpus)
 if [[ "${2:-}" == "--scratch" ]]; then
     scratch="$(mktemp -d)"

@@ -1,4 +1,4 @@
-internal import COpenSSL
+import TapsDTLS13
 
 /// The TLS 1.3 cipher suites the DTLS chunk protects with (draft-ietf-tsvwg-sctp-dtls-chunk,
 /// "Mandatory-to-Implement Cipher Suites"): AES-128-GCM is mandatory, the other two are the SHOULDs.
@@ -39,21 +39,12 @@ public enum DTLSChunkCipherSuite: UInt16, Sendable, CaseIterable, CustomStringCo
     /// The hash of the suite's HKDF (RFC 8446 section 7.1).
     var digestName: String { self == .aes256GCMSHA384 ? "SHA384" : "SHA256" }
 
-    var aead: OpaquePointer {
+    /// The AEAD that protects records under this suite.
+    var recordAlgorithm: RecordAEAD.Algorithm {
         switch self {
-        case .aes128GCMSHA256: EVP_aes_128_gcm()
-        case .aes256GCMSHA384: EVP_aes_256_gcm()
-        case .chacha20Poly1305SHA256: EVP_chacha20_poly1305()
-        }
-    }
-
-    /// The cipher that makes the record-number mask (RFC 9147 section 4.2.3): AES-ECB over the first
-    /// 16 bytes of ciphertext, or ChaCha20 keyed with them as counter and nonce.
-    var maskCipher: OpaquePointer {
-        switch self {
-        case .aes128GCMSHA256: EVP_aes_128_ecb()
-        case .aes256GCMSHA384: EVP_aes_256_ecb()
-        case .chacha20Poly1305SHA256: EVP_chacha20()
+        case .aes128GCMSHA256: .aes128GCM
+        case .aes256GCMSHA384: .aes256GCM
+        case .chacha20Poly1305SHA256: .chacha20Poly1305
         }
     }
 }
