@@ -35,7 +35,7 @@ let package = Package(
             name: "CTapsShims",
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
-        // DTLS 1.3 on BoringSSL, behind a small Swift API of bytes and keys. The only module that
+        // DTLS 1.3 and the DTLS chunk's record AEAD on BoringSSL, behind a small Swift API of bytes and keys. The only module that
         // imports CNIOBoringSSL (implementation-only): no module may see it and COpenSSL together,
         // or same-named C functions bind to either library.
         .target(

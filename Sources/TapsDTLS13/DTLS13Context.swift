@@ -38,6 +38,10 @@ public struct DTLS13Configuration: Sendable {
     public var usesVirtualClock = false
     /// Receives each secret as an NSS key log line (for Wireshark), from the engine's thread.
     public var keyLog: (@Sendable (String) -> Void)? = nil
+    /// The application decides trust once the handshake is done (a trust verifier, pinning): a
+    /// chain that fails validation is recorded in `DTLS13Engine.peerValidationError` instead of
+    /// ending the handshake. A peer must still present a certificate and prove its key.
+    public var defersTrustDecision = false
 
     public init(certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], trustedRootsPEM: [UInt8]) {
         self.certificateChainPEM = certificateChainPEM
@@ -84,7 +88,12 @@ public final class DTLS13Context: @unchecked Sendable {
                 throw DTLS13Error(kind: .invalidCredentials, message: "unknown key-exchange group in \(list)")
             }
         }
-        SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
+        if configuration.defersTrustDecision {
+            // Validation still runs and its verdict stays on the connection (SSL_get_verify_result).
+            SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT) { _, _ in 1 }
+        } else {
+            SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
+        }
         if configuration.keyLog != nil {
             // Each engine holds its context, so the context outlives every SSL made from it.
             SSL_CTX_set_ex_data(context, 0, Unmanaged.passUnretained(self).toOpaque())

@@ -141,6 +141,21 @@ public final class DTLS13Engine {
         return String(cString: name)
     }
 
+    /// The peer's certificates as it sent them, leaf first, DER encoded.
+    public var peerCertificateChainDER: [[UInt8]] {
+        guard let chain = SSL_get0_peer_certificates(ssl) else { return [] }
+        return (0..<sk_CRYPTO_BUFFER_num(chain)).compactMap { index in
+            sk_CRYPTO_BUFFER_value(chain, index).map { Array(UnsafeBufferPointer(start: CRYPTO_BUFFER_data($0), count: CRYPTO_BUFFER_len($0))) }
+        }
+    }
+
+    /// Why the peer's chain failed validation against the trusted roots, or nil when it passed
+    /// (meaningful once established; with `defersTrustDecision` a failure does not end the handshake).
+    public var peerValidationError: String? {
+        let result = SSL_get_verify_result(ssl)
+        return result == X509_V_OK ? nil : String(cString: X509_verify_cert_error_string(Int(result)))
+    }
+
     /// The peer's leaf certificate, DER encoded.
     public var peerCertificateDER: [UInt8]? {
         guard let certificate = SSL_get_peer_certificate(ssl) else { return nil }

@@ -23,6 +23,11 @@ import TapsDTLS13
 /// closed with close_notify once a packet arrived under the new keys and the peer acknowledged every
 /// TSN sent under the old ones, or after the drain limit; its key contexts go with it. Each new
 /// handshake verifies the peer's certificate again, and must show the same certificate.
+///
+/// With a trust verifier (IV), BoringSSL records its validation verdict instead of enforcing it,
+/// and the verifier decides once a handshake is done, before any key of that connection protects
+/// what this end sends: the server sends PVALID, and the client becomes ready, only on `.trust`; a
+/// rekey's keys are installed only on `.trust`. A rejection ends the association.
 final class DTLS13KeyManagement {
     /// The identity and trust of each new key management connection; replacing them (a renewed
     /// certificate) takes effect on the next rekey.
@@ -44,6 +49,10 @@ final class DTLS13KeyManagement {
     /// A rekey asked for while the replaced connection still drains.
     private var rekeyWanted = false
     private var receivedUnderCurrent = false
+    /// The first handshake's client: PVALID arrived, and the peer is trusted (by the verifier, or by
+    /// BoringSSL's validation when there is none). It is ready when both hold.
+    private var protectionValidArrived = false
+    private var peerTrusted = false
     private var oldAcknowledged = false
     private var ageTimer: UVTimer?
     private var drainTimer: UVTimer?
@@ -152,16 +161,25 @@ final class DTLS13KeyManagement {
     // MARK: The first handshake
 
     private func firstHandshakeCompleted() {
-        guard let association else { return }
+        guard association != nil else { return }
         do throws(TransportError) {
             let (_, suite) = try current.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
             peerIdentity = current.engine.peerCertificateDER.flatMap(CertificateIdentity.init(certificateDER:))
             try installReceiveKeys(of: current, suite: suite)
-            if current.role == .server {
-                try installSendKeys(of: current, suite: suite)
-                association.whenPeerAuthenticates { [weak self] in self?.serverSawProtectedPacket() }
-                // PVALID goes protected: the send keys are in use from now on.
-                association.sendKeyManagement(DTLSKeyManagementMessage.protectionValid, on: 0)
+            decideTrust(in: current) { me in
+                if me.current.role == .client {
+                    me.peerTrusted = true
+                    return me.completeClient()
+                }
+                guard let association = me.association else { return }
+                do throws(TransportError) {
+                    try me.installSendKeys(of: me.current, suite: suite)
+                    association.whenPeerAuthenticates { [weak me] in me?.serverSawProtectedPacket() }
+                    // PVALID goes protected: the send keys are in use from now on.
+                    association.sendKeyManagement(DTLSKeyManagementMessage.protectionValid, on: 0)
+                } catch {
+                    me.finish(error)
+                }
             }
         } catch {
             finish(error)
@@ -170,13 +188,39 @@ final class DTLS13KeyManagement {
 
     /// The client: the server has the keys and says so.
     private func protectionValid() {
-        guard current.role == .client, let suite = current.suite, let association else { return }
+        guard current.role == .client else { return }
+        protectionValidArrived = true
+        completeClient()
+    }
+
+    private func completeClient() {
+        guard protectionValidArrived, peerTrusted, let suite = current.suite, let association else { return }
         do throws(TransportError) {
             try installSendKeys(of: current, suite: suite)
             try association.requireProtectedPackets()
             finish(nil)
         } catch {
             finish(error)
+        }
+    }
+
+    /// Runs `proceed` once the peer of `connection` is trusted: at once without a trust verifier
+    /// (BoringSSL validated the chain in the handshake), otherwise when the verifier says `.trust`.
+    /// The verifier runs off the loop; a rejection ends the association.
+    private func decideTrust(in connection: DTLS13KeyManagementConnection, then proceed: @escaping (DTLS13KeyManagement) -> Void) {
+        guard let verifier = contexts.trustVerifier else { return proceed(self) }
+        let challenge = TrustChallenge(role: connection.role == .client ? .client : .server, peerChain: connection.engine.peerCertificateChainDER,
+                                       defaultValidationError: connection.engine.peerValidationError, serverName: nil)
+        let me = LoopBound(self)
+        let proceeding = LoopConfined(value: proceed)
+        Task { [loop] in
+            let decision = await verifier.body(challenge)
+            loop.execute {
+                guard let self = me.value, !self.failed else { return }
+                guard case .reject(let reason) = decision else { return proceeding.value(self) }
+                let error = TransportError.certificateRejected("DTLS 1.3 key management: the trust verifier rejected the peer: \(reason)")
+                if self.completed { self.failAfterCompletion(error) } else { self.finish(error) }
+            }
         }
     }
 
@@ -254,6 +298,16 @@ final class DTLS13KeyManagement {
                 throw .certificateRejected("DTLS 1.3 key management: the peer's certificate names another identity on rekeying, which ends the association (draft-westerlund, \"Authentication and Policy Decisions\")")
             }
             let (_, suite) = try connection.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
+            // Until the verdict no key of the new connection is installed, so no packet of the peer
+            // authenticates under its epoch and nothing switches to it.
+            decideTrust(in: connection) { me in me.useRekeyedConnection(connection, suite: suite) }
+        } catch {
+            failAfterCompletion(error)
+        }
+    }
+
+    private func useRekeyedConnection(_ connection: DTLS13KeyManagementConnection, suite: DTLSChunkCipherSuite) {
+        do throws(TransportError) {
             try installReceiveKeys(of: connection, suite: suite)
             try association?.establishSendKeys(try write(connection.ownWrite).restart, suite: suite, for: connection.restartContext)
             rekeyDeadline?.close()
@@ -400,6 +454,8 @@ struct DTLS13Contexts: @unchecked Sendable {
     let client: DTLS13Context
     let server: DTLS13Context
     let rekeyPolicy: DTLSChunkRekeyPolicy
+    /// IV: decides on the peer of every key management connection, after BoringSSL's validation.
+    let trustVerifier: TrustVerifier?
     /// The KMId this method goes by (`SecurityParameters.dtlsChunkDTLS13KeyManagementID`).
     let method: DTLSKeyManagementMethod
 
@@ -416,6 +472,7 @@ struct DTLS13Contexts: @unchecked Sendable {
         try security.dtlsChunkRekey.validate()
         rekeyPolicy = security.dtlsChunkRekey
         method = security.dtlsChunkDTLS13KeyManagementID
+        trustVerifier = security.trustVerifier
         let chain = try identity.certificateChain.load(), key = try identity.privateKey.load(), trusted = try roots.load()
         for (name, bytes) in [("certificate chain", chain), ("private key", key), ("trusted roots", trusted)] where !Self.isPEM(bytes) {
             throw .invalidCredentials("DTLS 1.3 key management reads PEM; the \(name) is not")
@@ -423,6 +480,7 @@ struct DTLS13Contexts: @unchecked Sendable {
         var configuration = DTLS13Configuration(certificateChainPEM: chain, privateKeyPEM: key, trustedRootsPEM: trusted)
         configuration.groups = security.algorithms.groups
         configuration.keyLog = (security.keyLog ?? .environment)?.write
+        configuration.defersTrustDecision = security.trustVerifier != nil
         // SCTP delivers the handshake reliably: a long first retransmission keeps DTLS's own out of
         // the way, and user messages carry far more than an IP packet.
         configuration.initialRetransmissionMilliseconds = 3_000

@@ -157,6 +157,11 @@ struct StackSelector {
             if security.interfacePreferences[.keyUpdate] == .require, !methods.contains(security.dtlsChunkDTLS13KeyManagementID) {
                 unmet.append("KU required: the DTLS chunk rekeys only with DTLS 1.3 key management (an identity and trustedRoots .pem), not with pre-shared parameters")
             }
+            // Pre-shared parameters authenticate no certificate a verifier could decide on.
+            let validatesIdentity = security.trustVerifier != nil || security.interfacePreferences[.identityValidation] == .require
+            if validatesIdentity, !methods.contains(security.dtlsChunkDTLS13KeyManagementID) {
+                unmet.append("IV: the DTLS chunk validates a peer's certificate only with DTLS 1.3 key management (an identity and trustedRoots .pem), not with pre-shared parameters")
+            }
         }
         let implied = security.configuredInterfaces
         for (interface, short) in SecurityInterface.all {

@@ -1,0 +1,166 @@
+import Foundation
+import Synchronization
+import XCTest
+@testable import Taps
+
+/// IV on dtls-chunk-sctp: a trust verifier (and pinning) decides on the peer of every DTLS 1.3 key
+/// management connection, at both ends, before the association carries application data.
+final class DTLSChunkTrustTests: XCTestCase {
+    static let pki = TestPKI.shared
+
+    static func pin(_ certificate: String) throws -> [UInt8] {
+        try TrustVerifier.publicKeySHA256(ofCertificate: .file(certificate))
+    }
+
+    func testPinningTheServersKeyAcceptsItAndAnotherPinRejectsIt() async throws {
+        let listener = try await DTLSChunkDTLS13Tests.listener()
+        let echo = startEcho(listener)
+        var pinned = DTLSChunkDTLS13Tests.security(server: false)
+        pinned.trustVerifier = .pinning(publicKeySHA256: [try Self.pin(Self.pki.serverCert)])
+        let connection = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, pinned).initiate(timeout: .seconds(10))
+        try await connection.send("pinned")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "pinned")
+        await connection.close()
+
+        var wrongPin = DTLSChunkDTLS13Tests.security(server: false)
+        wrongPin.trustVerifier = .pinning(publicKeySHA256: [try Self.pin(Self.pki.path("rsa.pem"))])
+        let error = await XCTAssertThrowsTransportError(.certificateRejected) {
+            try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, wrongPin).initiate(timeout: .seconds(10))
+        }
+        XCTAssertTrue(error?.message.contains("pinned") == true, String(describing: error))
+        XCTAssertTrue(error?.message.contains("trust verifier") == true, String(describing: error))
+        await listener.stop()
+        echo.cancel()
+    }
+
+    /// BoringSSL's validation verdict reaches the verifier instead of ending the handshake: a pin may
+    /// stand in for the CA only when the application says so.
+    func testAPinStandsInForTheCAOnlyWhenTheChainNeedNotValidate() async throws {
+        let listener = try await DTLSChunkDTLS13Tests.listener()
+        let echo = startEcho(listener)
+        var pinInsteadOfCA = DTLSChunkDTLS13Tests.security(server: false, trusting: Self.pki.otherCA)
+        pinInsteadOfCA.trustVerifier = .pinning(publicKeySHA256: [try Self.pin(Self.pki.serverCert)])
+        let error = await XCTAssertThrowsTransportError(.certificateRejected) {
+            try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, pinInsteadOfCA).initiate(timeout: .seconds(10))
+        }
+        XCTAssertTrue(error?.message.contains("certificate") == true, String(describing: error))
+
+        pinInsteadOfCA.trustVerifier = .pinning(publicKeySHA256: [try Self.pin(Self.pki.serverCert)], requireValidChain: false)
+        let connection = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, pinInsteadOfCA).initiate(timeout: .seconds(10))
+        try await connection.send("pinned only")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "pinned only")
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    /// The listener's verifier sees the client's chain as sent, with BoringSSL's verdict, and the
+    /// client becomes ready only after it decided: the server sends PVALID on `.trust` alone.
+    func testTheServersVerifierDecidesOnTheClientBeforeTheAssociationIsReady() async throws {
+        let challenges = Mutex<[TrustChallenge]>([])
+        let decided = Mutex(false)
+        var server = DTLSChunkDTLS13Tests.security(server: true)
+        server.trustVerifier = TrustVerifier { challenge in
+            challenges.withLock { $0.append(challenge) }
+            try? await Task.sleep(for: .milliseconds(300))
+            decided.withLock { $0 = true }
+            return .trust
+        }
+        let listener = try await DTLSChunkDTLS13Tests.listener(server)
+        let echo = startEcho(listener)
+        let connection = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port).initiate(timeout: .seconds(10))
+        XCTAssertTrue(decided.withLock { $0 }, "the client was ready before the server's verifier decided")
+        try await connection.send("verified")
+        let reply = try await connection.receive()
+        XCTAssertEqual(reply.text, "verified")
+        let seen = challenges.withLock { $0 }
+        XCTAssertEqual(seen.count, 1)
+        let challenge = try XCTUnwrap(seen.first)
+        XCTAssertEqual(challenge.role, .server)
+        XCTAssertNil(challenge.defaultValidationError, "the client's certificate chains to the listener's roots")
+        XCTAssertFalse(challenge.peerChain.isEmpty)
+        XCTAssertEqual(challenge.leafPublicKeySHA256, try Self.pin(Self.pki.path("rsa.pem")), "the leaf is the client's certificate")
+        await connection.close()
+        await listener.stop()
+        echo.cancel()
+    }
+
+    func testARejectingServerVerifierEndsTheAssociationAndDeliversNothing() async throws {
+        var server = DTLSChunkDTLS13Tests.security(server: true)
+        server.trustVerifier = TrustVerifier { _ in .reject(reason: "not on the guest list") }
+        let listener = try await DTLSChunkDTLS13Tests.listener(server)
+        let delivered = Task { () -> Int in
+            var count = 0
+            for await _ in listener.connections { count += 1 }
+            return count
+        }
+        do {
+            let connection = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port).initiate(timeout: .seconds(10))
+            XCTFail("the client became ready although the server rejected it: \(connection)")
+        } catch {}
+        var failed = 0
+        for _ in 0..<100 where failed == 0 {
+            failed = await listener.failedEstablishments
+            if failed == 0 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        XCTAssertEqual(failed, 1, "the listener counts the rejected establishment")
+        await listener.stop()
+        let count = await delivered.value
+        XCTAssertEqual(count, 0)
+    }
+
+    /// Every rekey's new connection goes to the verifier again; a rejection then ends the association.
+    func testTheVerifierDecidesAgainOnEveryRekey() async throws {
+        let calls = Mutex(0)
+        let rejectFrom = Mutex(Int.max)
+        var clientSecurity = DTLSChunkRekeyTests.security(server: false)
+        clientSecurity.trustVerifier = TrustVerifier { challenge in
+            let call = calls.withLock { count in
+                count += 1
+                return count
+            }
+            return call >= rejectFrom.withLock({ $0 }) ? .reject(reason: "no longer trusted") : .trust
+        }
+        let listener = try await DTLSChunkDTLS13Tests.listener(DTLSChunkRekeyTests.security(server: true))
+        let client = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, clientSecurity).initiate(timeout: .seconds(10))
+        let server = try await listener.firstConnection()
+        XCTAssertEqual(calls.withLock { $0 }, 1)
+        try await client.updateKeys()
+        let after = try await DTLSChunkRekeyTests.waitFor(client) { $0.sendEpoch == 4 }
+        XCTAssertEqual(after.sendEpoch, 4)
+        XCTAssertEqual(calls.withLock { $0 }, 2, "the rekey's certificate went to the verifier")
+        try await client.send("after the rekey")
+        let message = try await server.receive()
+        XCTAssertEqual(message.text, "after the rekey")
+
+        rejectFrom.withLock { $0 = 3 }
+        try await client.updateKeys()
+        let watchdog = abort(client, after: .seconds(10))  // an association that goes on fails the test, not hangs it
+        let error = await XCTAssertThrowsTransportError(.certificateRejected) { _ = try await client.receive() }
+        watchdog.cancel()
+        XCTAssertTrue(error?.message.contains("no longer trusted") == true, String(describing: error))
+        let progress = try? await DTLSChunkRekeyTests.progress(client)
+        XCTAssertNotEqual(progress?.sendEpoch, 5, "the rejected connection's keys were never used")
+        await listener.stop()
+    }
+
+    /// Pre-shared parameters authenticate no certificate: a trust verifier, or a required IV, rules
+    /// the DTLS chunk out unless DTLS 1.3 key management is configured, and says why.
+    func testIdentityValidationNeedsDTLS13KeyManagement() throws {
+        var security = SecurityParameters.clientDefault
+        security.dtlsChunkKeys = DTLSChunkPreSharedKeys.random()
+        security.trustVerifier = .pinning(publicKeySHA256: [try Self.pin(Self.pki.serverCert)])
+        var preconnection = Preconnection(remote: .loopback(port: 1), transport: DTLSChunkSCTPTests.transport(), security: security)
+        preconnection.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
+        let psk = try XCTUnwrap(preconnection.candidateStacks().first)
+        XCTAssertFalse(psk.qualifies)
+        XCTAssertTrue(psk.reasons.contains { $0.contains("IV: the DTLS chunk validates") }, "\(psk.reasons)")
+
+        preconnection.security = DTLSChunkDTLS13Tests.security(server: false)
+        preconnection.security.require(.identityValidation)
+        let dtls13 = try XCTUnwrap(preconnection.candidateStacks().first)
+        XCTAssertTrue(dtls13.qualifies, "\(dtls13.reasons)")
+    }
+}
