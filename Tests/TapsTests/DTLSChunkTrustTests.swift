@@ -156,7 +156,7 @@ final class DTLSChunkTrustTests: XCTestCase {
         preconnection.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
         let psk = try XCTUnwrap(preconnection.candidateStacks().first)
         XCTAssertFalse(psk.qualifies)
-        XCTAssertTrue(psk.reasons.contains { $0.contains("IV: the DTLS chunk validates") }, "\(psk.reasons)")
+        XCTAssertTrue(psk.reasons.contains { $0.contains("IV required: the DTLS chunk validates") }, "\(psk.reasons)")
 
         preconnection.security = DTLSChunkDTLS13Tests.security(server: false)
         preconnection.security.require(.identityValidation)

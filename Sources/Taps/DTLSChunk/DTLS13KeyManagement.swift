@@ -107,6 +107,24 @@ final class DTLS13KeyManagement {
 
     func start() { current.start() }
 
+    /// SSKE: keying material from the exporter of the key management connection whose keys are in
+    /// use (RFC 8446 section 7.5 through RFC 9147). Each rekey is a new DTLS connection with its own
+    /// exporter secret, so the same arguments give other bytes after a rekey (`connectionIndex`
+    /// says which connection answered). The labels the chunk's keys come from are refused: an
+    /// application that could export them would hold the association's traffic keys.
+    func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
+        guard completed, !failed else { throw .connectionClosed("the DTLS 1.3 key management is not established; nothing to export keying material from") }
+        guard !label.isEmpty else { throw .invalidArgument("the exporter label must not be empty") }
+        guard !label.hasPrefix(DTLSChunkKeyExport.labelPrefix) else {
+            throw .invalidArgument("\(label) is a label the DTLS chunk's own keys are exported under; an application may not export them")
+        }
+        guard (1...16_384).contains(length) else { throw .invalidArgument("export length must be 1 to 16384 bytes, got \(length)") }
+        guard let bytes = current.engine.exportKeyingMaterial(label: label, context: context, length: length) else {
+            throw .invalidArgument("BoringSSL refused to export keying material under \(label)")
+        }
+        return bytes
+    }
+
     /// A message on PPID 4242.
     func receive(_ message: [UInt8]) {
         guard !failed else { return }

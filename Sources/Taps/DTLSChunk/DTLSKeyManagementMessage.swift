@@ -46,8 +46,11 @@ enum DTLSChunkKeyExport {
         var restartServerWrite: DTLSChunkKeyMaterial
     }
 
+    /// Every label the chunk's keys are exported under begins so; no application export may.
+    static let labelPrefix = "EXPORTER_DTLS_IN_SCTP_"
+
     static func label(restart: Bool, client: Bool, part: String) -> String {
-        "EXPORTER_DTLS_IN_SCTP_\(restart ? "RESTART" : "PRIMARY")_\(client ? "CLIENT" : "SERVER")_\(part)"
+        "\(labelPrefix)\(restart ? "RESTART" : "PRIMARY")_\(client ? "CLIENT" : "SERVER")_\(part)"
     }
 
     static func derive(suite: DTLSChunkCipherSuite, downgradePreventionData context: [UInt8], export: Exporter) throws(TransportError) -> Keys {

@@ -114,6 +114,17 @@ final class SCTPAssociation: SCTPPathOwner {
         keyManagement.requestRekey()
     }
 
+    /// SSKE on the DTLS chunk, from the DTLS 1.3 key management (`DTLS13KeyManagement`).
+    func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
+        guard let keyManagement else {
+            throw .notSupported(path.chunkFilter == nil
+                ? "this SCTP association has no security protocol to export keying material from"
+                : "pre-shared DTLS chunk parameters (KMId 0) have no handshake to export keying material from")
+        }
+        guard state == .established else { throw .connectionClosed("the association is not established; nothing to export keying material from") }
+        return try keyManagement.exportKeyingMaterial(label: label, context: context, length: length)
+    }
+
     /// The identity (and trust) the next key management connection uses, as when a certificate is
     /// renewed during a long association.
     func replaceKeyManagementContexts(_ contexts: DTLS13Contexts) {

@@ -78,6 +78,10 @@ final class SCTPStreamLayer: Layer {
         try association.updateKeys()
     }
 
+    func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
+        try association.exportKeyingMaterial(label: label, context: context, length: length)
+    }
+
     func associationDidFail(_ error: TransportError) {
         delegate?.layerDidFail(error)
     }

@@ -153,14 +153,17 @@ struct StackSelector {
             } else {
                 notes.append("DTLS chunk key management offered: \(methods.map(\.description).joined(separator: ", "))")
             }
-            // Rekeying is DTLS 1.3 key management's; pre-shared parameters are not rekeyed in band.
-            if security.interfacePreferences[.keyUpdate] == .require, !methods.contains(security.dtlsChunkDTLS13KeyManagementID) {
-                unmet.append("KU required: the DTLS chunk rekeys only with DTLS 1.3 key management (an identity and trustedRoots .pem), not with pre-shared parameters")
-            }
-            // Pre-shared parameters authenticate no certificate a verifier could decide on.
-            let validatesIdentity = security.trustVerifier != nil || security.interfacePreferences[.identityValidation] == .require
-            if validatesIdentity, !methods.contains(security.dtlsChunkDTLS13KeyManagementID) {
-                unmet.append("IV: the DTLS chunk validates a peer's certificate only with DTLS 1.3 key management (an identity and trustedRoots .pem), not with pre-shared parameters")
+            // Rekeying, trust decisions and key export need DTLS 1.3 key management's handshakes:
+            // pre-shared parameters authenticate no certificate and have no exporter.
+            if !methods.contains(security.dtlsChunkDTLS13KeyManagementID) {
+                let needsHandshake: [(SecurityInterface, String, String)] = [
+                    (.keyUpdate, "KU", "rekeys"), (.identityValidation, "IV", "validates a peer's certificate"),
+                    (.sharedSecretKeyExport, "SSKE", "exports keying material"),
+                ]
+                for (interface, short, what) in needsHandshake
+                where security.interfacePreferences[interface] == .require || (interface == .identityValidation && security.trustVerifier != nil) {
+                    unmet.append("\(short) required: the DTLS chunk \(what) only with DTLS 1.3 key management (an identity and trustedRoots .pem), not with pre-shared parameters")
+                }
             }
         }
         let implied = security.configuredInterfaces

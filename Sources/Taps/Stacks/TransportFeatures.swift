@@ -66,8 +66,10 @@ public struct SecurityProtocol: Sendable, Hashable {
 
     /// The SCTP DTLS chunk (draft-ietf-tsvwg-sctp-dtls-chunk): DTLS 1.3 record protection of every
     /// SCTP packet. Its DTLS 1.3 key management authenticates both ends with certificates (IPK),
-    /// which a trust verifier may decide on (IV), and rekeys (KU); with pre-shared parameters (KMId 0) the application imports the keys (PSKI) and chooses the
+    /// which a trust verifier may decide on (IV), rekeys (KU) and exports keying material (SSKE);
+    /// with pre-shared parameters (KMId 0) the application imports the keys (PSKI) and chooses the
     /// cipher suite with them (ALG).
     public static let dtlsChunk = SecurityProtocol(
-        name: "DTLS chunk", versions: [.dtls13], interfaces: [.identitiesAndPrivateKeys, .preSharedKeyImport, .algorithms, .identityValidation, .keyUpdate])
+        name: "DTLS chunk", versions: [.dtls13],
+        interfaces: [.identitiesAndPrivateKeys, .preSharedKeyImport, .algorithms, .identityValidation, .keyUpdate, .sharedSecretKeyExport])
 }
