@@ -4,13 +4,15 @@ import Taps
 /// Association set-ups per second through the public API, one after another, both ends in this
 /// process: `initiate()` until the connection is ready (for dtls-chunk-sctp: the SCTP handshake,
 /// then the key management: a DTLS 1.3 handshake, or nothing with pre-shared keys; for tls-sctp: the
-/// SCTP handshake and the first stream's full TLS 1.3 handshake), then an abort.
+/// SCTP handshake and the first stream's full TLS 1.3 handshake), then an abort. Listeners issue no
+/// tickets, so every handshake is a full one, unless `resume` lets the DTLS 1.3 key management
+/// resume the session of the set-up before.
 enum AssociationSetupBench {
     enum Kind: String, CaseIterable, Sendable {
         case dtls13, psk, tlsSCTP = "tls-sctp"
     }
 
-    static func rate(_ kind: Kind, seconds: Double, cert: String, key: String, chunkKeys: String) async throws -> Double {
+    static func rate(_ kind: Kind, resume: Bool = false, seconds: Double, cert: String, key: String, chunkKeys: String) async throws -> Double {
         var transport = kind == .tlsSCTP ? TransportProperties.reliableInOrderStream : .reliableMessage
         transport.multistreaming = .require
         var serverSecurity = SecurityParameters(), clientSecurity = SecurityParameters()
@@ -27,6 +29,7 @@ enum AssociationSetupBench {
             serverSecurity = .server(identity: .pemFiles(certificate: cert, key: key))
             clientSecurity.trustedRoots = .pem(file: cert)
         }
+        serverSecurity.sessionTickets = resume
         let stack: ProtocolStack = kind == .tlsSCTP ? .tlsSCTP : .dtlsChunkSCTP
         var server = Preconnection(local: .loopback(), transport: transport, security: serverSecurity)
         server.registry = StackRegistry(stacks: [stack])

@@ -48,6 +48,9 @@ struct TapsBench: AsyncParsableCommand {
     @Option(name: .long, help: "dtls-chunk-sctp: the key management, dtls13 or psk (pre-shared parameters); --handshakes measures its association set-ups against tls-sctp's.")
     var km: AssociationSetupBench.Kind = .dtls13
 
+    @Flag(name: .long, help: "dtls-chunk-sctp --handshakes --km dtls13: each set-up resumes the session of the one before (a DTLS 1.3 ticket) instead of a full handshake.")
+    var resume = false
+
     @Option(name: .long, help: "dtls-chunk-sctp bulk with --km dtls13: each end rekeys after sending this many MiB under one key context (0: never).")
     var rekeyMb = 64
 
@@ -216,7 +219,7 @@ struct TapsBench: AsyncParsableCommand {
             return Measurement(value: try await SCTPBench(mtu: mtu, streams: streams).throughput(seconds: seconds, messageSize: messageBytes))
         }
         if bench.stack == "dtls-chunk-sctp" && handshakes {
-            return Measurement(value: try await AssociationSetupBench.rate(km, seconds: seconds, cert: bench.cert, key: bench.key,
+            return Measurement(value: try await AssociationSetupBench.rate(km, resume: resume, seconds: seconds, cert: bench.cert, key: bench.key,
                                                                           chunkKeys: bench.chunkKeys ?? ""))
         }
         if bench.stack == "dtls-chunk-sctp" {
@@ -291,6 +294,7 @@ struct TapsBench: AsyncParsableCommand {
             if !losses.isEmpty { fields += ["\"loss\": \(String(format: "%.4f", loss))", "\"baseline_loss\": \(String(format: "%.4f", baselineLoss))"] }
             if stack == "dtls-chunk-sctp" { fields.append("\"baseline\": \"\(handshakes ? "tls-sctp" : "sctp")\"") }
             if stack == "dtls-chunk-sctp" { fields.append("\"km\": \"\(km.rawValue)\"") }
+            if stack == "dtls-chunk-sctp" && handshakes && resume { fields.append("\"resume\": true") }
             if stack == "tls-sctp" && handshakes { fields.append("\"tls_version\": \"\(tls12 ? "1.2" : "1.3")\"") }
             if !efficiency.isEmpty {
                 fields += ["\"mb_per_cpu_second\": \(Self.format(oursPerCPU))", "\"baseline_mb_per_cpu_second\": \(Self.format(baselinePerCPU))",

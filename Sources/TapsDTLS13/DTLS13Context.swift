@@ -42,6 +42,8 @@ public struct DTLS13Configuration: Sendable {
     /// chain that fails validation is recorded in `DTLS13Engine.peerValidationError` instead of
     /// ending the handshake. A peer must still present a certificate and prove its key.
     public var defersTrustDecision = false
+    /// A server issues session tickets, so clients can resume (RFC 8446 section 4.6.1).
+    public var issuesSessionTickets = true
 
     public init(certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], trustedRootsPEM: [UInt8]) {
         self.certificateChainPEM = certificateChainPEM
@@ -93,6 +95,16 @@ public final class DTLS13Context: @unchecked Sendable {
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT) { _, _ in 1 }
         } else {
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nil)
+        }
+        if role == .client {
+            // Sessions reach the engine that received them, which hands them out as bytes.
+            SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_CLIENT)
+            SSL_CTX_sess_set_new_cb(context) { ssl, session in
+                if let ssl, let session { DTLS13Engine.sessionArrived(ssl, session) }
+                return 0  // BoringSSL keeps its reference
+            }
+        } else if !configuration.issuesSessionTickets {
+            SSL_CTX_set_options(context, UInt32(SSL_OP_NO_TICKET))
         }
         if configuration.keyLog != nil {
             // Each engine holds its context, so the context outlives every SSL made from it.

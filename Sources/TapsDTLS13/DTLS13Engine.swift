@@ -22,8 +22,13 @@ public final class DTLS13Engine {
     fileprivate var outgoing: [[UInt8]] = []
     private var plaintext: [[UInt8]] = []
     fileprivate let maximumDatagram: Int
+    /// Sessions the server gave (tickets), for `takeNewSessions()`.
+    fileprivate var newSessions: [DTLS13Session] = []
 
-    public init(context: DTLS13Context) throws(DTLS13Error) {
+    /// A client offers `session` (from `takeNewSessions()`, here or in an earlier connection to
+    /// the same server) for resumption; BoringSSL falls back to a full handshake when the server
+    /// cannot resume it. Resumption keeps the ephemeral key exchange (psk_dhe_ke).
+    public init(context: DTLS13Context, resuming session: DTLS13Session? = nil) throws(DTLS13Error) {
         guard let ssl = SSL_new(context.raw), let bio = BIO_new(DatagramBIO.method) else {
             throw DTLS13Error(kind: .handshakeFailed, message: "SSL_new failed")
         }
@@ -39,6 +44,34 @@ public final class DTLS13Engine {
         SSL_set_mtu(ssl, UInt32(maximumDatagram))
         DTLSv1_set_initial_timeout_duration(ssl, context.configuration.initialRetransmissionMilliseconds)
         if context.role == .client { SSL_set_connect_state(ssl) } else { SSL_set_accept_state(ssl) }
+        if let session, context.role == .client {
+            guard let decoded = session.bytes.withUnsafeBufferPointer({ SSL_SESSION_from_bytes($0.baseAddress, $0.count, context.raw) }) else {
+                throw DTLS13Error(kind: .invalidCredentials, message: "not a DTLS 1.3 session BoringSSL reads")
+            }
+            SSL_set_session(ssl, decoded)
+            SSL_SESSION_free(decoded)
+        }
+    }
+
+    /// Whether the handshake resumed a session (no certificates, psk_dhe_ke).
+    public var resumed: Bool { SSL_session_reused(ssl) == 1 }
+
+    /// The sessions the server has given since the last call (client only; DTLS 1.3 tickets come
+    /// after the handshake), newest last.
+    public func takeNewSessions() -> [DTLS13Session] {
+        defer { newSessions.removeAll() }
+        return newSessions
+    }
+
+    /// Called by BoringSSL for each new session of a client context.
+    static func sessionArrived(_ ssl: OpaquePointer, _ session: OpaquePointer) {
+        guard let engine = DatagramBIO.engine(SSL_get_rbio(ssl)) else { return }
+        var bytes: UnsafeMutablePointer<UInt8>?
+        var length = 0
+        guard SSL_SESSION_to_bytes(session, &bytes, &length) == 1, let bytes else { return }
+        defer { OPENSSL_free(bytes) }
+        engine.newSessions.append(DTLS13Session(bytes: Array(UnsafeBufferPointer(start: bytes, count: length)),
+                                                lifetimeSeconds: Int(SSL_SESSION_get_timeout(session))))
     }
 
     deinit {
@@ -220,6 +253,18 @@ public final class DTLS13Engine {
         var text = [CChar](repeating: 0, count: 256)
         ERR_error_string_n(code, &text, text.count)
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// A resumable DTLS 1.3 session, serialized: what a client keeps to resume with later.
+public struct DTLS13Session: Sendable, Equatable {
+    public let bytes: [UInt8]
+    /// How long the server said the session may be resumed.
+    public let lifetimeSeconds: Int
+
+    public init(bytes: [UInt8], lifetimeSeconds: Int) {
+        self.bytes = bytes
+        self.lifetimeSeconds = lifetimeSeconds
     }
 }
 

@@ -78,7 +78,7 @@ public struct Preconnection: Sendable {
             return StackRecipe(stack: stack, properties: transport, tlsContext: context,
                                serverName: security.serverName ?? remote?.hostName, local: localAddress,
                                metrics: .current(stack: stack.name), lossyPath: lossyPath,
-                               dtlsChunk: chunk ? try DTLSChunkSettings(security: security) : nil,
+                               dtlsChunk: chunk ? try contexts.dtlsChunkSettings(for: security) : nil,
                                capture: stack.layers.contains(.sctp) ? try SCTPCapture(transport.capture ?? .environment, plainToo: chunk) : nil)
         }
     }

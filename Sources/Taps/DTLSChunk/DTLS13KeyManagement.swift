@@ -37,6 +37,10 @@ final class DTLS13KeyManagement {
     private let loop: EventLoop
     private let policy: DTLSChunkRekeyPolicy
     private let handshakeTimeout: Duration
+    /// Where the client keeps the peer's session tickets (CM): the Preconnection's session cache,
+    /// under the peer's address and our own key (a session resumes the identity it was made with).
+    /// Nil on the server.
+    private let sessionKey: String?
     /// The connection whose keys are in use (during the first handshake, the one handshaking).
     private var current: DTLS13KeyManagementConnection
     /// A rekeying connection: handshaking, or finished and waiting for the peer to use its keys.
@@ -73,7 +77,8 @@ final class DTLS13KeyManagement {
     /// After completion: the association must end (a rekey failed, the identity changed).
     var onFailure: ((TransportError) -> Void)?
 
-    init(contexts: DTLS13Contexts, agreement: DTLSChunkAgreement, association: SCTPAssociation, loop: EventLoop,
+    /// `peer` names the peer's address, under which a client keeps and offers its session.
+    init(contexts: DTLS13Contexts, agreement: DTLSChunkAgreement, association: SCTPAssociation, peer: String?, loop: EventLoop,
          handshakeTimeout: Duration) throws(TransportError) {
         self.contexts = contexts
         self.agreement = agreement
@@ -81,15 +86,22 @@ final class DTLS13KeyManagement {
         self.loop = loop
         self.policy = contexts.rekeyPolicy
         self.handshakeTimeout = handshakeTimeout
-        current = try Self.connection(index: DTLSKeyManagementMessage.firstConnectionIndex, role: agreement.role == .client ? .client : .server,
-                                      contexts: contexts, association: association, loop: loop)
+        let role: DTLS13KeyManagementConnection.Role = agreement.role == .client ? .client : .server
+        sessionKey = role == .client ? peer.map { "dtls-chunk \(contexts.method.rawValue) \(contexts.ownKeyPin) \($0)" } : nil
+        // Only the first connection resumes: each rekey's verifies the peer's certificate again.
+        let session = sessionKey.flatMap { key in
+            contexts.sessionCache.encodedSession(for: key).map { DTLS13Session(bytes: $0, lifetimeSeconds: 0) }
+        }
+        current = try Self.connection(index: DTLSKeyManagementMessage.firstConnectionIndex, role: role, contexts: contexts,
+                                      resuming: session, association: association, loop: loop)
     }
 
     private static func connection(index: UInt64, role: DTLS13KeyManagementConnection.Role, contexts: DTLS13Contexts,
-                                   association: SCTPAssociation, loop: EventLoop) throws(TransportError) -> DTLS13KeyManagementConnection {
+                                   resuming session: DTLS13Session? = nil, association: SCTPAssociation,
+                                   loop: EventLoop) throws(TransportError) -> DTLS13KeyManagementConnection {
         // The first handshake on stream 0, as PVALID; rekeys on a stream of their own.
         let first = index == DTLSKeyManagementMessage.firstConnectionIndex
-        return try DTLS13KeyManagementConnection(index: index, role: role, contexts: contexts, loop: loop) { [weak association] message in
+        return try DTLS13KeyManagementConnection(index: index, role: role, contexts: contexts, resuming: session, loop: loop) { [weak association] message in
             guard let association else { return }
             association.sendKeyManagement(message, on: first ? 0 : association.rekeyStreamID)
         }
@@ -100,6 +112,10 @@ final class DTLS13KeyManagement {
     }
 
     var cipherSuite: DTLSChunkCipherSuite? { current.suite }
+    /// Whether the first handshake resumed a session (CM).
+    private(set) var resumed = false
+    /// Whether the connection whose keys are in use resumed (never a rekey's).
+    var currentConnectionResumed: Bool { current.engine.resumed }
     /// The subject of the certificate the peer authenticated with (the same on every rekey).
     var peerCertificateSubject: String? { peerIdentity?.subjectLine }
     /// The DCI (and chunk epoch) of the connection whose keys are in use.
@@ -128,6 +144,7 @@ final class DTLS13KeyManagement {
     /// A message on PPID 4242.
     func receive(_ message: [UInt8]) {
         guard !failed else { return }
+        defer { keepSessions() }
         guard completed else {
             if message == DTLSKeyManagementMessage.protectionValid { return protectionValid() }
             guard let parsed = DTLSKeyManagementMessage(bytes: message), current.owns(parsed) else {
@@ -183,6 +200,7 @@ final class DTLS13KeyManagement {
         do throws(TransportError) {
             let (_, suite) = try current.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
             peerIdentity = current.engine.peerCertificateDER.flatMap(CertificateIdentity.init(certificateDER:))
+            resumed = current.engine.resumed
             try installReceiveKeys(of: current, suite: suite)
             decideTrust(in: current) { me in
                 if me.current.role == .client {
@@ -424,6 +442,16 @@ final class DTLS13KeyManagement {
         }
     }
 
+    /// Keeps the tickets the server sent for the next association to the peer (newest wins).
+    private func keepSessions() {
+        guard let sessionKey else { return }
+        for connection in [current, next, retiring].compactMap({ $0 }) {
+            for session in connection.engine.takeNewSessions() {
+                contexts.sessionCache.storeEncoded(session.bytes, lifetimeSeconds: session.lifetimeSeconds, for: sessionKey)
+            }
+        }
+    }
+
     // MARK: Keys and failures
 
     private func installReceiveKeys(of connection: DTLS13KeyManagementConnection, suite: DTLSChunkCipherSuite) throws(TransportError) {
@@ -474,6 +502,10 @@ struct DTLS13Contexts: @unchecked Sendable {
     let rekeyPolicy: DTLSChunkRekeyPolicy
     /// IV: decides on the peer of every key management connection, after BoringSSL's validation.
     let trustVerifier: TrustVerifier?
+    /// CM: the client's sessions, `SecurityParameters.sessionCache` or one of the recipe's own.
+    let sessionCache: TLSSessionCache
+    /// SHA-256 of our certificate's public key, in hex: sessions are kept per identity.
+    let ownKeyPin: String
     /// The KMId this method goes by (`SecurityParameters.dtlsChunkDTLS13KeyManagementID`).
     let method: DTLSKeyManagementMethod
 
@@ -491,14 +523,18 @@ struct DTLS13Contexts: @unchecked Sendable {
         rekeyPolicy = security.dtlsChunkRekey
         method = security.dtlsChunkDTLS13KeyManagementID
         trustVerifier = security.trustVerifier
+        sessionCache = security.sessionCache
+            ?? TLSSessionCache(maxSessions: security.maxCachedSessions, lifetimeSeconds: security.cachedSessionLifetimeSeconds)
         let chain = try identity.certificateChain.load(), key = try identity.privateKey.load(), trusted = try roots.load()
         for (name, bytes) in [("certificate chain", chain), ("private key", key), ("trusted roots", trusted)] where !Self.isPEM(bytes) {
             throw .invalidCredentials("DTLS 1.3 key management reads PEM; the \(name) is not")
         }
+        ownKeyPin = Hex.encode(try Credentials.publicKeySHA256(ofCertificate: chain))
         var configuration = DTLS13Configuration(certificateChainPEM: chain, privateKeyPEM: key, trustedRootsPEM: trusted)
         configuration.groups = security.algorithms.groups
         configuration.keyLog = (security.keyLog ?? .environment)?.write
         configuration.defersTrustDecision = security.trustVerifier != nil
+        configuration.issuesSessionTickets = security.sessionTickets
         // SCTP delivers the handshake reliably: a long first retransmission keeps DTLS's own out of
         // the way, and user messages carry far more than an IP packet.
         configuration.initialRetransmissionMilliseconds = 3_000

@@ -18,9 +18,11 @@ final class DTLS13KeyManagementConnection {
     var suite: DTLSChunkCipherSuite?
 
     /// `send` takes a whole key management message (DCI byte and records).
-    init(index: UInt64, role: Role, contexts: DTLS13Contexts, loop: EventLoop, send: @escaping ([UInt8]) -> Void) throws(TransportError) {
+    /// A client offers `session` for resumption (CM).
+    init(index: UInt64, role: Role, contexts: DTLS13Contexts, resuming session: DTLS13Session? = nil, loop: EventLoop,
+         send: @escaping ([UInt8]) -> Void) throws(TransportError) {
         do {
-            engine = try DTLS13Engine(context: role == .client ? contexts.client : contexts.server)
+            engine = try DTLS13Engine(context: role == .client ? contexts.client : contexts.server, resuming: session)
         } catch {
             throw TransportError.handshakeFailed("DTLS 1.3 key management: \(error)")
         }

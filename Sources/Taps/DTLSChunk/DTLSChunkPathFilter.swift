@@ -113,6 +113,8 @@ final class DTLSChunkPathFilter {
     var negotiatedSuite: DTLSChunkCipherSuite?
     /// The DTLS 1.3 method's peer, as its certificate's subject names it.
     var peerCertificateSubject: String?
+    /// Whether the DTLS 1.3 method's first handshake resumed a session.
+    var resumed = false
     private(set) var protection = DTLSChunkProtection()
     private(set) var status: Status = .negotiating
     private(set) var agreement: DTLSChunkAgreement?
@@ -171,7 +173,7 @@ final class DTLSChunkPathFilter {
         guard status == .agreed, protection.protectsOutput, let agreement, let suite = negotiatedSuite ?? keys?.cipherSuite else { return nil }
         return SecurityDetails(protocolVersion: "DTLSv1.3 (SCTP DTLS chunk, \(agreement.method))", cipherSuite: suite.description,
                                group: nil, applicationProtocol: nil, serverName: nil, peerCertificateSubject: peerCertificateSubject,
-                               resumed: false)
+                               resumed: resumed)
     }
 
     /// The association's verification tags, initiator's first, once the handshake showed both.

@@ -80,7 +80,8 @@ final class SCTPAssociation: SCTPPathOwner {
     private func startKeyManagement(_ agreement: DTLSChunkAgreement, contexts: DTLS13Contexts?) {
         guard let contexts else { return fail(.handshakeFailed("DTLS 1.3 key management was agreed but is not configured")) }
         do throws(TransportError) {
-            let method = try DTLS13KeyManagement(contexts: contexts, agreement: agreement, association: self, loop: loop,
+            let method = try DTLS13KeyManagement(contexts: contexts, agreement: agreement, association: self,
+                                                 peer: path.lower.remoteAddress.map { "\($0)" }, loop: loop,
                                                  handshakeTimeout: options.dtlsChunkKeyConfirmationTimeout)
             keyManagement = method
             state = .confirmingKeys
@@ -93,6 +94,7 @@ final class SCTPAssociation: SCTPPathOwner {
                     if let error { return association.fail(error) }
                     association.path.chunkFilter?.negotiatedSuite = association.keyManagement?.cipherSuite
                     association.path.chunkFilter?.peerCertificateSubject = association.keyManagement?.peerCertificateSubject
+                    association.path.chunkFilter?.resumed = association.keyManagement?.resumed ?? false
                     association.keysConfirmed()
                 }
             }

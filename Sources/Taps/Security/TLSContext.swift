@@ -283,7 +283,8 @@ final class TLSContext: @unchecked Sendable {
     }
 }
 
-/// Contexts by security parameters and role, built on first use.
+/// Contexts by security parameters and role, built on first use; and the DTLS chunk's settings by
+/// parameters, so its DTLS 1.3 contexts and session cache live as long as the Preconnection.
 final class TLSContextCache: Sendable {
     private struct Key: Hashable {
         let parameters: SecurityParameters
@@ -291,6 +292,17 @@ final class TLSContextCache: Sendable {
         let datagram: Bool
     }
     private let contexts = Mutex<[Key: TLSContext]>([:])
+    private let chunkSettings = Mutex<[SecurityParameters: DTLSChunkSettings]>([:])
+
+    func dtlsChunkSettings(for parameters: SecurityParameters) throws(TransportError) -> DTLSChunkSettings {
+        if let cached = chunkSettings.withLock({ $0[parameters] }) { return cached }
+        let settings = try DTLSChunkSettings(security: parameters)
+        return chunkSettings.withLock { cache in
+            if let raced = cache[parameters] { return raced }
+            cache[parameters] = settings
+            return settings
+        }
+    }
 
     func context(for parameters: SecurityParameters, role: TLSContext.Role, datagram: Bool = false) throws(TransportError) -> TLSContext {
         let key = Key(parameters: parameters, server: role == .server, datagram: datagram)

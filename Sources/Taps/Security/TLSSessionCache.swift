@@ -3,22 +3,31 @@ import Foundation
 import Synchronization
 
 /// CM: a client's TLS session cache (TLS 1.3 tickets, TLS 1.2 session ids or tickets), keyed by the
-/// server's name and port. Each Preconnection has one unless `SecurityParameters.sessionCache`
-/// shares one across Preconnections. Holds at most `maxSessions` (the least recently stored goes
-/// first) and offers a session for at most `lifetimeSeconds` (or the server's ticket lifetime,
+/// server's name and port, and of the DTLS chunk's DTLS 1.3 key management sessions, keyed by the
+/// peer's address. Each Preconnection has one unless `SecurityParameters.sessionCache`
+/// shares one across Preconnections. Holds at most `maxSessions` of each kind (the least recently
+/// stored goes first) and offers a session for at most `lifetimeSeconds` (or the server's ticket lifetime,
 /// whichever is shorter).
 public final class TLSSessionCache: Sendable, Hashable {
-    /// The most sessions held; the oldest is evicted first.
+    /// The most sessions held of each kind; the oldest is evicted first.
     public let maxSessions: Int
     /// How long a session is offered for resumption.
     public let lifetimeSeconds: Int
     private let entries = Mutex<[String: Entry]>([:])
+    /// Sessions of another TLS library (the DTLS chunk's BoringSSL), serialized.
+    private let encodedEntries = Mutex<[String: EncodedEntry]>([:])
     private let stores = Atomic<UInt64>(0)
 
     /// An SSL_SESSION reference. @unchecked Sendable: OpenSSL counts references atomically and a
     /// cached session is not modified.
     private struct Entry: @unchecked Sendable {
         let session: OpaquePointer
+        let order: UInt64
+    }
+
+    private struct EncodedEntry {
+        let bytes: [UInt8]
+        let expiry: ContinuousClock.Instant
         let order: UInt64
     }
 
@@ -33,7 +42,7 @@ public final class TLSSessionCache: Sendable, Hashable {
     }
 
     /// Sessions held now (expired ones included until they are looked up or evicted).
-    public var count: Int { entries.withLock { $0.count } }
+    public var count: Int { entries.withLock { $0.count } + encodedEntries.withLock { $0.count } }
 
     /// Drops every session.
     public func removeAll() {
@@ -41,6 +50,7 @@ public final class TLSSessionCache: Sendable, Hashable {
             cache.values.forEach { SSL_SESSION_free($0.session) }
             cache.removeAll()
         }
+        encodedEntries.withLock { $0.removeAll() }
     }
 
     func store(_ session: OpaquePointer, for key: String) {
@@ -69,6 +79,32 @@ public final class TLSSessionCache: Sendable, Hashable {
             }
             SSL_SESSION_up_ref(entry.session)
             return entry.session
+        }
+    }
+
+    /// Keeps a serialized session for `key`, resumable for `lifetimeSeconds` (the server's) or our
+    /// lifetime, whichever is shorter.
+    func storeEncoded(_ bytes: [UInt8], lifetimeSeconds: Int, for key: String) {
+        guard maxSessions > 0 else { return }
+        let order = stores.add(1, ordering: .relaxed).newValue
+        let expiry = ContinuousClock.now + .seconds(min(lifetimeSeconds, self.lifetimeSeconds))
+        encodedEntries.withLock { cache in
+            cache[key] = EncodedEntry(bytes: bytes, expiry: expiry, order: order)
+            while cache.count > maxSessions, let oldest = cache.min(by: { $0.value.order < $1.value.order }) {
+                cache[oldest.key] = nil
+            }
+        }
+    }
+
+    /// The serialized session for `key` while it is resumable.
+    func encodedSession(for key: String) -> [UInt8]? {
+        encodedEntries.withLock { cache in
+            guard let entry = cache[key] else { return nil }
+            guard ContinuousClock.now < entry.expiry else {
+                cache[key] = nil
+                return nil
+            }
+            return entry.bytes
         }
     }
 

@@ -158,7 +158,7 @@ struct StackSelector {
             if !methods.contains(security.dtlsChunkDTLS13KeyManagementID) {
                 let needsHandshake: [(SecurityInterface, String, String)] = [
                     (.keyUpdate, "KU", "rekeys"), (.identityValidation, "IV", "validates a peer's certificate"),
-                    (.sharedSecretKeyExport, "SSKE", "exports keying material"),
+                    (.sharedSecretKeyExport, "SSKE", "exports keying material"), (.sessionCache, "CM", "resumes sessions"),
                 ]
                 for (interface, short, what) in needsHandshake
                 where security.interfacePreferences[interface] == .require || (interface == .identityValidation && security.trustVerifier != nil) {

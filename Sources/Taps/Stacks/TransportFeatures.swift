@@ -66,12 +66,13 @@ public struct SecurityProtocol: Sendable, Hashable {
 
     /// The SCTP DTLS chunk (draft-ietf-tsvwg-sctp-dtls-chunk): DTLS 1.3 record protection of every
     /// SCTP packet. Its DTLS 1.3 key management authenticates both ends with certificates (IPK),
-    /// which a trust verifier may decide on (IV), rekeys (KU) and exports keying material (SSKE);
+    /// which a trust verifier may decide on (IV), resumes sessions of earlier associations (CM),
+    /// rekeys (KU) and exports keying material (SSKE);
     /// with pre-shared parameters (KMId 0) the application imports the keys (PSKI) and chooses the
     /// cipher suite with them (ALG). With either, the association ends only by a SHUTDOWN or ABORT
     /// under the keys (CT).
     public static let dtlsChunk = SecurityProtocol(
         name: "DTLS chunk", versions: [.dtls13],
-        interfaces: [.identitiesAndPrivateKeys, .preSharedKeyImport, .algorithms, .identityValidation, .connectionTermination,
-                     .keyUpdate, .sharedSecretKeyExport])
+        interfaces: [.identitiesAndPrivateKeys, .preSharedKeyImport, .algorithms, .sessionCache, .identityValidation,
+                     .connectionTermination, .keyUpdate, .sharedSecretKeyExport])
 }

@@ -1,0 +1,104 @@
+import Foundation
+import XCTest
+@testable import Taps
+
+/// CM on dtls-chunk-sctp: the DTLS 1.3 key management's first handshake of a later association to
+/// the same peer resumes the session of an earlier one (a DTLS 1.3 ticket, psk_dhe_ke); rekeys
+/// never resume, so each verifies the peer's certificate again.
+final class DTLSChunkResumptionTests: XCTestCase {
+    /// An association to `listener`: its resumed flag at both ends, after one echoed message.
+    static func associate(_ client: Preconnection, with listener: Listener) async throws -> (client: Connection, server: Connection, resumed: (Bool, Bool)) {
+        let connection = try await client.initiate(timeout: .seconds(10))
+        try await connection.send("hello")
+        let server = try await listener.firstConnection()
+        let message = try await server.receive()
+        XCTAssertEqual(message.text, "hello")
+        let clientDetails = await connection.securityDetails
+        let serverDetails = await server.securityDetails
+        return (connection, server, (try XCTUnwrap(clientDetails).resumed, try XCTUnwrap(serverDetails).resumed))
+    }
+
+    func testALaterAssociationResumesAndItsRekeysDoFullHandshakes() async throws {
+        let listener = try await DTLSChunkDTLS13Tests.listener(DTLSChunkRekeyTests.security(server: true))
+        let client = DTLSChunkDTLS13Tests.client(listener.localAddress.port, DTLSChunkRekeyTests.security(server: false))
+        let first = try await Self.associate(client, with: listener)
+        XCTAssertFalse(first.resumed.0)
+        XCTAssertFalse(first.resumed.1)
+        let firstKey = try await first.server.exportKeyingMaterial(label: "EXPORTER-taps-test", length: 16)
+        // The ticket follows the handshake; the first exchange carried it.
+        await first.client.close()
+
+        let second = try await Self.associate(client, with: listener)
+        XCTAssertTrue(second.resumed.0, "the client resumed")
+        XCTAssertTrue(second.resumed.1, "the listener resumed")
+        let subject = await second.client.securityDetails?.peerCertificateSubject
+        XCTAssertEqual(subject, "/CN=localhost", "the resumed session still names the server's certificate")
+        let secondKey = try await second.server.exportKeyingMaterial(label: "EXPORTER-taps-test", length: 16)
+        XCTAssertNotEqual(firstKey, secondKey, "a resumption derives fresh secrets")
+
+        try await second.client.updateKeys()
+        let after = try await DTLSChunkRekeyTests.waitFor(second.client) { $0.sendEpoch == 4 }
+        XCTAssertEqual(after.sendEpoch, 4)
+        let rekeyedFully = try await second.client.loop.submit {
+            second.client.assumeIsolated { connection -> Bool? in
+                guard let association = connection.layer.layerChain.lazy.compactMap({ ($0 as? SCTPStreamLayer)?.association }).first else { return nil }
+                return association.keyManagement?.currentConnectionResumed == false
+            }
+        }
+        XCTAssertEqual(rekeyedFully, true, "the rekey did a full handshake")
+        try await second.client.send("after the rekey")
+        let message = try await second.server.receive()
+        XCTAssertEqual(message.text, "after the rekey")
+        await second.client.close()
+        await listener.stop()
+    }
+
+    /// A listener that issues no tickets leaves every association to a full handshake.
+    func testWithoutTicketsNothingResumes() async throws {
+        var server = DTLSChunkDTLS13Tests.security(server: true)
+        server.sessionTickets = false
+        let listener = try await DTLSChunkDTLS13Tests.listener(server)
+        let client = DTLSChunkDTLS13Tests.client(listener.localAddress.port)
+        for _ in 0..<2 {
+            let association = try await Self.associate(client, with: listener)
+            XCTAssertFalse(association.resumed.0)
+            XCTAssertFalse(association.resumed.1)
+            await association.client.close()
+        }
+        await listener.stop()
+    }
+
+    /// A cache the application shares resumes across Preconnections; emptied, it resumes nothing.
+    func testASharedCacheResumesAcrossPreconnectionsUntilEmptied() async throws {
+        let listener = try await DTLSChunkDTLS13Tests.listener()
+        let cache = TLSSessionCache()
+        var security = DTLSChunkDTLS13Tests.security(server: false)
+        security.sessionCache = cache
+        let first = try await Self.associate(DTLSChunkDTLS13Tests.client(listener.localAddress.port, security), with: listener)
+        XCTAssertFalse(first.resumed.0)
+        await first.client.close()
+        XCTAssertEqual(cache.count, 1, "the listener's ticket is kept under its address")
+
+        let second = try await Self.associate(DTLSChunkDTLS13Tests.client(listener.localAddress.port, security), with: listener)
+        XCTAssertTrue(second.resumed.0)
+        await second.client.close()
+
+        cache.removeAll()
+        let third = try await Self.associate(DTLSChunkDTLS13Tests.client(listener.localAddress.port, security), with: listener)
+        XCTAssertFalse(third.resumed.0)
+        await third.client.close()
+        await listener.stop()
+    }
+
+    /// Pre-shared parameters have no handshake to resume: a required CM rules them out, and says why.
+    func testARequiredSessionCacheNeedsDTLS13KeyManagement() throws {
+        var security = SecurityParameters.clientDefault
+        security.dtlsChunkKeys = DTLSChunkPreSharedKeys.random()
+        security.require(.sessionCache)
+        var preconnection = Preconnection(remote: .loopback(port: 1), transport: DTLSChunkSCTPTests.transport(), security: security)
+        preconnection.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
+        let candidate = try XCTUnwrap(preconnection.candidateStacks().first)
+        XCTAssertFalse(candidate.qualifies)
+        XCTAssertTrue(candidate.reasons.contains { $0.contains("CM required: the DTLS chunk resumes sessions only with DTLS 1.3") }, "\(candidate.reasons)")
+    }
+}
