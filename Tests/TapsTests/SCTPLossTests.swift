@@ -175,7 +175,8 @@ extension SCTPLossTests {
         let server = try await listener.firstConnection()
         _ = try await server.receive()
         await client.abort()
-        await XCTAssertThrowsTransportError(.connectionReset) { try await server.receive() }
+        let error = await XCTAssertThrowsTransportError(.connectionReset) { try await server.receive() }
+        XCTAssertTrue(error?.message.contains("the peer aborted the SCTP association") == true, String(describing: error))
         await listener.stop()
     }
 }
@@ -347,8 +348,10 @@ extension SCTPLossTests {
             let message = try await connection.receive()
             XCTFail("received \(message.content.count) bytes from a dead peer")
         } catch let error as TransportError {
-            // The association was lost: not a clean end, nor the watchdog's abort (connectionClosed).
+            // The association was lost: not a clean end, nor the watchdog's abort (connectionClosed),
+            // and not an ABORT from the peer, which died without sending one.
             XCTAssertEqual(error.code, .connectionReset, "\(error)")
+            XCTAssertTrue(error.message.contains("lost at this end"), "\(error)")
         }
         await connection.abort()
     }

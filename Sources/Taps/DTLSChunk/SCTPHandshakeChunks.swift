@@ -94,6 +94,17 @@ enum SCTPHandshakeChunks {
 
     /// The error cause codes of the ABORT chunk at `offset` (a packet's first chunk by default),
     /// for reporting why a peer refused.
+    /// RFC 9260 section 3.3.10's name of an error cause, with its code.
+    static func causeName(_ code: UInt16) -> String {
+        let names: [UInt16: String] = [
+            1: "Invalid Stream Identifier", 2: "Missing Mandatory Parameter", 3: "Stale Cookie Error", 4: "Out of Resource",
+            5: "Unresolvable Address", 6: "Unrecognized Chunk Type", 7: "Invalid Mandatory Parameter",
+            8: "Unrecognized Parameters", 9: "No User Data", 10: "Cookie Received While Shutting Down",
+            11: "Restart of an Association with New Addresses", 12: "User-Initiated Abort", 13: "Protocol Violation",
+        ]
+        return "\(names[code] ?? "error cause") \(code)"
+    }
+
     static func abortCauses(_ bytes: UnsafeRawBufferPointer, chunkAt offset: Int = common) -> [UInt16] {
         guard bytes.count >= offset + 4, bytes[offset] == abortType, let length = chunkLength(bytes, at: offset) else { return [] }
         var causes: [UInt16] = []

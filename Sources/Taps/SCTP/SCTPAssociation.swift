@@ -410,9 +410,12 @@ final class SCTPAssociation: SCTPPathOwner {
         case SCTP_ASSOC_CHANGE:
             guard bytes.count >= MemoryLayout<sctp_assoc_change>.size else { return }
             let change = bytes.loadUnaligned(as: sctp_assoc_change.self)
-            // On a failure, usrsctp appends the peer's ABORT chunk, if there was one (RFC 6458 6.1.1).
-            let abortCauses = SCTPHandshakeChunks.abortCauses(bytes, chunkAt: MemoryLayout<sctp_assoc_change>.size)
-            associationChanged(Int32(change.sac_state), error: change.sac_error, abortCauses: abortCauses)
+            // On a failure, usrsctp appends the peer's ABORT chunk, if there was one (RFC 6458 6.1.1);
+            // a loss at this end (retransmission limit, a violation it aborted for) comes without one.
+            let offset = MemoryLayout<sctp_assoc_change>.size
+            let peerAborted = bytes.count >= offset + 4 && bytes[offset] == SCTPHandshakeChunks.abortType
+            associationChanged(Int32(change.sac_state), error: change.sac_error,
+                               abortCauses: peerAborted ? SCTPHandshakeChunks.abortCauses(bytes, chunkAt: offset) : nil)
         case SCTP_PEER_ADDR_CHANGE:
             streams.values.forEach { $0.delegate?.layerDidChangePath() }
         case SCTP_SHUTDOWN_EVENT:
@@ -426,10 +429,11 @@ final class SCTPAssociation: SCTPPathOwner {
         }
     }
 
-    private func associationChanged(_ change: Int32, error: UInt16, abortCauses: [UInt16]) {
+    /// `abortCauses`: the error causes of the peer's ABORT, nil when the peer sent none.
+    private func associationChanged(_ change: Int32, error: UInt16, abortCauses: [UInt16]?) {
         // The DTLS chunk's negotiation failed at the peer (error causes 100-103).
         if change == SCTP_COMM_LOST || change == SCTP_CANT_STR_ASSOC,
-           let refusal = abortCauses.lazy.compactMap(DTLSChunkNegotiationFailure.init(causeCode:)).first {
+           let refusal = abortCauses?.lazy.compactMap(DTLSChunkNegotiationFailure.init(causeCode:)).first {
             fail(.connectionRefused("the peer aborted the association: \(refusal.peerReason)"))
             return
         }
@@ -440,7 +444,12 @@ final class SCTPAssociation: SCTPPathOwner {
             applyPathParameters()
             secureOrEstablish()
         case SCTP_COMM_LOST:
-            fail(.connectionReset("the SCTP association was lost (peer ABORT or retransmission limit reached)"))
+            if let abortCauses {
+                let causes = abortCauses.map(SCTPHandshakeChunks.causeName).joined(separator: ", ")
+                fail(.connectionReset("the peer aborted the SCTP association" + (causes.isEmpty ? "" : " (\(causes))")))
+            } else {
+                fail(.connectionReset("the SCTP association was lost at this end: the peer stopped acknowledging (SCTP's retransmission limit) or sent what SCTP could not accept"))
+            }
         case SCTP_CANT_STR_ASSOC:
             fail(.connectionRefused("the SCTP association could not be established (no answer to INIT)"))
         case SCTP_RESTART:
