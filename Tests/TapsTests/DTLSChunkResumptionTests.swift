@@ -89,16 +89,4 @@ final class DTLSChunkResumptionTests: XCTestCase {
         await third.client.close()
         await listener.stop()
     }
-
-    /// Pre-shared parameters have no handshake to resume: a required CM rules them out, and says why.
-    func testARequiredSessionCacheNeedsDTLS13KeyManagement() throws {
-        var security = SecurityParameters.clientDefault
-        security.dtlsChunkKeys = DTLSChunkPreSharedKeys.random()
-        security.require(.sessionCache)
-        var preconnection = Preconnection(remote: .loopback(port: 1), transport: DTLSChunkSCTPTests.transport(), security: security)
-        preconnection.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
-        let candidate = try XCTUnwrap(preconnection.candidateStacks().first)
-        XCTAssertFalse(candidate.qualifies)
-        XCTAssertTrue(candidate.reasons.contains { $0.contains("CM required: the DTLS chunk resumes sessions only with DTLS 1.3") }, "\(candidate.reasons)")
-    }
 }

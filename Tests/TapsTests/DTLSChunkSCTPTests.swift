@@ -299,6 +299,38 @@ final class DTLSChunkSCTPTests: XCTestCase {
         XCTAssertTrue(bothReasons.contains("DTLS chunk key management offered: DTLS 1.3 (KMId 193), pre-shared parameters (KMId 0)"), "\(bothReasons)")
     }
 
+    /// KU, IV, SSKE and CM need the DTLS 1.3 key management's handshakes: required (or, for IV,
+    /// configured as a trust verifier), each rules pre-shared parameters out with its own reason,
+    /// and none rules DTLS 1.3 out.
+    func testInterfacesThatNeedAHandshakeRuleOutPreSharedParameters() throws {
+        func report(_ configure: (inout SecurityParameters) -> Void) throws -> CandidateReport {
+            var security = SecurityParameters.clientDefault
+            security.dtlsChunkKeys = .random()
+            configure(&security)
+            var preconnection = Preconnection(remote: .loopback(port: 9), transport: Self.transport(), security: security)
+            preconnection.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
+            return try XCTUnwrap(preconnection.candidateStacks().first)
+        }
+        let pin = try TrustVerifier.publicKeySHA256(ofCertificate: .file(DTLS13EngineTests.pki.serverCert))
+        let cases: [(String, (inout SecurityParameters) -> Void)] = [
+            ("KU required: the DTLS chunk rekeys only with DTLS 1.3", { $0.require(.keyUpdate) }),
+            ("IV required: the DTLS chunk validates a peer's certificate only with DTLS 1.3", { $0.trustVerifier = .pinning(publicKeySHA256: [pin]) }),
+            ("SSKE required: the DTLS chunk exports keying material only with DTLS 1.3", { $0.require(.sharedSecretKeyExport) }),
+            ("CM required: the DTLS chunk resumes sessions only with DTLS 1.3", { $0.require(.sessionCache) }),
+        ]
+        for (reason, configure) in cases {
+            let pskOnly = try report(configure)
+            XCTAssertFalse(pskOnly.qualifies, reason)
+            XCTAssertTrue(pskOnly.reasons.contains { $0.contains(reason) }, "\(pskOnly.reasons)")
+            let withDTLS13 = try report { security in
+                configure(&security)
+                security.localIdentity = DTLS13EngineTests.pki.identity("rsa")
+                security.trustedRoots = .pem(file: DTLS13EngineTests.pki.caPEM)
+            }
+            XCTAssertTrue(withDTLS13.qualifies, "\(reason): \(withDTLS13.reasons)")
+        }
+    }
+
     func testAStrictListenerAbortsAPlainSCTPClientWithMissingDTLSChunkSupport() async throws {
         let listener = try await Self.listener(keys: .random())
         let client = Self.client(listener.localAddress.port, keys: nil, stacks: [.sctp])

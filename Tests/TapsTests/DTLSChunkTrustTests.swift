@@ -145,22 +145,4 @@ final class DTLSChunkTrustTests: XCTestCase {
         XCTAssertNotEqual(progress?.sendEpoch, 5, "the rejected connection's keys were never used")
         await listener.stop()
     }
-
-    /// Pre-shared parameters authenticate no certificate: a trust verifier, or a required IV, rules
-    /// the DTLS chunk out unless DTLS 1.3 key management is configured, and says why.
-    func testIdentityValidationNeedsDTLS13KeyManagement() throws {
-        var security = SecurityParameters.clientDefault
-        security.dtlsChunkKeys = DTLSChunkPreSharedKeys.random()
-        security.trustVerifier = .pinning(publicKeySHA256: [try Self.pin(Self.pki.serverCert)])
-        var preconnection = Preconnection(remote: .loopback(port: 1), transport: DTLSChunkSCTPTests.transport(), security: security)
-        preconnection.registry = StackRegistry(stacks: [.dtlsChunkSCTP])
-        let psk = try XCTUnwrap(preconnection.candidateStacks().first)
-        XCTAssertFalse(psk.qualifies)
-        XCTAssertTrue(psk.reasons.contains { $0.contains("IV required: the DTLS chunk validates") }, "\(psk.reasons)")
-
-        preconnection.security = DTLSChunkDTLS13Tests.security(server: false)
-        preconnection.security.require(.identityValidation)
-        let dtls13 = try XCTUnwrap(preconnection.candidateStacks().first)
-        XCTAssertTrue(dtls13.qualifies, "\(dtls13.reasons)")
-    }
 }
