@@ -58,6 +58,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         _ = SCTPHandshakeChunks.keyManagementParameter(input, chunkAt: SCTPPacket.commonHeaderLength)
         _ = SCTPHandshakeChunks.cookieContents(input)
         _ = SCTPHandshakeChunks.abortCauses(input)
+        _ = SCTPHandshakeChunks.abortReason(input)
         let bytes = Array(input)
         if let message = DTLSKeyManagementMessage(bytes: bytes) {
             if message.bytes != [bytes[0] & 3] + bytes.dropFirst() { abort() }

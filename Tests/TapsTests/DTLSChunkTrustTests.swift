@@ -99,7 +99,10 @@ final class DTLSChunkTrustTests: XCTestCase {
         do {
             let connection = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port).initiate(timeout: .seconds(10))
             XCTFail("the client became ready although the server rejected it: \(connection)")
-        } catch {}
+        } catch {
+            // The listener's ABORT carries its reason to the client.
+            XCTAssertTrue("\(error)".contains("not on the guest list"), "\(error)")
+        }
         var failed = 0
         for _ in 0..<100 where failed == 0 {
             failed = await listener.failedEstablishments

@@ -105,6 +105,27 @@ enum SCTPHandshakeChunks {
         return "\(names[code] ?? "error cause") \(code)"
     }
 
+    static let userInitiatedAbort: UInt16 = 12
+
+    /// The text of an ABORT's User-Initiated Abort cause (its Upper Layer Abort Reason), when it
+    /// has one that is UTF-8; control characters are replaced, so a peer cannot forge log lines.
+    static func abortReason(_ bytes: UnsafeRawBufferPointer, chunkAt offset: Int = common) -> String? {
+        guard bytes.count >= offset + 4, bytes[offset] == abortType, let length = chunkLength(bytes, at: offset) else { return nil }
+        let end = min(bytes.count, offset + length)
+        var cursor = offset + 4
+        while cursor + 4 <= end {
+            let code = UInt16(bytes[cursor]) << 8 | UInt16(bytes[cursor + 1])
+            let causeLength = Int(bytes[cursor + 2]) << 8 | Int(bytes[cursor + 3])
+            guard causeLength >= 4, cursor + causeLength <= end else { return nil }
+            if code == userInitiatedAbort, causeLength > 4,
+               let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[(cursor + 4)..<(cursor + causeLength)]), as: UTF8.self) {
+                return String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) })
+            }
+            cursor += (causeLength + 3) & ~3
+        }
+        return nil
+    }
+
     static func abortCauses(_ bytes: UnsafeRawBufferPointer, chunkAt offset: Int = common) -> [UInt16] {
         guard bytes.count >= offset + 4, bytes[offset] == abortType, let length = chunkLength(bytes, at: offset) else { return [] }
         var causes: [UInt16] = []

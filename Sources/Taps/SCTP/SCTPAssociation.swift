@@ -415,7 +415,8 @@ final class SCTPAssociation: SCTPPathOwner {
             let offset = MemoryLayout<sctp_assoc_change>.size
             let peerAborted = bytes.count >= offset + 4 && bytes[offset] == SCTPHandshakeChunks.abortType
             associationChanged(Int32(change.sac_state), error: change.sac_error,
-                               abortCauses: peerAborted ? SCTPHandshakeChunks.abortCauses(bytes, chunkAt: offset) : nil)
+                               abortCauses: peerAborted ? SCTPHandshakeChunks.abortCauses(bytes, chunkAt: offset) : nil,
+                               abortReason: peerAborted ? SCTPHandshakeChunks.abortReason(bytes, chunkAt: offset) : nil)
         case SCTP_PEER_ADDR_CHANGE:
             streams.values.forEach { $0.delegate?.layerDidChangePath() }
         case SCTP_SHUTDOWN_EVENT:
@@ -429,8 +430,9 @@ final class SCTPAssociation: SCTPPathOwner {
         }
     }
 
-    /// `abortCauses`: the error causes of the peer's ABORT, nil when the peer sent none.
-    private func associationChanged(_ change: Int32, error: UInt16, abortCauses: [UInt16]?) {
+    /// `abortCauses`: the error causes of the peer's ABORT, nil when the peer sent none;
+    /// `abortReason`: the text of its User-Initiated Abort cause.
+    private func associationChanged(_ change: Int32, error: UInt16, abortCauses: [UInt16]?, abortReason: String? = nil) {
         // The DTLS chunk's negotiation failed at the peer (error causes 100-103).
         if change == SCTP_COMM_LOST || change == SCTP_CANT_STR_ASSOC,
            let refusal = abortCauses?.lazy.compactMap(DTLSChunkNegotiationFailure.init(causeCode:)).first {
@@ -444,7 +446,9 @@ final class SCTPAssociation: SCTPPathOwner {
             applyPathParameters()
             secureOrEstablish()
         case SCTP_COMM_LOST:
-            if let abortCauses {
+            if let abortReason {
+                fail(.connectionReset("the peer aborted the SCTP association: \(abortReason)"))
+            } else if let abortCauses {
                 let causes = abortCauses.map(SCTPHandshakeChunks.causeName).joined(separator: ", ")
                 fail(.connectionReset("the peer aborted the SCTP association" + (causes.isEmpty ? "" : " (\(causes))")))
             } else {
@@ -717,6 +721,7 @@ final class SCTPAssociation: SCTPPathOwner {
         state = .failed
         sending.failAll(error)
         let affected = Array(streams.values)
+        if socket != nil { path.sendAbort(reason: error.message) }
         socket?.close(abort: true)
         affected.forEach { $0.associationDidFail(error) }
         completeShutdownWaiters(error)

@@ -50,6 +50,10 @@ final class SCTPPath: LayerDelegate {
     /// place. The datagram layer sends before returning, or copies what it must queue.
     func send(_ packet: UnsafeMutableRawBufferPointer) {
         guard handle != nil else { return }
+        // Ports and the peer's verification tag, once the peer has given one (an INIT carries 0).
+        if packet.count >= SCTPPacket.minimumLength, packet[SCTPPacket.commonHeaderLength] != SCTPHandshakeChunks.initType {
+            addressing = packet.loadUnaligned(as: UInt64.self)
+        }
         guard let chunkFilter else {
             transmit(packet)
             return
@@ -69,6 +73,31 @@ final class SCTPPath: LayerDelegate {
         metrics?.packetsSent.increment()
         lower.write(UnsafeRawBufferPointer(packet), completion: nil)
     }
+
+    /// The first 8 bytes of the last packet usrsctp sent after its INIT: source and destination port
+    /// and the peer's verification tag.
+    private var addressing: UInt64?
+
+    /// Sends an ABORT of our own whose User-Initiated Abort cause carries `reason` (RFC 9260
+    /// sections 3.3.7 and 3.3.10.12), addressed like usrsctp's last packet, so the peer learns why
+    /// the association ends. usrsctp's own ABORT has no reason, and when its send buffer is full it
+    /// refuses one with a reason. Through the DTLS chunk it goes protected like any packet. Nothing
+    /// is sent before the peer's tag is known.
+    func sendAbort(reason: String) {
+        guard let addressing else { return }
+        let text = Array(reason.utf8.prefix(Self.maximumAbortReason))
+        let causeLength = 4 + text.count
+        let chunkLength = 4 + causeLength
+        var packet = withUnsafeBytes(of: addressing) { Array($0) } + [0, 0, 0, 0]
+        packet += [SCTPHandshakeChunks.abortType, 0, UInt8(chunkLength >> 8), UInt8(chunkLength & 0xFF)]
+        packet += [UInt8(SCTPHandshakeChunks.userInitiatedAbort >> 8), UInt8(SCTPHandshakeChunks.userInitiatedAbort & 0xFF),
+                   UInt8(causeLength >> 8), UInt8(causeLength & 0xFF)] + text
+        packet += [UInt8](repeating: 0, count: (4 - packet.count % 4) % 4)
+        send(packet)
+    }
+
+    /// Enough for a sentence; well inside the smallest path MTU.
+    static let maximumAbortReason = 400
 
     /// Stops taking packets from usrsctp and releases the layer below.
     func close() {
