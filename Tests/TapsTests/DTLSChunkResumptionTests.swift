@@ -89,4 +89,35 @@ final class DTLSChunkResumptionTests: XCTestCase {
         await third.client.close()
         await listener.stop()
     }
+
+    /// A session exported as bytes resumes from another Preconnection with a cache of its own, as
+    /// after a process restart; the same bytes given to a TLS stack are not taken for a TLS session.
+    func testAnExportedSessionResumesFromAnotherPreconnection() async throws {
+        let listener = try await DTLSChunkDTLS13Tests.listener()
+        let first = try await Self.associate(DTLSChunkDTLS13Tests.client(listener.localAddress.port), with: listener)
+        XCTAssertFalse(first.resumed.0)
+        let maybeExported = try await first.client.exportSession()
+        let exported = try XCTUnwrap(maybeExported, "the listener's ticket arrived with the first exchange")
+        await first.client.close()
+
+        var security = DTLSChunkDTLS13Tests.security(server: false)
+        security.resumptionSession = exported
+        let second = try await Self.associate(DTLSChunkDTLS13Tests.client(listener.localAddress.port, security), with: listener)
+        XCTAssertTrue(second.resumed.0, "the imported session resumed")
+        XCTAssertTrue(second.resumed.1)
+        await second.client.close()
+        await listener.stop()
+
+        var tls = TestPKI.shared.clientSecurity
+        tls.resumptionSession = exported
+        // Taken for a TLS session, the bytes would fail the initiate with invalidArgument.
+        let tlsServer = try await Preconnection(local: .loopback(), security: TestPKI.shared.serverSecurity).listen()
+        let echo = startEcho(tlsServer)
+        let connection = try await Preconnection(remote: .loopback(port: tlsServer.localAddress.port), security: tls).initiate(timeout: .seconds(10))
+        let details = await connection.securityDetails
+        XCTAssertEqual(details?.resumed, false)
+        await connection.close()
+        await tlsServer.stop()
+        echo.cancel()
+    }
 }

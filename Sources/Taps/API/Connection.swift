@@ -671,7 +671,8 @@ public actor Connection {
 
     /// CM: this connection's TLS session as bytes, for an application to persist and later offer
     /// through `SecurityParameters.resumptionSession`; nil until the server sent a resumable one
-    /// (TLS 1.3 tickets follow the handshake, so call it after the first exchange).
+    /// (TLS 1.3 tickets follow the handshake, so call it after the first exchange). On
+    /// dtls-chunk-sctp, the newest DTLS 1.3 key management session from the peer (client side).
     public func exportSession() throws -> [UInt8]? {
         try layer.exportSession()
     }

@@ -86,7 +86,8 @@ public struct SecurityParameters: Sendable, Hashable {
     /// limits above.
     public var sessionCache: TLSSessionCache? = nil
     /// CM: a session exported earlier (`Connection.exportSession()`), offered on the first
-    /// connection to the peer when the cache holds nothing newer for it.
+    /// connection to the peer when the cache holds nothing newer for it. A TLS session and one of
+    /// the DTLS chunk's key management are told apart: each stack takes only its own kind.
     public var resumptionSession: [UInt8]? = nil
 
     /// IPK: asked for our identity when the handshake needs it, i.e. a server's certificate

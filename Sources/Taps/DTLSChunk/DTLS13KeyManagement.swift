@@ -90,7 +90,7 @@ final class DTLS13KeyManagement {
         sessionKey = role == .client ? peer.map { "dtls-chunk \(contexts.method.rawValue) \(contexts.ownKeyPin) \($0)" } : nil
         // Only the first connection resumes: each rekey's verifies the peer's certificate again.
         let session = sessionKey.flatMap { key in
-            contexts.sessionCache.encodedSession(for: key).map { DTLS13Session(bytes: $0, lifetimeSeconds: 0) }
+            (contexts.sessionCache.encodedSession(for: key) ?? contexts.importedSession).map { DTLS13Session(bytes: $0, lifetimeSeconds: 0) }
         }
         current = try Self.connection(index: DTLSKeyManagementMessage.firstConnectionIndex, role: role, contexts: contexts,
                                       resuming: session, association: association, loop: loop)
@@ -442,6 +442,18 @@ final class DTLS13KeyManagement {
         }
     }
 
+    /// Marks a session this method exported, so that `resumptionSession` can hold a TLS session or
+    /// one of these and each stack takes only its own.
+    static let exportedSessionPrefix = Array("taps dtls-chunk session 1\n".utf8)
+
+    /// CM: the newest session the peer gave this client, for `SecurityParameters.resumptionSession`
+    /// of a later Preconnection; nil on the server, or before a ticket arrived.
+    func exportSession() -> [UInt8]? {
+        guard let sessionKey else { return nil }
+        keepSessions()
+        return contexts.sessionCache.encodedSession(for: sessionKey).map { Self.exportedSessionPrefix + $0 }
+    }
+
     /// Keeps the tickets the server sent for the next association to the peer (newest wins).
     private func keepSessions() {
         guard let sessionKey else { return }
@@ -506,6 +518,9 @@ struct DTLS13Contexts: @unchecked Sendable {
     let sessionCache: TLSSessionCache
     /// SHA-256 of our certificate's public key, in hex: sessions are kept per identity.
     let ownKeyPin: String
+    /// A session exported earlier (`resumptionSession` with this method's prefix), offered when
+    /// the cache holds none for the peer.
+    let importedSession: [UInt8]?
     /// The KMId this method goes by (`SecurityParameters.dtlsChunkDTLS13KeyManagementID`).
     let method: DTLSKeyManagementMethod
 
@@ -525,6 +540,8 @@ struct DTLS13Contexts: @unchecked Sendable {
         trustVerifier = security.trustVerifier
         sessionCache = security.sessionCache
             ?? TLSSessionCache(maxSessions: security.maxCachedSessions, lifetimeSeconds: security.cachedSessionLifetimeSeconds)
+        let prefix = DTLS13KeyManagement.exportedSessionPrefix
+        importedSession = security.resumptionSession.flatMap { $0.starts(with: prefix) ? Array($0.dropFirst(prefix.count)) : nil }
         let chain = try identity.certificateChain.load(), key = try identity.privateKey.load(), trusted = try roots.load()
         for (name, bytes) in [("certificate chain", chain), ("private key", key), ("trusted roots", trusted)] where !Self.isPEM(bytes) {
             throw .invalidCredentials("DTLS 1.3 key management reads PEM; the \(name) is not")

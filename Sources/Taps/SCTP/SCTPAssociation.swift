@@ -116,6 +116,16 @@ final class SCTPAssociation: SCTPPathOwner {
         keyManagement.requestRekey()
     }
 
+    /// CM on the DTLS chunk: the DTLS 1.3 key management's newest session from this peer.
+    func exportSession() throws(TransportError) -> [UInt8]? {
+        guard let keyManagement else {
+            throw .notSupported(path.chunkFilter == nil
+                ? "this SCTP association has no security protocol with sessions to export"
+                : "pre-shared DTLS chunk parameters (KMId 0) have no sessions to export")
+        }
+        return keyManagement.exportSession()
+    }
+
     /// SSKE on the DTLS chunk, from the DTLS 1.3 key management (`DTLS13KeyManagement`).
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
         guard let keyManagement else {

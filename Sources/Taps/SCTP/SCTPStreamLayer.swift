@@ -82,6 +82,10 @@ final class SCTPStreamLayer: Layer {
         try association.exportKeyingMaterial(label: label, context: context, length: length)
     }
 
+    func exportSession() throws(TransportError) -> [UInt8]? {
+        try association.exportSession()
+    }
+
     func associationDidFail(_ error: TransportError) {
         delegate?.layerDidFail(error)
     }

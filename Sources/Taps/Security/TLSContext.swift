@@ -44,7 +44,8 @@ final class TLSContext: @unchecked Sendable {
         alpnWire = parameters.applicationProtocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
         sessionCache = parameters.sessionCache
             ?? TLSSessionCache(maxSessions: parameters.maxCachedSessions, lifetimeSeconds: parameters.cachedSessionLifetimeSeconds)
-        if let bytes = parameters.resumptionSession, role == .client {
+        // A session the DTLS chunk's key management exported is not one for OpenSSL.
+        if let bytes = parameters.resumptionSession, role == .client, !bytes.starts(with: DTLS13KeyManagement.exportedSessionPrefix) {
             guard let session = try? TLSSessionCache.decode(bytes) else {
                 SSL_CTX_free(context)
                 throw .invalidArgument("resumptionSession: not a TLS session exported by exportSession()")
