@@ -287,7 +287,8 @@ final class SCTPAssociation: SCTPPathOwner {
     func pathDidReportSoftError(_ error: TransportError) {
         // ICMP port unreachable while the INIT is unanswered: nobody listens there.
         if state == .connecting && error.code == .connectionRefused {
-            fail(.connectionRefused("no SCTP-over-UDP endpoint answers at \(path.lower.remoteAddress.map { "\($0)" } ?? "the peer") (ICMP port unreachable)"))
+            fail(.connectionRefused("no SCTP-over-UDP endpoint answers at \(path.lower.remoteAddress.map { "\($0)" } ?? "the peer") (ICMP port unreachable)"),
+                 associationGone: true)
             return
         }
         streams.values.forEach { $0.delegate?.layerDidReportSoftError(error) }
@@ -446,7 +447,7 @@ final class SCTPAssociation: SCTPPathOwner {
         // The DTLS chunk's negotiation failed at the peer (error causes 100-103).
         if change == SCTP_COMM_LOST || change == SCTP_CANT_STR_ASSOC,
            let refusal = abortCauses?.lazy.compactMap(DTLSChunkNegotiationFailure.init(causeCode:)).first {
-            fail(.connectionRefused("the peer aborted the association: \(refusal.peerReason)"))
+            fail(.connectionRefused("the peer aborted the association: \(refusal.peerReason)"), associationGone: true)
             return
         }
         switch change {
@@ -457,15 +458,16 @@ final class SCTPAssociation: SCTPPathOwner {
             secureOrEstablish()
         case SCTP_COMM_LOST:
             if let abortReason {
-                fail(.connectionReset("the peer aborted the SCTP association: \(abortReason)"))
+                fail(.connectionReset("the peer aborted the SCTP association: \(abortReason)"), associationGone: true)
             } else if let abortCauses {
                 let causes = abortCauses.map(SCTPHandshakeChunks.causeName).joined(separator: ", ")
-                fail(.connectionReset("the peer aborted the SCTP association" + (causes.isEmpty ? "" : " (\(causes))")))
+                fail(.connectionReset("the peer aborted the SCTP association" + (causes.isEmpty ? "" : " (\(causes))")), associationGone: true)
             } else {
-                fail(.connectionReset("the SCTP association was lost at this end: the peer stopped acknowledging (SCTP's retransmission limit) or sent what SCTP could not accept"))
+                fail(.connectionReset("the SCTP association was lost at this end: the peer stopped acknowledging (SCTP's retransmission limit) or sent what SCTP could not accept"),
+                     associationGone: true)
             }
         case SCTP_CANT_STR_ASSOC:
-            fail(.connectionRefused("the SCTP association could not be established (no answer to INIT)"))
+            fail(.connectionRefused("the SCTP association could not be established (no answer to INIT)"), associationGone: true)
         case SCTP_RESTART:
             streams.values.forEach { $0.delegate?.layerDidReportSoftError(.connectionReset("the peer restarted the SCTP association")) }
         case SCTP_SHUTDOWN_COMP:
@@ -726,12 +728,14 @@ final class SCTPAssociation: SCTPPathOwner {
         waiters.forEach { $0(error) }
     }
 
-    private func fail(_ error: TransportError) {
+    /// Ends the association with `error`. Unless it is already gone at the peer (`associationGone`:
+    /// the peer aborted it, or it was lost), the peer gets an ABORT that says why.
+    private func fail(_ error: TransportError, associationGone: Bool = false) {
         guard state != .closed && state != .failed else { return }
         state = .failed
         sending.failAll(error)
         let affected = Array(streams.values)
-        if socket != nil { path.sendAbort(reason: error.message) }
+        if socket != nil && !associationGone { path.sendAbort(reason: error.message) }
         socket?.close(abort: true)
         affected.forEach { $0.associationDidFail(error) }
         completeShutdownWaiters(error)
