@@ -92,6 +92,29 @@ final class EventLoopTests: XCTestCase {
         loop.shutdown()
     }
 
+    /// A TCP socket bound to a port and connected to that same port, with nothing listening, meets
+    /// itself on Linux (simultaneous open, RFC 9293 section 3.5). A client's ephemeral port can land
+    /// on a just-freed listener's port the same way; either is no peer, and refused.
+    func testAConnectionThatReachesItselfIsRefused() async throws {
+        let loop = EventLoop(name: "test-self-connect")
+        let probe = try await Preconnection(local: .loopback(), security: .disabled).listen()
+        let address = probe.localAddress
+        await probe.stop()
+        let error = await withCheckedContinuation { (done: CheckedContinuation<TransportError?, Never>) in
+            loop.execute {
+                let socket = UVTCPSocket(loop: loop)
+                do throws(TransportError) { try socket.bind(address) } catch { return done.resume(returning: error) }
+                socket.connect(to: address) { error in
+                    socket.close()
+                    done.resume(returning: error)
+                }
+            }
+        }
+        XCTAssertEqual(error?.code, .connectionRefused, String(describing: error))
+        XCTAssertTrue(error?.message.contains("reached itself") == true, String(describing: error))
+        loop.shutdown()
+    }
+
     /// Work submitted from another thread while the loop shuts down either runs or is counted as
     /// dropped, and never reaches the closed wake-up handle (a connection released on another
     /// thread as its loop stopped crashed the process in libuv).

@@ -77,6 +77,12 @@ final class UVTCPSocket: UVHandle {
                   let socket = UVHandle.owner(handle, as: UVTCPSocket.self) else { return }
             let completion = socket.connectCompletion
             socket.connectCompletion = nil
+            if status == 0, let local = socket.localAddress, local == socket.remoteAddress {
+                // TCP simultaneous open with itself (RFC 9293 section 3.5): nothing listened there
+                // and the kernel picked the destination port as the source. Not a peer.
+                completion?(.connectionRefused("nothing listens at \(local): the connection reached itself (the kernel chose the same port for this end)"))
+                return
+            }
             completion?(status == 0 ? nil : .uv(status, "connect"))
         } }
         if status != 0 {
