@@ -5,29 +5,33 @@ import Synchronization
 /// CM: a client's TLS session cache (TLS 1.3 tickets, TLS 1.2 session ids or tickets), keyed by the
 /// server's name and port, and of the DTLS chunk's DTLS 1.3 key management sessions, keyed by the
 /// peer's address. Each Preconnection has one unless `SecurityParameters.sessionCache`
-/// shares one across Preconnections. Holds at most `maxSessions` of each kind (the least recently
-/// stored goes first) and offers a session for at most `lifetimeSeconds` (or the server's ticket lifetime,
+/// shares one across Preconnections. Holds at most `maxSessions` (the least recently stored goes
+/// first) and offers a session for at most `lifetimeSeconds` (or the server's ticket lifetime,
 /// whichever is shorter).
 public final class TLSSessionCache: Sendable, Hashable {
-    /// The most sessions held of each kind; the oldest is evicted first.
+    /// The most sessions held; the oldest is evicted first.
     public let maxSessions: Int
     /// How long a session is offered for resumption.
     public let lifetimeSeconds: Int
     private let entries = Mutex<[String: Entry]>([:])
-    /// Sessions of another TLS library (the DTLS chunk's BoringSSL), serialized.
-    private let encodedEntries = Mutex<[String: EncodedEntry]>([:])
     private let stores = Atomic<UInt64>(0)
 
-    /// An SSL_SESSION reference. @unchecked Sendable: OpenSSL counts references atomically and a
-    /// cached session is not modified.
-    private struct Entry: @unchecked Sendable {
-        let session: OpaquePointer
-        let order: UInt64
+    /// A session as the cache holds it. @unchecked Sendable: OpenSSL counts references atomically
+    /// and a cached session is not modified.
+    private enum Held: @unchecked Sendable {
+        /// An SSL_SESSION reference.
+        case openSSL(OpaquePointer)
+        /// A session of another TLS library (the DTLS chunk's BoringSSL), serialized, and when it
+        /// stops being offered.
+        case encoded([UInt8], expiry: ContinuousClock.Instant)
+
+        func release() {
+            if case .openSSL(let session) = self { SSL_SESSION_free(session) }
+        }
     }
 
-    private struct EncodedEntry {
-        let bytes: [UInt8]
-        let expiry: ContinuousClock.Instant
+    private struct Entry: Sendable {
+        let held: Held
         let order: UInt64
     }
 
@@ -38,31 +42,40 @@ public final class TLSSessionCache: Sendable, Hashable {
     }
 
     deinit {
-        entries.withLock { $0.values.forEach { SSL_SESSION_free($0.session) } }
+        entries.withLock { $0.values.forEach { $0.held.release() } }
     }
 
     /// Sessions held now (expired ones included until they are looked up or evicted).
-    public var count: Int { entries.withLock { $0.count } + encodedEntries.withLock { $0.count } }
+    public var count: Int { entries.withLock { $0.count } }
 
     /// Drops every session.
     public func removeAll() {
         entries.withLock { cache in
-            cache.values.forEach { SSL_SESSION_free($0.session) }
+            cache.values.forEach { $0.held.release() }
             cache.removeAll()
         }
-        encodedEntries.withLock { $0.removeAll() }
     }
 
     func store(_ session: OpaquePointer, for key: String) {
         guard maxSessions > 0 else { return }
         SSL_SESSION_up_ref(session)
+        insert(.openSSL(session), for: key)
+    }
+
+    /// Keeps a serialized session for `key`, resumable for `lifetimeSeconds` (the server's) or our
+    /// lifetime, whichever is shorter.
+    func storeEncoded(_ bytes: [UInt8], lifetimeSeconds: Int, for key: String) {
+        guard maxSessions > 0 else { return }
+        insert(.encoded(bytes, expiry: ContinuousClock.now + .seconds(min(lifetimeSeconds, self.lifetimeSeconds))), for: key)
+    }
+
+    /// Replaces what `key` held and evicts the least recently stored beyond `maxSessions`.
+    private func insert(_ held: Held, for key: String) {
         let order = stores.add(1, ordering: .relaxed).newValue
         entries.withLock { cache in
-            if let old = cache.updateValue(Entry(session: session, order: order), forKey: key) {
-                SSL_SESSION_free(old.session)
-            }
+            cache.updateValue(Entry(held: held, order: order), forKey: key)?.held.release()
             while cache.count > maxSessions, let oldest = cache.min(by: { $0.value.order < $1.value.order }) {
-                SSL_SESSION_free(oldest.value.session)
+                oldest.value.held.release()
                 cache[oldest.key] = nil
             }
         }
@@ -71,40 +84,26 @@ public final class TLSSessionCache: Sendable, Hashable {
     /// A resumable session for `key`, retained for the caller (who frees it after SSL_set_session).
     func session(for key: String) -> OpaquePointer? {
         entries.withLock { cache -> OpaquePointer? in
-            guard let entry = cache[key] else { return nil }
-            guard isUsable(entry.session) else {
-                SSL_SESSION_free(entry.session)
+            guard let entry = cache[key], case .openSSL(let session) = entry.held else { return nil }
+            guard isUsable(session) else {
+                SSL_SESSION_free(session)
                 cache[key] = nil
                 return nil
             }
-            SSL_SESSION_up_ref(entry.session)
-            return entry.session
-        }
-    }
-
-    /// Keeps a serialized session for `key`, resumable for `lifetimeSeconds` (the server's) or our
-    /// lifetime, whichever is shorter.
-    func storeEncoded(_ bytes: [UInt8], lifetimeSeconds: Int, for key: String) {
-        guard maxSessions > 0 else { return }
-        let order = stores.add(1, ordering: .relaxed).newValue
-        let expiry = ContinuousClock.now + .seconds(min(lifetimeSeconds, self.lifetimeSeconds))
-        encodedEntries.withLock { cache in
-            cache[key] = EncodedEntry(bytes: bytes, expiry: expiry, order: order)
-            while cache.count > maxSessions, let oldest = cache.min(by: { $0.value.order < $1.value.order }) {
-                cache[oldest.key] = nil
-            }
+            SSL_SESSION_up_ref(session)
+            return session
         }
     }
 
     /// The serialized session for `key` while it is resumable.
     func encodedSession(for key: String) -> [UInt8]? {
-        encodedEntries.withLock { cache in
-            guard let entry = cache[key] else { return nil }
-            guard ContinuousClock.now < entry.expiry else {
+        entries.withLock { cache in
+            guard let entry = cache[key], case .encoded(let bytes, let expiry) = entry.held else { return nil }
+            guard ContinuousClock.now < expiry else {
                 cache[key] = nil
                 return nil
             }
-            return entry.bytes
+            return bytes
         }
     }
 
