@@ -25,10 +25,10 @@ public final class DTLS13Engine {
     /// Sessions the server gave (tickets), for `takeNewSessions()`.
     fileprivate var newSessions: [DTLS13Session] = []
 
-    /// A client offers `session` (from `takeNewSessions()`, here or in an earlier connection to
-    /// the same server) for resumption; BoringSSL falls back to a full handshake when the server
-    /// cannot resume it. Resumption keeps the ephemeral key exchange (psk_dhe_ke).
-    public init(context: DTLS13Context, resuming session: DTLS13Session? = nil) throws(DTLS13Error) {
+    /// A client offers `session` (the bytes of one from `takeNewSessions()`, here or in an earlier
+    /// connection to the same server) for resumption; BoringSSL falls back to a full handshake when
+    /// the server cannot resume it. Resumption keeps the ephemeral key exchange (psk_dhe_ke).
+    public init(context: DTLS13Context, resuming session: [UInt8]? = nil) throws(DTLS13Error) {
         guard let ssl = SSL_new(context.raw), let bio = BIO_new(DatagramBIO.method) else {
             throw DTLS13Error(kind: .handshakeFailed, message: "SSL_new failed")
         }
@@ -45,7 +45,7 @@ public final class DTLS13Engine {
         DTLSv1_set_initial_timeout_duration(ssl, context.configuration.initialRetransmissionMilliseconds)
         if context.role == .client { SSL_set_connect_state(ssl) } else { SSL_set_accept_state(ssl) }
         if let session, context.role == .client {
-            guard let decoded = session.bytes.withUnsafeBufferPointer({ SSL_SESSION_from_bytes($0.baseAddress, $0.count, context.raw) }) else {
+            guard let decoded = session.withUnsafeBufferPointer({ SSL_SESSION_from_bytes($0.baseAddress, $0.count, context.raw) }) else {
                 throw DTLS13Error(kind: .invalidCredentials, message: "not a DTLS 1.3 session BoringSSL reads")
             }
             SSL_set_session(ssl, decoded)

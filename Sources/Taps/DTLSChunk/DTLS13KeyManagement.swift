@@ -89,15 +89,13 @@ final class DTLS13KeyManagement {
         let role: DTLS13KeyManagementConnection.Role = agreement.role == .client ? .client : .server
         sessionKey = role == .client ? peer.map { "dtls-chunk \(contexts.method.rawValue) \(contexts.ownKeyPin) \($0)" } : nil
         // Only the first connection resumes: each rekey's verifies the peer's certificate again.
-        let session = sessionKey.flatMap { key in
-            (contexts.sessionCache.encodedSession(for: key) ?? contexts.importedSession).map { DTLS13Session(bytes: $0, lifetimeSeconds: 0) }
-        }
+        let session = sessionKey.flatMap { contexts.sessionCache.encodedSession(for: $0) ?? contexts.importedSession }
         current = try Self.connection(index: DTLSKeyManagementMessage.firstConnectionIndex, role: role, contexts: contexts,
                                       resuming: session, association: association, loop: loop)
     }
 
     private static func connection(index: UInt64, role: DTLS13KeyManagementConnection.Role, contexts: DTLS13Contexts,
-                                   resuming session: DTLS13Session? = nil, association: SCTPAssociation,
+                                   resuming session: [UInt8]? = nil, association: SCTPAssociation,
                                    loop: EventLoop) throws(TransportError) -> DTLS13KeyManagementConnection {
         // The first handshake on stream 0, as PVALID; rekeys on a stream of their own.
         let first = index == DTLSKeyManagementMessage.firstConnectionIndex
@@ -444,7 +442,7 @@ final class DTLS13KeyManagement {
 
     /// Marks a session this method exported, so that `resumptionSession` can hold a TLS session or
     /// one of these and each stack takes only its own.
-    static let exportedSessionPrefix = Array("taps dtls-chunk session 1\n".utf8)
+    static let exportedSessionPrefix = Array("taps-dtls-chunk-ticket/1\n".utf8)
 
     /// CM: the newest session the peer gave this client, for `SecurityParameters.resumptionSession`
     /// of a later Preconnection; nil on the server, or before a ticket arrived.

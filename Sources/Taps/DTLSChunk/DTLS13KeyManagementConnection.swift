@@ -19,7 +19,7 @@ final class DTLS13KeyManagementConnection {
 
     /// `send` takes a whole key management message (DCI byte and records).
     /// A client offers `session` for resumption (CM).
-    init(index: UInt64, role: Role, contexts: DTLS13Contexts, resuming session: DTLS13Session? = nil, loop: EventLoop,
+    init(index: UInt64, role: Role, contexts: DTLS13Contexts, resuming session: [UInt8]? = nil, loop: EventLoop,
          send: @escaping ([UInt8]) -> Void) throws(TransportError) {
         do {
             engine = try DTLS13Engine(context: role == .client ? contexts.client : contexts.server, resuming: session)
