@@ -128,11 +128,10 @@ final class DTLS13KeyManagement {
     /// application that could export them would hold the association's traffic keys.
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
         guard completed, !failed else { throw .connectionClosed("the DTLS 1.3 key management is not established; nothing to export keying material from") }
-        guard !label.isEmpty else { throw .invalidArgument("the exporter label must not be empty") }
+        try KeyingMaterialExport.validate(label: label, length: length)
         guard !label.hasPrefix(DTLSChunkKeyExport.labelPrefix) else {
             throw .invalidArgument("\(label) is a label the DTLS chunk's own keys are exported under; an application may not export them")
         }
-        guard (1...16_384).contains(length) else { throw .invalidArgument("export length must be 1 to 16384 bytes, got \(length)") }
         guard let bytes = current.engine.exportKeyingMaterial(label: label, context: context, length: length) else {
             throw .invalidArgument("BoringSSL refused to export keying material under \(label)")
         }

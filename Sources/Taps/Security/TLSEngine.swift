@@ -307,8 +307,7 @@ final class TLSEngine {
     /// Keying material from the session (RFC 5705; RFC 8446 section 7.5 on TLS 1.3).
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
         guard handshakeComplete else { throw .invalidArgument("keying material can be exported only after the handshake") }
-        guard (1...16_384).contains(length) else { throw .invalidArgument("export length must be 1 to 16384 bytes, got \(length)") }
-        guard !label.isEmpty else { throw .invalidArgument("the exporter label must not be empty") }
+        try KeyingMaterialExport.validate(label: label, length: length)
         var output = [UInt8](repeating: 0, count: length)
         let labelBytes = Array(label.utf8)
         let contextBytes = context ?? []
