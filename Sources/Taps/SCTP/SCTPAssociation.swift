@@ -107,34 +107,33 @@ final class SCTPAssociation: SCTPPathOwner {
 
     /// KU on the DTLS chunk: a new key management connection replaces the keys (DTLS 1.3 method).
     func updateKeys() throws(TransportError) {
-        guard let keyManagement else {
-            throw .notSupported(path.chunkFilter == nil
-                ? "this SCTP association has no security protocol whose keys could be updated"
-                : "pre-shared DTLS chunk parameters (KMId 0) are not rekeyed in band; install new keys through the abstract API")
-        }
+        let keyManagement = try requireKeyManagement(
+            plain: "this SCTP association has no security protocol whose keys could be updated",
+            preShared: "pre-shared DTLS chunk parameters (KMId 0) are not rekeyed in band; install new keys through the abstract API")
         guard keyManagement.completed, state == .established else { throw .connectionClosed("the association is not established; its keys cannot be updated") }
         keyManagement.requestRekey()
     }
 
     /// CM on the DTLS chunk: the DTLS 1.3 key management's newest session from this peer.
     func exportSession() throws(TransportError) -> [UInt8]? {
-        guard let keyManagement else {
-            throw .notSupported(path.chunkFilter == nil
-                ? "this SCTP association has no security protocol with sessions to export"
-                : "pre-shared DTLS chunk parameters (KMId 0) have no sessions to export")
-        }
-        return keyManagement.exportSession()
+        try requireKeyManagement(plain: "this SCTP association has no security protocol with sessions to export",
+                                 preShared: "pre-shared DTLS chunk parameters (KMId 0) have no sessions to export").exportSession()
     }
 
     /// SSKE on the DTLS chunk, from the DTLS 1.3 key management (`DTLS13KeyManagement`).
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
-        guard let keyManagement else {
-            throw .notSupported(path.chunkFilter == nil
-                ? "this SCTP association has no security protocol to export keying material from"
-                : "pre-shared DTLS chunk parameters (KMId 0) have no handshake to export keying material from")
-        }
+        let keyManagement = try requireKeyManagement(
+            plain: "this SCTP association has no security protocol to export keying material from",
+            preShared: "pre-shared DTLS chunk parameters (KMId 0) have no handshake to export keying material from")
         guard state == .established else { throw .connectionClosed("the association is not established; nothing to export keying material from") }
         return try keyManagement.exportKeyingMaterial(label: label, context: context, length: length)
+    }
+
+    /// The DTLS 1.3 key management that KU, SSKE and CM need; `notSupported` with `plain` on an
+    /// association without the DTLS chunk, with `preShared` on one keyed by pre-shared parameters.
+    private func requireKeyManagement(plain: String, preShared: String) throws(TransportError) -> DTLS13KeyManagement {
+        guard let keyManagement else { throw .notSupported(path.chunkFilter == nil ? plain : preShared) }
+        return keyManagement
     }
 
     /// The identity (and trust) the next key management connection uses, as when a certificate is
