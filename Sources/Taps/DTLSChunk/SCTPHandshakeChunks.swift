@@ -85,15 +85,21 @@ enum SCTPHandshakeChunks {
 
     /// An ABORT to the sender of `packet` with the peer's verification tag given.
     static func abort(answering packet: UnsafeRawBufferPointer, verificationTag tag: UInt32, causeCode: UInt16) -> [UInt8] {
-        var abort: [UInt8] = [packet[2], packet[3], packet[0], packet[1]]
-        abort += withUnsafeBytes(of: tag.bigEndian, Array.init)
-        abort += [0, 0, 0, 0]
-        abort += [abortType, 0, 0, 8, UInt8(causeCode >> 8), UInt8(causeCode & 0xFF), 0, 4]
-        return abort
+        abort(addressing: [packet[2], packet[3], packet[0], packet[1]] + withUnsafeBytes(of: tag.bigEndian, Array.init), causeCode: causeCode)
     }
 
-    /// The error cause codes of the ABORT chunk at `offset` (a packet's first chunk by default),
-    /// for reporting why a peer refused.
+    /// An ABORT packet (RFC 9260 section 3.3.7), T bit clear, with one error cause whose body is
+    /// `causeInfo`: `addressing` is the common header's first 8 bytes (source port, destination
+    /// port, the peer's verification tag). The checksum is left for the path to fill.
+    static func abort(addressing: [UInt8], causeCode: UInt16, causeInfo: [UInt8] = []) -> [UInt8] {
+        let causeLength = 4 + causeInfo.count
+        let chunkLength = 4 + causeLength
+        var abort = addressing + [0, 0, 0, 0]
+        abort += [abortType, 0, UInt8(chunkLength >> 8), UInt8(chunkLength & 0xFF)]
+        abort += [UInt8(causeCode >> 8), UInt8(causeCode & 0xFF), UInt8(causeLength >> 8), UInt8(causeLength & 0xFF)] + causeInfo
+        return abort + [UInt8](repeating: 0, count: (4 - abort.count % 4) % 4)
+    }
+
     /// RFC 9260 section 3.3.10's name of an error cause, with its code.
     static func causeName(_ code: UInt16) -> String {
         let names: [UInt16: String] = [
@@ -126,6 +132,8 @@ enum SCTPHandshakeChunks {
         return nil
     }
 
+    /// The error cause codes of the ABORT chunk at `offset` (a packet's first chunk by default),
+    /// for reporting why a peer refused.
     static func abortCauses(_ bytes: UnsafeRawBufferPointer, chunkAt offset: Int = common) -> [UInt16] {
         guard bytes.count >= offset + 4, bytes[offset] == abortType, let length = chunkLength(bytes, at: offset) else { return [] }
         var causes: [UInt16] = []

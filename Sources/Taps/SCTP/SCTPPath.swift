@@ -85,15 +85,8 @@ final class SCTPPath: LayerDelegate {
     /// is sent before the peer's tag is known.
     func sendAbort(reason: String) {
         guard let addressing else { return }
-        let text = Array(reason.utf8.prefix(Self.maximumAbortReason))
-        let causeLength = 4 + text.count
-        let chunkLength = 4 + causeLength
-        var packet = withUnsafeBytes(of: addressing) { Array($0) } + [0, 0, 0, 0]
-        packet += [SCTPHandshakeChunks.abortType, 0, UInt8(chunkLength >> 8), UInt8(chunkLength & 0xFF)]
-        packet += [UInt8(SCTPHandshakeChunks.userInitiatedAbort >> 8), UInt8(SCTPHandshakeChunks.userInitiatedAbort & 0xFF),
-                   UInt8(causeLength >> 8), UInt8(causeLength & 0xFF)] + text
-        packet += [UInt8](repeating: 0, count: (4 - packet.count % 4) % 4)
-        send(packet)
+        send(SCTPHandshakeChunks.abort(addressing: withUnsafeBytes(of: addressing, Array.init), causeCode: SCTPHandshakeChunks.userInitiatedAbort,
+                                       causeInfo: Array(reason.utf8.prefix(Self.maximumAbortReason))))
     }
 
     /// Enough for a sentence; well inside the smallest path MTU.
