@@ -81,12 +81,7 @@ final class AcceptSpreadTests: XCTestCase {
             _ = try? await client.receive()  // the server's alert, then its end
             await client.abort()
         }
-        var failed = 0
-        for _ in 0..<250 {
-            failed = await listener.failedEstablishments
-            if failed == 3 { break }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        let failed = try await listener.failedEstablishments(reaching: 3, within: .seconds(5))
         XCTAssertEqual(failed, 3)
         let reason = await listener.lastEstablishmentError
         XCTAssertEqual(reason?.code, .protocolViolation, "\(String(describing: reason))")

@@ -218,11 +218,7 @@ final class DTLSChunkDTLS13Tests: XCTestCase {
         let client = Self.client(listener.localAddress.port, Self.security(server: false, trusting: Self.pki.otherCA))
         let error = await XCTAssertThrowsTransportError(.certificateRejected) { try await client.initiate(timeout: .seconds(10)) }
         XCTAssertNotNil(error)
-        var failed = 0
-        for _ in 0..<100 where failed == 0 {
-            failed = await listener.failedEstablishments
-            if failed == 0 { try await Task.sleep(for: .milliseconds(100)) }
-        }
+        let failed = try await listener.failedEstablishments(within: .seconds(10))
         XCTAssertEqual(failed, 1, "the listener's end failed too")
         await listener.stop()
         let count = await delivered.value

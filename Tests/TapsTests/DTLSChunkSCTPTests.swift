@@ -132,11 +132,7 @@ final class DTLSChunkSCTPTests: XCTestCase {
         XCTAssertTrue(error?.message.contains("keys differ") == true, "\(String(describing: error))")
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(15))
         // The listener's end gave up too, and never handed a connection to the application.
-        var failed = 0
-        for _ in 0..<100 where failed == 0 {
-            failed = await listener.failedEstablishments
-            if failed == 0 { try await Task.sleep(for: .milliseconds(100)) }
-        }
+        let failed = try await listener.failedEstablishments(within: .seconds(10))
         XCTAssertEqual(failed, 1)
         let serverError = await listener.lastEstablishmentError
         XCTAssertEqual(serverError?.code, .handshakeFailed, "\(String(describing: serverError))")

@@ -103,11 +103,7 @@ final class DTLSChunkTrustTests: XCTestCase {
             // The listener's ABORT carries its reason to the client.
             XCTAssertTrue("\(error)".contains("not on the guest list"), "\(error)")
         }
-        var failed = 0
-        for _ in 0..<100 where failed == 0 {
-            failed = await listener.failedEstablishments
-            if failed == 0 { try await Task.sleep(for: .milliseconds(100)) }
-        }
+        let failed = try await listener.failedEstablishments(within: .seconds(10))
         XCTAssertEqual(failed, 1, "the listener counts the rejected establishment")
         await listener.stop()
         let count = await delivered.value

@@ -31,11 +31,7 @@ final class ListenerDescriptorLimitTests: XCTestCase {
         XCTAssertEqual(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lowered), 0)
         peer.write("go\n")
         let connected = await peer.waitFor("connected")
-        var failed = 0
-        for _ in 0..<250 where failed == 0 {
-            failed = await listener.failedEstablishments
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        let failed = try await listener.failedEstablishments(within: .seconds(5))
         XCTAssertEqual(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit), 0)
         XCTAssertTrue(connected, peer.text)
         XCTAssertGreaterThan(failed, 0, "the connections the listener could not take are counted")

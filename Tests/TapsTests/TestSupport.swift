@@ -99,6 +99,19 @@ extension Listener {
         let next = await incoming.next()
         return try XCTUnwrap(next, "the listener ended before it accepted a connection", file: file, line: line)
     }
+
+    /// The failed establishments counted once they reach `count`, or after `timeout`: the
+    /// listener's end of a handshake fails on the loop that accepted it, which can be after the
+    /// client already has its error.
+    func failedEstablishments(reaching count: Int = 1, within timeout: Duration) async throws -> Int {
+        let deadline = ContinuousClock.now + timeout
+        var failed = await failedEstablishments
+        while failed < count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            failed = await failedEstablishments
+        }
+        return failed
+    }
 }
 
 /// Reads until `count` bytes arrived (byte streams deliver partial messages).
