@@ -5,8 +5,8 @@
 //      restart context, and requires protection;
 //   1: the rest is a plain packet: protected, it must open to the same bytes, and with one byte
 //      changed (chosen by the input) it must not open to anything else;
-//   2: the rest is an INIT or COOKIE ECHO whose parameters are parsed, and a key management
-//      message (DCI byte, records) that must encode back to itself.
+//   2: the rest is an INIT or COOKIE ECHO whose parameters are parsed, a key management message
+//      (DCI byte, records) and a saved restart context, each of which must encode back to itself.
 // Built and run by Scripts/fuzz-dtls-chunk.sh (swiftc -sanitize=fuzzer,address).
 import Glibc
 
@@ -64,6 +64,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             if message.bytes != [bytes[0] & 3] + bytes.dropFirst() { abort() }
             _ = message.startsWithClientHello
         }
+        let restartBytes = DTLSChunkRestartContext.marker + bytes
+        if let context = try? DTLSChunkRestartContext(bytes: restartBytes), context.bytes != restartBytes { abort() }
         if let tsn = SCTPTSNScan.highestDataTSN(input), SCTPTSNScan.precedes(tsn, tsn) { abort() }
         _ = SCTPTSNScan.cumulativeTSNAck(input)
         if let parameter = SCTPHandshakeChunks.keyManagementParameter(input, chunkAt: SCTPPacket.commonHeaderLength) {

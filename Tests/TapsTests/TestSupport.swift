@@ -177,26 +177,29 @@ func lossyCounters(of connection: Connection, file: StaticString = #filePath, li
 
 /// The datagrams one end of a connection wrote to its path, as the `LossyLayer` under it saw them.
 final class WireLog: @unchecked Sendable {
-    // @unchecked Sendable: `datagrams` is only touched under `lock`.
+    // @unchecked Sendable: `written` is only touched under `lock`.
     private let lock = NSLock()
-    private var datagrams: [[UInt8]] = []
+    private var written: [[UInt8]] = []
 
-    func append(_ datagram: [UInt8]) { lock.withLock { datagrams.append(datagram) } }
+    func append(_ datagram: [UInt8]) { lock.withLock { written.append(datagram) } }
 
-    var count: Int { lock.withLock { datagrams.count } }
+    var count: Int { lock.withLock { written.count } }
+
+    /// Every datagram written so far, in order.
+    var datagrams: [[UInt8]] { lock.withLock { written } }
 
     /// The size of the largest datagram written.
-    var largest: Int { lock.withLock { datagrams.map(\.count).max() ?? 0 } }
+    var largest: Int { lock.withLock { written.map(\.count).max() ?? 0 } }
 
     /// Whether every datagram written (from the `after`th on) satisfies `predicate`.
     func all(after skipped: Int = 0, _ predicate: ([UInt8]) -> Bool) -> Bool {
-        lock.withLock { datagrams.dropFirst(skipped).allSatisfy(predicate) }
+        lock.withLock { written.dropFirst(skipped).allSatisfy(predicate) }
     }
 
     /// Whether any datagram carries `bytes` in clear.
     func contains(_ bytes: [UInt8]) -> Bool {
         lock.withLock {
-            datagrams.contains { datagram in
+            written.contains { datagram in
                 datagram.count >= bytes.count && (0...(datagram.count - bytes.count)).contains { datagram[$0..<($0 + bytes.count)].elementsEqual(bytes) }
             }
         }

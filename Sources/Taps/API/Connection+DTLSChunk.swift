@@ -22,3 +22,18 @@ extension Connection {
         layer.layerChain.lazy.compactMap { ($0 as? SCTPStreamLayer)?.association.dtlsChunkStatus }.first
     }
 }
+
+extension Connection {
+    /// dtls-chunk-sctp with DTLS 1.3 key management: this end's restart key context, as bytes to
+    /// keep somewhere safe and give to `SecurityParameters.dtlsChunkRestartContext` if this process
+    /// dies and must restart the association (draft-ietf-tsvwg-sctp-dtls-chunk, "SCTP Restart
+    /// Considerations"). It holds traffic keys: store it as securely as a private key. Each rekey
+    /// replaces it, so export it again after every `keysUpdated` event. `notSupported` on other
+    /// stacks and with pre-shared parameters.
+    public func exportRestartContext() throws -> [UInt8] {
+        guard let association = layer.layerChain.lazy.compactMap({ ($0 as? SCTPStreamLayer)?.association }).first else {
+            throw TransportError.notSupported("only dtls-chunk-sctp has a restart key context")
+        }
+        return try association.exportRestartContext()
+    }
+}

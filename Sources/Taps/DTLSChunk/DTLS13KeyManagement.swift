@@ -24,6 +24,12 @@ import TapsDTLS13
 /// TSN sent under the old ones, or after the drain limit; its key contexts go with it. Each new
 /// handshake verifies the peer's certificate again, and must show the same certificate.
 ///
+/// After a protected SCTP restart (chunk draft "SCTP Restart Considerations", DTLS method "SCTP
+/// Association Restart") the association is protected at once by the restart context, and a
+/// fresh first connection (DCI 3) starts at once: its keys are epoch 3, used as a rekey's are, and
+/// once the drain rule lets the restart context go, the new connection's restart context replaces
+/// it. The new connection's peer must show the identity the association had.
+///
 /// With a trust verifier (IV), BoringSSL records its validation verdict instead of enforcing it,
 /// and the verifier decides once a handshake is done, before any key of that connection protects
 /// what this end sends: the server sends PVALID, and the client becomes ready, only on `.trust`; a
@@ -49,9 +55,12 @@ final class DTLS13KeyManagement {
     private var retiring: DTLS13KeyManagementConnection?
     /// Who the peer's certificate of the first handshake names; every later one must name it again
     /// (a renewed certificate may differ in key and validity).
-    private var peerIdentity: CertificateIdentity?
-    /// A rekey asked for while the replaced connection still drains.
+    private(set) var peerIdentity: CertificateIdentity?
+    /// A rekey asked for while the replaced connection (or the restart context) still drains.
     private var rekeyWanted = false
+    /// After a protected restart: the restart context that protects traffic until the first
+    /// connection's keys replace it.
+    private var restartContextInUse: DTLSKeyContextID?
     private var receivedUnderCurrent = false
     /// The first handshake's client: PVALID arrived, and the peer is trusted (by the verifier, or by
     /// BoringSSL's validation when there is none). It is ready when both hold.
@@ -77,15 +86,18 @@ final class DTLS13KeyManagement {
     /// After completion: the association must end (a rekey failed, the identity changed).
     var onFailure: ((TransportError) -> Void)?
 
-    /// `peer` names the peer's address, under which a client keeps and offers its session.
+    /// `peer` names the peer's address, under which a client keeps and offers its session. After
+    /// a protected restart, `restart` is the restart context in use and the identity the peer had.
     init(contexts: DTLS13Contexts, agreement: DTLSChunkAgreement, association: SCTPAssociation, peer: String?, loop: EventLoop,
-         handshakeTimeout: Duration) throws(TransportError) {
+         handshakeTimeout: Duration, restart: (context: DTLSKeyContextID, peerIdentity: CertificateIdentity?)? = nil) throws(TransportError) {
         self.contexts = contexts
         self.agreement = agreement
         self.association = association
         self.loop = loop
         self.policy = contexts.rekeyPolicy
         self.handshakeTimeout = handshakeTimeout
+        restartContextInUse = restart?.context
+        peerIdentity = restart?.peerIdentity
         let role: DTLS13KeyManagementConnection.Role = agreement.role == .client ? .client : .server
         sessionKey = role == .client ? peer.map { "dtls-chunk \(contexts.method.rawValue) \(contexts.ownKeyPin) \($0)" } : nil
         // Only the first connection resumes: each rekey's verifies the peer's certificate again.
@@ -119,7 +131,18 @@ final class DTLS13KeyManagement {
     /// The DCI (and chunk epoch) of the connection whose keys are in use.
     var connectionIndex: UInt64 { current.index }
 
-    func start() { current.start() }
+    func start() {
+        if restartContextInUse != nil { beginAfterRestart() }
+        current.start()
+    }
+
+    /// Stops an association's key management that a restart replaced: no close_notify (the peer's
+    /// end of these connections is gone), no timer, nothing more from it.
+    func abandon() {
+        failed = true
+        for connection in [current, next, retiring].compactMap({ $0 }) { connection.stopTimer() }
+        for timer in [ageTimer, drainTimer, rekeyDeadline] { timer?.close() }
+    }
 
     /// SSKE: keying material from the exporter of the key management connection whose keys are in
     /// use (RFC 8446 section 7.5 through RFC 9147). Each rekey is a new DTLS connection with its own
@@ -160,6 +183,7 @@ final class DTLS13KeyManagement {
         if current.owns(parsed) {
             current.receive(parsed.records)
             if case .failed(let error) = current.engine.state { return failAfterCompletion(Self.transportError(error)) }
+            if restartContextInUse != nil, current.engine.state == .established, current.keys == nil { return restartHandshakeCompleted() }
             if current.engine.state == .closed, next == nil {
                 failAfterCompletion(.protocolViolation("the peer closed the only DTLS key management connection (draft-westerlund, \"DTLS Connection Handling\")"))
             }
@@ -196,7 +220,7 @@ final class DTLS13KeyManagement {
         guard association != nil else { return }
         do throws(TransportError) {
             let (_, suite) = try current.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
-            peerIdentity = current.engine.peerCertificateDER.flatMap(CertificateIdentity.init(certificateDER:))
+            peerIdentity = try requireSamePeer(in: current)
             resumed = current.engine.resumed
             try installReceiveKeys(of: current, suite: suite)
             decideTrust(in: current) { me in
@@ -274,11 +298,81 @@ final class DTLS13KeyManagement {
             if error == nil { metrics.handshakeCompleted(resumed: false) } else { metrics.handshakesFailed.increment() }
         }
         onCompletion?(error)
-        guard error == nil, let filter = association?.path.chunkFilter else { return }
+        if error == nil { followKeyUse() }
+    }
+
+    /// Rekeys when the send key context's budget is spent, and hears of the peer's new epochs.
+    private func followKeyUse() {
+        guard let filter = association?.path.chunkFilter else { return }
         let me = LoopBound(self)
         filter.onRekeyDue = { [loop] in loop.execute { me.value?.requestRekey() } }
         filter.onNewPeerEpoch = { [loop] epoch in loop.execute { me.value?.peerUsesEpoch(epoch) } }
         startKeyLifetime()
+    }
+
+    // MARK: After a protected restart
+
+    /// The restart context protects both ways already: the association is ready, and the first
+    /// connection's handshake must finish within the handshake timeout.
+    private func beginAfterRestart() {
+        completed = true
+        onCompletion?(nil)
+        followKeyUse()
+        rekeyDeadline = UVTimer.schedule(on: loop, after: Self.milliseconds(handshakeTimeout)) { [weak self, handshakeTimeout] in
+            guard let self, current.keys == nil else { return }
+            failAfterCompletion(.timedOut("DTLS 1.3 key management: the handshake after the SCTP restart did not finish within \(handshakeTimeout)"))
+        }
+    }
+
+    private func restartHandshakeCompleted() {
+        do throws(TransportError) {
+            peerIdentity = try requireSamePeer(in: current)
+            resumed = current.engine.resumed
+            let (_, suite) = try current.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
+            decideTrust(in: current) { me in me.useConnectionAfterRestart(suite: suite) }
+        } catch {
+            failAfterCompletion(error)
+        }
+    }
+
+    /// The new connection's epoch 3 keys go in as a rekey's do: receive keys now; the server sends
+    /// under them at once, the client once a packet of the peer arrives under them.
+    private func useConnectionAfterRestart(suite: DTLSChunkCipherSuite) {
+        do throws(TransportError) {
+            let keys = try write(current.peerWrite)
+            try association?.establishReceiveKeys(keys.primary, suite: suite, for: current.primaryContext)
+            rekeyDeadline?.close()
+            rekeyDeadline = nil
+            association?.path.metrics?.handshakeCompleted(resumed: current.engine.resumed)
+            if current.role == .server || (association?.path.chunkFilter?.protection.newestPeerPrimaryEpoch ?? 0) >= current.index {
+                try switchSending(to: current)
+            } else {
+                association?.requestHeartbeat()
+            }
+        } catch {
+            failAfterCompletion(error)
+        }
+    }
+
+    /// The restart context has drained: the first connection's restart context takes its place
+    /// (destroyed first, as both may be epoch 3).
+    private func replaceRestartContext(_ old: DTLSKeyContextID) throws(TransportError) {
+        guard let association, let suite = current.suite else { return }
+        _ = try association.destroySendKeys(for: old)
+        _ = try association.destroyReceiveKeys(for: old)
+        try association.establishReceiveKeys(try write(current.peerWrite).restart, suite: suite, for: current.restartContext)
+        try association.establishSendKeys(try write(current.ownWrite).restart, suite: suite, for: current.restartContext)
+        association.path.chunkFilter?.restartedUnder = nil
+    }
+
+    /// The restart context this end would restart the association with: that of the connection in
+    /// use, with the peer's certificate. Nil until a handshake made one (and after a restart, until
+    /// the new one replaced the context that restart used).
+    func restartContext() -> DTLSChunkRestartContext? {
+        guard completed, !failed, restartContextInUse == nil, let own = current.ownWrite, let peer = current.peerWrite,
+              let suite = current.suite, let certificate = current.engine.peerCertificateDER else { return nil }
+        return DTLSChunkRestartContext(method: agreement.method, role: current.role == .client ? .client : .server, suite: suite,
+                                       epoch: current.index, send: own.restart, receive: peer.restart, peerCertificateDER: certificate)
     }
 
     // MARK: Rekeying
@@ -286,7 +380,7 @@ final class DTLS13KeyManagement {
     /// Rekeys now, or as soon as the replaced connection is gone; nothing while a rekey runs.
     func requestRekey() {
         guard completed, !failed, next == nil else { return }
-        guard retiring == nil else {
+        guard retiring == nil, restartContextInUse == nil else {
             rekeyWanted = true
             return
         }
@@ -304,7 +398,7 @@ final class DTLS13KeyManagement {
     /// The peer opens the next connection. It only does so once it has let the replaced one go.
     private func acceptRekey(_ clientHello: DTLSKeyManagementMessage) {
         guard let association else { return }
-        if retiring != nil { retireOld() }
+        if retiring != nil || restartContextInUse != nil { retireOld() }
         do throws(TransportError) {
             let connection = try Self.connection(index: current.index + 1, role: .server, contexts: contexts, association: association, loop: loop)
             next = connection
@@ -327,9 +421,7 @@ final class DTLS13KeyManagement {
 
     private func rekeyHandshakeCompleted(_ connection: DTLS13KeyManagementConnection) {
         do throws(TransportError) {
-            guard let peerIdentity, connection.engine.peerCertificateDER.flatMap(CertificateIdentity.init(certificateDER:)) == peerIdentity else {
-                throw .certificateRejected("DTLS 1.3 key management: the peer's certificate names another identity on rekeying, which ends the association (draft-westerlund, \"Authentication and Policy Decisions\")")
-            }
+            _ = try requireSamePeer(in: connection)
             let (_, suite) = try connection.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
             // Until the verdict no key of the new connection is installed, so no packet of the peer
             // authenticates under its epoch and nothing switches to it.
@@ -365,22 +457,29 @@ final class DTLS13KeyManagement {
         if let next, next.keys != nil, next.role == .client, epoch >= next.index {
             do throws(TransportError) { try switchSending(to: next) } catch { failAfterCompletion(error) }
         }
-        if retiring != nil, epoch >= current.index, !receivedUnderCurrent {
+        if restartContextInUse != nil, current.keys != nil, epoch >= current.index,
+           association?.path.chunkFilter?.protection.sendKeyInUse?.restart == true {
+            do throws(TransportError) { try switchSending(to: current) } catch { failAfterCompletion(error) }
+        }
+        if retiring != nil || restartContextInUse != nil, epoch >= current.index, !receivedUnderCurrent {
             receivedUnderCurrent = true
             drainProgress()
         }
     }
 
-    /// The new primary keys protect from the next packet on; the old connection starts draining.
+    /// The new primary keys protect from the next packet on; the old connection (or, after a
+    /// restart, the restart context) starts draining.
     private func switchSending(to connection: DTLS13KeyManagementConnection) throws(TransportError) {
         guard let association, let filter = association.path.chunkFilter, let suite = connection.suite else { return }
         let lastOldTSN = filter.highestTSNSent
         try association.establishSendKeys(try write(connection.ownWrite).primary, suite: suite, for: connection.primaryContext)
-        retiring = current
-        current = connection
-        next = nil
-        rekeys += 1
-        association.path.metrics?.keyUpdates.increment()
+        if connection !== current {
+            retiring = current
+            current = connection
+            next = nil
+            rekeys += 1
+            association.path.metrics?.keyUpdates.increment()
+        }
         receivedUnderCurrent = filter.protection.newestPeerPrimaryEpoch >= connection.index
         oldAcknowledged = false
         let me = LoopBound(self)
@@ -405,15 +504,20 @@ final class DTLS13KeyManagement {
     /// Closes the replaced connection (close_notify, unless the peer closed it first) and destroys
     /// its key contexts; then runs a rekey that waited for it.
     private func retireOld() {
-        guard let old = retiring else { return }
-        retiring = nil
+        guard retiring != nil || restartContextInUse != nil else { return }
         drainTimer?.close()
         drainTimer = nil
         association?.path.chunkFilter?.cancelAcknowledgementWatch()
-        old.close()
-        for context in [old.primaryContext, old.restartContext] {
-            _ = try? association?.destroySendKeys(for: context)
-            _ = try? association?.destroyReceiveKeys(for: context)
+        if let old = retiring {
+            retiring = nil
+            old.close()
+            for context in [old.primaryContext, old.restartContext] {
+                _ = try? association?.destroySendKeys(for: context)
+                _ = try? association?.destroyReceiveKeys(for: context)
+            }
+        } else if let old = restartContextInUse {
+            restartContextInUse = nil
+            do throws(TransportError) { try replaceRestartContext(old) } catch { return failAfterCompletion(error) }
         }
         if rekeyWanted {
             rekeyWanted = false
@@ -479,6 +583,17 @@ final class DTLS13KeyManagement {
     private func write(_ keys: (primary: DTLSChunkKeyMaterial, restart: DTLSChunkKeyMaterial)?) throws(TransportError) -> (primary: DTLSChunkKeyMaterial, restart: DTLSChunkKeyMaterial) {
         guard let keys else { throw .handshakeFailed("DTLS 1.3 key management: no keys exported") }
         return keys
+    }
+
+    /// The identity `connection`'s peer certificate names, which must be the association's once it
+    /// has one: a rekey or a restart's handshake may renew the certificate, not change who it names.
+    private func requireSamePeer(in connection: DTLS13KeyManagementConnection) throws(TransportError) -> CertificateIdentity? {
+        let shown = connection.engine.peerCertificateDER.flatMap(CertificateIdentity.init(certificateDER:))
+        guard let peerIdentity else { return shown }
+        guard shown == peerIdentity else {
+            throw .certificateRejected("DTLS 1.3 key management: the peer's certificate names another identity than before, which ends the association (draft-westerlund, \"Authentication and Policy Decisions\")")
+        }
+        return peerIdentity
     }
 
     private func failAfterCompletion(_ error: TransportError) {

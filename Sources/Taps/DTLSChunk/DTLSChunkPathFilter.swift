@@ -21,6 +21,8 @@ struct DTLSChunkSettings: Sendable {
     let dtls13: DTLS13Contexts?
     let replayWindow: Int
     let keyLog: KeyLog?
+    /// An initiator's saved restart context (`SecurityParameters.dtlsChunkRestartContext`).
+    let restartContext: DTLSChunkRestartContext?
 
     /// Offers DTLS 1.3 key management when the parameters have an identity and trust roots, and
     /// pre-shared parameters (KMId 0) when they have keys; DTLS 1.3 first.
@@ -38,7 +40,13 @@ struct DTLSChunkSettings: Sendable {
         }
         self.replayWindow = security.dtlsChunkReplayWindow
         keyLog = security.keyLog ?? .environment
-        policy = DTLSChunkPolicy(methods: Self.offeredMethods(security), required: security.dtlsChunkRequired)
+        restartContext = try security.dtlsChunkRestartContext.map { bytes throws(TransportError) in try DTLSChunkRestartContext(bytes: bytes) }
+        if let restartContext, restartContext.method != dtls13?.method {
+            throw .invalidArgument("dtlsChunkRestartContext is from \(restartContext.method), which these parameters do not offer")
+        }
+        // The protected restart needs the fresh primary and restart contexts that only a handshake
+        // method makes after it.
+        policy = DTLSChunkPolicy(methods: Self.offeredMethods(security), supportsRestart: dtls13 != nil, required: security.dtlsChunkRequired)
     }
 
     /// The key management methods offered: those the parameters configure (DTLS 1.3 when they have
@@ -80,6 +88,7 @@ struct DTLSChunkSettings: Sendable {
         if case .initiator = side { policy.actsAsServer = false }
         let filter = DTLSChunkPathFilter(policy: policy, side: side, keys: keys, replayWindow: replayWindow)
         filter.dtls13 = dtls13
+        if case .initiator = side { filter.restartContext = restartContext }
         if let keyLog { filter.logKeys(to: keyLog) }
         return filter
     }
@@ -101,7 +110,7 @@ final class DTLSChunkPathFilter {
         case plain
         /// Agreed; keys installed as far as the handshake got.
         case agreed
-        case failed(DTLSChunkNegotiationFailure)
+        case failed(TransportError)
     }
 
     let policy: DTLSChunkPolicy
@@ -115,6 +124,11 @@ final class DTLSChunkPathFilter {
     var peerCertificateSubject: String?
     /// Whether the DTLS 1.3 method's first handshake resumed a session.
     var resumed = false
+    /// The restarting end: the restart context saved from the association it restarts.
+    var restartContext: DTLSChunkRestartContext?
+    /// The restart context that protects the association since a protected restart, at either
+    /// end, until the key management replaces it.
+    var restartedUnder: DTLSKeyContextID?
     private(set) var protection = DTLSChunkProtection()
     private(set) var status: Status = .negotiating
     private(set) var agreement: DTLSChunkAgreement?
@@ -222,7 +236,7 @@ final class DTLSChunkPathFilter {
         // A handshake method installs the keys after the association is up.
         case .agreed where agreement.map { $0.method == dtls13?.method } == true: .success(true)
         case .plain: .success(false)
-        case .failed(let failure): .failure(failure.transportError)
+        case .failed(let error): .failure(error)
         case .agreed, .negotiating:
             .failure(.handshakeFailed("the SCTP association came up before the DTLS chunk's keys were in place"))
         }
@@ -258,22 +272,20 @@ final class DTLSChunkPathFilter {
     /// Turns usrsctp's packet into what goes on the wire and hands it to `send` (checksum not yet
     /// filled); a packet that stays as it is goes in usrsctp's own buffer. Nothing leaves in clear
     /// once send keys are in use.
+    /// INIT and INIT ACK always go in clear with our parameter, in the initial handshake and in a
+    /// restart alike (draft "SCTP Restart Considerations").
     func output(_ packet: UnsafeMutableRawBufferPointer, send: (UnsafeMutableRawBufferPointer) -> Void) {
         let plain = UnsafeRawBufferPointer(packet)
-        let type = SCTPHandshakeChunks.firstChunkType(plain)
-        let rewrites = protection.protectsOutput || type == SCTPHandshakeChunks.initType || type == SCTPHandshakeChunks.initAckType
-        guard rewrites else { return send(packet) }
         let buffer = Self.outputBuffer
-        if protection.protectsOutput {
-            guard let length = protection.protect(plain, into: buffer) else { return }
-            noteProtected(plain)
-            send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
-        } else if let parameter = outgoingParameter(plain, type: type!),
-                  let length = SCTPHandshakeChunks.appending(parameter, to: plain, into: buffer) {
-            send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
-        } else {
-            send(packet)
+        if let type = SCTPHandshakeChunks.firstChunkType(plain), type == SCTPHandshakeChunks.initType || type == SCTPHandshakeChunks.initAckType {
+            guard let parameter = outgoingParameter(plain, type: type),
+                  let length = SCTPHandshakeChunks.appending(parameter, to: plain, into: buffer) else { return send(packet) }
+            return send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
         }
+        guard protection.protectsOutput else { return send(packet) }
+        guard let length = protection.protect(plain, into: buffer) else { return }
+        noteProtected(plain)
+        send(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
     }
 
     /// Counts a protected packet against the rekey budget and notes its highest TSN.
@@ -355,6 +367,8 @@ final class DTLSChunkPathFilter {
         case .plain:
             deliver(packet)
         case .unprotected(let length):
+            let plain = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
+            if packet[SCTPPacket.commonHeaderLength + 1] & DTLSChunkProtection.restartFlag != 0, !admitRestartPacket(plain) { return }
             // The responder has our COOKIE ECHO: an initiator whose COOKIE ACK was lost starts
             // sending protected now.
             if isInitiator, status == .agreed, !protection.protectsOutput { installKeys(sending: true) }
@@ -362,11 +376,68 @@ final class DTLSChunkPathFilter {
                 peerAuthenticated = true
                 onPeerAuthenticated?()
             }
-            let plain = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
             noteAuthenticated(plain)
             deliver(plain)
         case .dropped:
             break
+        }
+    }
+
+    // MARK: Protected SCTP restart (draft "SCTP Restart Considerations")
+
+    /// A packet the peer protected with a restart context. A COOKIE ECHO whose tags are not the
+    /// association's is the peer's restart: the restart context it came under protects what this
+    /// end sends from the COOKIE ACK on (usrsctp answers within this call), the primary contexts
+    /// go, and the 0x8006 agreement is the restart INIT's. False (the packet is dropped and
+    /// counted) when no restart was agreed with the DTLS 1.3 method, or the restart INIT's
+    /// parameter would change the method or our role. Anything else under a restart context is
+    /// the restarted association's traffic.
+    private func admitRestartPacket(_ plain: UnsafeRawBufferPointer) -> Bool {
+        guard let cookie = SCTPHandshakeChunks.cookieContents(plain),
+              tags.map({ $0 != (cookie.clientTag, cookie.serverTag) }) ?? true else { return true }
+        let local = localParameter(clientTag: cookie.clientTag, serverTag: cookie.serverTag)
+        guard let agreement, agreement.restartSupported, agreement.method == dtls13?.method,
+              let context = protection.lastRestartContextOpened,
+              case .success(let renewed) = DTLSChunkNegotiation.agree(local: local, peer: cookie.clientParameter),
+              renewed.method == agreement.method, renewed.role == agreement.role, protection.restart(under: context)
+        else {
+            protection.countRefusedRestart()
+            return false
+        }
+        self.agreement = renewed
+        tags = (cookie.clientTag, cookie.serverTag)
+        restartedUnder = context
+        reportedPeerEpoch = 0
+        highestTSNSent = nil
+        ackWatch = nil
+        setRekeyBudget(packets: .max, bytes: .max)
+        return true
+    }
+
+    /// The restarting end, once the INIT ACK agreed: the saved restart context protects from the
+    /// COOKIE ECHO on, both ways, and nothing in clear is accepted. False (and the association
+    /// fails) when the peer did not set the R bit, or agreed another method or role than the
+    /// context was made with.
+    private func resumeUnderRestartContext(_ saved: DTLSChunkRestartContext) -> Bool {
+        guard let agreement else { return false }
+        do throws(TransportError) {
+            guard agreement.restartSupported else {
+                throw .handshakeFailed("SCTP restart: the peer does not offer the protected restart (no R bit in its DTLS Key Management parameter)")
+            }
+            guard agreement.method == saved.method, agreement.role == saved.role else {
+                throw .handshakeFailed("SCTP restart: the peer agreed \(agreement.method) as our \(agreement.role) role; the restart context is from \(saved.method) as \(saved.role)")
+            }
+            try protection.establishReceiveKeys(saved.receive, suite: saved.suite, for: saved.contextID)
+            try protection.establishSendKeys(saved.send, suite: saved.suite, for: saved.contextID)
+            _ = protection.useSendKeys(saved.contextID)
+            protection.requireProtectedPackets()
+            restartedUnder = saved.contextID
+            negotiatedSuite = saved.suite
+            return true
+        } catch {
+            status = .failed(error)
+            onFailure?(error)
+            return false
         }
     }
 
@@ -404,6 +475,7 @@ final class DTLSChunkPathFilter {
             self.agreement = agreement
             status = .agreed
             installKeys(sending: false)
+            if isInitiator, let restartContext, !resumeUnderRestartContext(restartContext) { return false }
             return status == .agreed
         case .failure(let failure):
             guard policy.required else {
@@ -415,7 +487,7 @@ final class DTLSChunkPathFilter {
     }
 
     private func fail(_ failure: DTLSChunkNegotiationFailure, reply: ([UInt8]) -> Void, abort: (UInt16) -> [UInt8]?) -> Bool {
-        status = .failed(failure)
+        status = .failed(failure.transportError)
         if let packet = abort(failure.causeCode) { reply(packet) }
         onFailure?(failure.transportError)
         return false
@@ -428,7 +500,7 @@ final class DTLSChunkPathFilter {
             try keys.install(role: agreement.role, sending: sending, into: &protection)
             if sending { protection.requireProtectedPackets() }
         } catch {
-            status = .failed(.noCommonMethod)
+            status = .failed(error)
             onFailure?(error)
         }
     }

@@ -53,9 +53,12 @@ public struct DTLSChunkCounters: Sendable, Equatable {
     public var malformedDropped = 0
     /// DTLS chunks for a key context that is not installed (unknown epoch, or restart keys absent).
     public var noKeyDropped = 0
+    /// COOKIE ECHOs of a peer's restart that authenticated under a restart context but were
+    /// refused: no protected restart was agreed, or the restart would change the method or role.
+    public var restartsRefused = 0
 
     /// Every packet dropped, for whatever reason above.
-    public var packetsDropped: Int { aeadFailures + replaysDropped + droppedUnprotected + malformedDropped + noKeyDropped }
+    public var packetsDropped: Int { aeadFailures + replaysDropped + droppedUnprotected + malformedDropped + noKeyDropped + restartsRefused }
 }
 
 /// The Chunk Protection Operator of draft-ietf-tsvwg-sctp-dtls-chunk: it turns the chunks of an
@@ -118,6 +121,8 @@ struct DTLSChunkProtection {
     /// The newest primary epoch a packet of the peer authenticated under: once it is a new
     /// context's, the peer has that context's keys.
     private(set) var newestPeerPrimaryEpoch: UInt64 = 0
+    /// The restart context the last packet with the R flag opened under.
+    private(set) var lastRestartContextOpened: DTLSKeyContextID?
 
     /// Told of every key context direction installed (the key log).
     var onKeysEstablished: ((_ context: DTLSKeyContextID, _ sending: Bool, DTLSChunkCipherSuite, DTLSChunkKeyMaterial) -> Void)?
@@ -215,6 +220,23 @@ struct DTLSChunkProtection {
         sendInUse = chosen
         return true
     }
+
+    /// The protected SCTP restart at the end whose peer restarted (draft "SCTP Restart
+    /// Considerations"): `context`, the restart context the peer's COOKIE ECHO opened under, protects
+    /// what this end sends from now on; every primary context and every other restart context is
+    /// destroyed, and the next primary epoch is 3 again. False when `context` is not installed both
+    /// ways.
+    mutating func restart(under context: DTLSKeyContextID) -> Bool {
+        guard context.restart, sendContexts[context] != nil, receiveContexts[context] != nil else { return false }
+        for id in sendContexts.keys where id != context { destroySendKeys(for: id) }
+        for id in receiveContexts.keys where id != context { destroyReceiveKeys(for: id) }
+        lastPrimarySendEpoch = nil
+        lastPrimaryReceiveEpoch = nil
+        newestPeerPrimaryEpoch = 0
+        return useSendKeys(context)
+    }
+
+    mutating func countRefusedRestart() { counters.restartsRefused += 1 }
 
     /// "Require Protected SCTP Packets": from now on only packets in a DTLS chunk, and INIT or
     /// INIT ACK, are passed on.
@@ -359,7 +381,11 @@ struct DTLSChunkProtection {
             context.counters.decryptions += 1
             // Authenticated: the record counts as seen even if its content turns out unusable.
             context.window.accept(sequence)
-            if !context.id.restart, context.id.epoch > newestPeerPrimaryEpoch { newestPeerPrimaryEpoch = context.id.epoch }
+            if context.id.restart {
+                lastRestartContextOpened = context.id
+            } else if context.id.epoch > newestPeerPrimaryEpoch {
+                newestPeerPrimaryEpoch = context.id.epoch
+            }
             let inner = UnsafeRawBufferPointer(start: plainStart, count: innerLength)
             guard let (length, type) = DTLSRecord.innerContent(inner), type == DTLSRecord.applicationData, length >= 4 else {
                 return .dropped(.malformed)

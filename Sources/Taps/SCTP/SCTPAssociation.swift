@@ -68,7 +68,11 @@ final class SCTPAssociation: SCTPPathOwner {
     /// After COMM_UP: a handshake method first, or KMId 0's key confirmation, or nothing.
     private func secureOrEstablish() {
         if let filter = path.chunkFilter, filter.status == .agreed, let agreement = filter.agreement, agreement.method == filter.dtls13?.method {
-            startKeyManagement(agreement, contexts: filter.dtls13)
+            // A restarting initiator resumes under its saved restart context.
+            let restart = filter.restartedUnder.map { context in
+                (context, filter.restartContext.flatMap { CertificateIdentity(certificateDER: $0.peerCertificateDER) })
+            }
+            startKeyManagement(agreement, contexts: filter.dtls13, restart: restart)
         } else if needsKeyConfirmation {
             confirmKeys()
         } else {
@@ -77,14 +81,17 @@ final class SCTPAssociation: SCTPPathOwner {
     }
 
     /// Runs DTLS 1.3 key management; the streams wait until it has installed the keys both ways.
-    private func startKeyManagement(_ agreement: DTLSChunkAgreement, contexts: DTLS13Contexts?) {
+    /// After a protected restart (`restart`: the restart context in use and the peer's identity)
+    /// they need not wait.
+    private func startKeyManagement(_ agreement: DTLSChunkAgreement, contexts: DTLS13Contexts?,
+                                    restart: (context: DTLSKeyContextID, peerIdentity: CertificateIdentity?)? = nil) {
         guard let contexts else { return fail(.handshakeFailed("DTLS 1.3 key management was agreed but is not configured")) }
         do throws(TransportError) {
             let method = try DTLS13KeyManagement(contexts: contexts, agreement: agreement, association: self,
                                                  peer: path.lower.remoteAddress.map { "\($0)" }, loop: loop,
-                                                 handshakeTimeout: options.dtlsChunkKeyConfirmationTimeout)
+                                                 handshakeTimeout: options.dtlsChunkKeyConfirmationTimeout, restart: restart)
             keyManagement = method
-            state = .confirmingKeys
+            if state != .established { state = .confirmingKeys }
             let me = LoopBound(self)
             method.onFailure = { error in me.value?.fail(error) }
             method.onKeysUpdated = { byPeer in me.value?.keysUpdated(byPeer: byPeer) }
@@ -92,7 +99,8 @@ final class SCTPAssociation: SCTPPathOwner {
                 loop.execute {
                     guard let association = me.value else { return }
                     if let error { return association.fail(error) }
-                    association.path.chunkFilter?.negotiatedSuite = association.keyManagement?.cipherSuite
+                    // After a restart, the restart context's suite until the new handshake's.
+                    if let suite = association.keyManagement?.cipherSuite { association.path.chunkFilter?.negotiatedSuite = suite }
                     association.path.chunkFilter?.peerCertificateSubject = association.keyManagement?.peerCertificateSubject
                     association.path.chunkFilter?.resumed = association.keyManagement?.resumed ?? false
                     association.keysConfirmed()
@@ -103,6 +111,28 @@ final class SCTPAssociation: SCTPPathOwner {
         } catch {
             fail(error)
         }
+    }
+
+    /// The end that stayed, when the peer restarted under a restart context (the filter switched
+    /// the keys as the COOKIE ECHO went in): the old key management connections are dropped
+    /// without close_notify, and a fresh one replaces the restart context.
+    private func keyManagementAfterRestart() {
+        guard let filter = path.chunkFilter, let context = filter.restartedUnder, let old = keyManagement, let agreement = filter.agreement else { return }
+        old.abandon()
+        partialKeyManagementMessages.removeAll()
+        startKeyManagement(agreement, contexts: old.contexts, restart: (context, old.peerIdentity))
+    }
+
+    /// The restart context this end would restart the association with, as bytes for
+    /// `SecurityParameters.dtlsChunkRestartContext` (DTLS 1.3 method).
+    func exportRestartContext() throws(TransportError) -> [UInt8] {
+        let keyManagement = try requireKeyManagement(
+            plain: "this SCTP association has no DTLS chunk, so no restart key context",
+            preShared: "pre-shared DTLS chunk parameters (KMId 0) have no restart context to export; the key file holds it")
+        guard state == .established, let context = keyManagement.restartContext() else {
+            throw .connectionClosed("the association has no restart key context yet: the DTLS 1.3 key management has not made one (after a restart, until its new handshake)")
+        }
+        return context.bytes
     }
 
     /// KU on the DTLS chunk: a new key management connection replaces the keys (DTLS 1.3 method).
@@ -468,6 +498,7 @@ final class SCTPAssociation: SCTPPathOwner {
         case SCTP_CANT_STR_ASSOC:
             fail(.connectionRefused("the SCTP association could not be established (no answer to INIT)"), associationGone: true)
         case SCTP_RESTART:
+            keyManagementAfterRestart()
             streams.values.forEach { $0.delegate?.layerDidReportSoftError(.connectionReset("the peer restarted the SCTP association")) }
         case SCTP_SHUTDOWN_COMP:
             finishClose()
