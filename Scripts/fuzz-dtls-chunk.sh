@@ -30,6 +30,7 @@ swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name TapsChunkFuzz 
     Sources/Taps/DTLSChunk/DTLSKeyManagementParameter.swift Sources/Taps/DTLSChunk/DTLSChunkNegotiation.swift \
     Sources/Taps/DTLSChunk/SCTPHandshakeChunks.swift Sources/Taps/DTLSChunk/DTLSKeyManagementMessage.swift \
     Sources/Taps/DTLSChunk/SCTPTSNScan.swift Sources/Taps/DTLSChunk/DTLSChunkRestartContext.swift \
+    Sources/Taps/DTLSChunk/TLSKeyManagementMessage.swift \
     "$build/shims.o" "$build/record-aead.o" "${boringssl[@]}" -lstdc++ -lusrsctp -lssl -lcrypto -o "$build/dtls-chunk-fuzzer"
 corpora=(Tests/Fuzz/dtls-chunk-corpus)
 if [[ "${2:-}" == "--scratch" ]]; then

@@ -3,13 +3,13 @@ import Taps
 
 /// Association set-ups per second through the public API, one after another, both ends in this
 /// process: `initiate()` until the connection is ready (for dtls-chunk-sctp: the SCTP handshake,
-/// then the key management: a DTLS 1.3 handshake, or nothing with pre-shared keys; for tls-sctp: the
+/// then the key management: a DTLS 1.3 or TLS 1.3 handshake, or nothing with pre-shared keys; for tls-sctp: the
 /// SCTP handshake and the first stream's full TLS 1.3 handshake), then an abort. Listeners issue no
 /// tickets, so every handshake is a full one, unless `resume` lets the DTLS 1.3 key management
 /// resume the session of the set-up before.
 enum AssociationSetupBench {
     enum Kind: String, CaseIterable, Sendable {
-        case dtls13, psk, tlsSCTP = "tls-sctp"
+        case dtls13, tls13, psk, tlsSCTP = "tls-sctp"
     }
 
     static func rate(_ kind: Kind, resume: Bool = false, seconds: Double, cert: String, key: String, chunkKeys: String) async throws -> Double {
@@ -17,10 +17,11 @@ enum AssociationSetupBench {
         transport.multistreaming = .require
         var serverSecurity = SecurityParameters(), clientSecurity = SecurityParameters()
         switch kind {
-        case .dtls13:
+        case .dtls13, .tls13:
             // Both ends present the bench's certificate and trust it.
             serverSecurity.localIdentity = .pemFiles(certificate: cert, key: key)
             serverSecurity.trustedRoots = .pem(file: cert)
+            serverSecurity.dtlsChunkKeyManagement = [kind == .tls13 ? .tls13 : .dtls13]
             clientSecurity = serverSecurity
         case .psk:
             serverSecurity.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: chunkKeys)

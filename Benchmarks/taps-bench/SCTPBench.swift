@@ -176,9 +176,10 @@ struct DTLSChunkSetup {
         switch keyManagement {
         case .psk, .tlsSCTP:
             security.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: keyFile)
-        case .dtls13:
+        case .dtls13, .tls13:
             security.localIdentity = .pemFiles(certificate: cert, key: key)
             security.trustedRoots = .pem(file: cert)
+            security.dtlsChunkKeyManagement = [keyManagement == .tls13 ? .tls13 : .dtls13]
             security.dtlsChunkRekey = DTLSChunkRekeyPolicy(afterBytes: rekeyBytes, afterPackets: nil, afterTime: nil)
         }
         return security

@@ -45,13 +45,13 @@ struct TapsBench: AsyncParsableCommand {
     @Flag(name: .long, help: "tls-sctp --handshakes: TLS 1.2 only (abbreviated handshakes without a key exchange).")
     var tls12 = false
 
-    @Option(name: .long, help: "dtls-chunk-sctp: the key management, dtls13 or psk (pre-shared parameters); --handshakes measures its association set-ups against tls-sctp's.")
+    @Option(name: .long, help: "dtls-chunk-sctp: the key management, dtls13, tls13 or psk (pre-shared parameters); --handshakes measures its association set-ups against tls-sctp's.")
     var km: AssociationSetupBench.Kind = .dtls13
 
-    @Flag(name: .long, help: "dtls-chunk-sctp --handshakes --km dtls13: each set-up resumes the session of the one before (a DTLS 1.3 ticket) instead of a full handshake.")
+    @Flag(name: .long, help: "dtls-chunk-sctp --handshakes --km dtls13|tls13: each set-up resumes the session of the one before (a DTLS 1.3 or TLS 1.3 ticket) instead of a full handshake.")
     var resume = false
 
-    @Option(name: .long, help: "dtls-chunk-sctp bulk with --km dtls13: each end rekeys after sending this many MiB under one key context (0: never).")
+    @Option(name: .long, help: "dtls-chunk-sctp bulk with --km dtls13|tls13: each end rekeys after sending this many MiB under one key context (0: never).")
     var rekeyMb = 64
 
     @Flag(name: .long, help: "Print one JSON object per stack.")
@@ -98,7 +98,7 @@ struct TapsBench: AsyncParsableCommand {
             throw ValidationError("taps-bench measures \(Self.stacks.joined(separator: ", ")), not \(name)")
         }
         if latency && (handshakes || mixed) { throw ValidationError("--latency measures round trips; leave out --handshakes and --mixed") }
-        if km == .tlsSCTP { throw ValidationError("--km takes dtls13 or psk; tls-sctp is the set-up benchmark's baseline") }
+        if km == .tlsSCTP { throw ValidationError("--km takes dtls13, tls13 or psk; tls-sctp is the set-up benchmark's baseline") }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("taps-bench-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }

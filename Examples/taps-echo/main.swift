@@ -96,7 +96,7 @@ struct SecurityOptions: ParsableArguments {
     @Option(name: .long, help: "dtls-chunk-sctp: the pre-shared parameters (KMId 0), a key file as `make-chunk-keys` writes.")
     var chunkKeys: String?
 
-    @Option(name: .long, help: "dtls-chunk-sctp: the key management to offer, dtls13 (certificates both ways: --cert/--key/--ca, --client-cert/--client-key/--ca) or psk (--chunk-keys); default: every one configured.")
+    @Option(name: .long, help: "dtls-chunk-sctp: the key management to offer, dtls13 or tls13 (certificates both ways: --cert/--key/--ca, --client-cert/--client-key/--ca) or psk (--chunk-keys); default: every one configured, in that order.")
     var km: String?
 
     func apply(to security: inout SecurityParameters) throws {
@@ -118,13 +118,14 @@ struct SecurityOptions: ParsableArguments {
         switch km {
         case nil: break
         case "dtls13": security.dtlsChunkKeyManagement = [.dtls13]
+        case "tls13": security.dtlsChunkKeyManagement = [.tls13]
         case "psk": security.dtlsChunkKeyManagement = [.preSharedParameters]
-        case let other?: throw ValidationError("--km takes dtls13 or psk, not \(other)")
+        case let other?: throw ValidationError("--km takes dtls13, tls13 or psk, not \(other)")
         }
     }
 
     /// True when the options alone can authenticate (a PSK needs no certificate).
-    var hasPreSharedKey: Bool { pskIdentity != nil || (chunkKeys != nil && km != "dtls13") }
+    var hasPreSharedKey: Bool { pskIdentity != nil || (chunkKeys != nil && km != "dtls13" && km != "tls13") }
 
     /// The lines a script compares: stack, negotiated security and, with --export, the export.
     func printEstablished(_ connection: Connection) async throws {

@@ -5,8 +5,9 @@
 //      restart context, and requires protection;
 //   1: the rest is a plain packet: protected, it must open to the same bytes, and with one byte
 //      changed (chosen by the input) it must not open to anything else;
-//   2: the rest is an INIT or COOKIE ECHO whose parameters are parsed, a key management message
-//      (DCI byte, records) and a saved restart context, each of which must encode back to itself.
+//   2: the rest is an INIT or COOKIE ECHO whose parameters are parsed, a key management message of
+//      each handshake method (DCI byte and records; T bit, epoch and records or a control message)
+//      and a saved restart context, each of which must encode back to itself.
 // Built and run by Scripts/fuzz-dtls-chunk.sh (swiftc -sanitize=fuzzer,address).
 import Glibc
 
@@ -63,6 +64,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         if let message = DTLSKeyManagementMessage(bytes: bytes) {
             if message.bytes != [bytes[0] & 3] + bytes.dropFirst() { abort() }
             _ = message.startsWithClientHello
+        }
+        if let message = TLSKeyManagementMessage(bytes: bytes) {
+            if message.bytes != bytes { abort() }
+            if case .records(let records) = message.content { _ = TLSKeyManagementMessage.startsWithClientHello(records) }
         }
         let restartBytes = DTLSChunkRestartContext.marker + bytes
         if let context = try? DTLSChunkRestartContext(bytes: restartBytes), context.bytes != restartBytes { abort() }

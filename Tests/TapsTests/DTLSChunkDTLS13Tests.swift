@@ -114,6 +114,7 @@ final class DTLSChunkDTLS13Tests: XCTestCase {
         let listener = try await Self.listener()
         var clientSecurity = Self.security(server: false)
         clientSecurity.dtlsChunkDTLS13KeyManagementID = DTLSKeyManagementMethod(rawValue: 250)
+        clientSecurity.dtlsChunkKeyManagement = [.dtls13]  // not the TLS 1.3 method, which both ends have
         do {
             _ = try await Self.client(listener.localAddress.port, clientSecurity).initiate(timeout: .seconds(10))
             XCTFail("ends with different KMIds for DTLS 1.3 established an association")
@@ -223,5 +224,24 @@ final class DTLSChunkDTLS13Tests: XCTestCase {
         await listener.stop()
         let count = await delivered.value
         XCTAssertEqual(count, 0)
+    }
+}
+
+/// dtls-chunk-sctp ends that both offer one handshake method only, for tests that run under each.
+struct HandshakeEnds: Sendable {
+    var method: DTLSKeyManagementMethod
+
+    func security(server: Bool, trusting roots: String = TestPKI.shared.caPEM) -> SecurityParameters {
+        var security = DTLSChunkDTLS13Tests.security(server: server, trusting: roots)
+        security.dtlsChunkKeyManagement = [method]
+        return security
+    }
+
+    func listener(_ security: SecurityParameters? = nil) async throws -> Listener {
+        try await DTLSChunkDTLS13Tests.listener(security ?? self.security(server: true))
+    }
+
+    func client(_ port: UInt16, _ security: SecurityParameters? = nil) -> Preconnection {
+        DTLSChunkDTLS13Tests.client(port, security ?? self.security(server: false))
     }
 }

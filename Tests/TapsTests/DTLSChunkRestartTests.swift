@@ -8,7 +8,10 @@ import XCTest
 /// restart context it exported, INIT and INIT ACK in clear, COOKIE ECHO and COOKIE ACK under the
 /// restart context (R flag), data at once, then a fresh handshake whose epoch 3 keys and restart
 /// context replace it. Over loopback, with the listener's association surviving the restart.
-final class DTLSChunkRestartTests: XCTestCase {
+class DTLSChunkRestartTests: XCTestCase {
+    /// The handshake method both ends run; `DTLSChunkTLS13RestartTests` runs every test with TLS 1.3.
+    class var keyManagement: DTLSKeyManagementMethod { .dtls13 }
+
     /// What a connection's association protects with and holds.
     struct Keys: Sendable, Equatable {
         var sending: DTLSKeyContextID?
@@ -41,10 +44,11 @@ final class DTLSChunkRestartTests: XCTestCase {
 
     /// A client from `localPort` whose path can be cut (nothing in or out: its process died), and
     /// whose writes are logged.
-    static func client(to port: UInt16, from localPort: UInt16, restartContext: [UInt8]? = nil,
-                       cut: PathCut? = nil) -> (Preconnection, WireLog) {
+    class func client(to port: UInt16, from localPort: UInt16, restartContext: [UInt8]? = nil,
+                      cut: PathCut? = nil) -> (Preconnection, WireLog) {
         var security = DTLSChunkDTLS13Tests.security(server: false)
         security.dtlsChunkRekey = .onDemand
+        security.dtlsChunkKeyManagement = [keyManagement]
         security.dtlsChunkRestartContext = restartContext
         var client = DTLSChunkDTLS13Tests.client(port, security)
         client.local = .loopback(port: localPort)
@@ -59,9 +63,10 @@ final class DTLSChunkRestartTests: XCTestCase {
         return (client, wire)
     }
 
-    static func listener() async throws -> Listener {
+    class func listener() async throws -> Listener {
         var security = DTLSChunkDTLS13Tests.security(server: true)
         security.dtlsChunkRekey = .onDemand
+        security.dtlsChunkKeyManagement = [keyManagement]
         return try await DTLSChunkDTLS13Tests.listener(security)
     }
 
@@ -87,6 +92,7 @@ final class DTLSChunkRestartTests: XCTestCase {
         }
         let saved = try await first.exportRestartContext()
         let savedContext = try DTLSChunkRestartContext(bytes: saved)
+        XCTAssertEqual(savedContext.method, Self.keyManagement)
         XCTAssertEqual(savedContext.epoch, 3 + UInt64(rekeysFirst))
         cut.cut()
         await first.abort()
@@ -148,6 +154,7 @@ final class DTLSChunkRestartTests: XCTestCase {
         let before = try await server.receive()
         XCTAssertEqual(before.text, "before")
         var forged = try DTLSChunkRestartContext(bytes: try await first.exportRestartContext())
+        XCTAssertEqual(forged.method, Self.keyManagement)
         forged.send.key = forged.send.key.map { $0 ^ 0x5A }
         cut.cut()
         await first.abort()
@@ -178,7 +185,7 @@ final class DTLSChunkRestartTests: XCTestCase {
         shortKey.send.key.removeLast()
         let refused: [(String, [UInt8])] = [
             ("empty", []),
-            ("a session in its place", DTLS13KeyManagement.exportedSessionPrefix + context.bytes),
+            ("a session in its place", HandshakeKeyManagement.exportedSessionPrefix + context.bytes),
             ("truncated", Array(context.bytes.dropLast())),
             ("with a byte more", context.bytes + [0]),
             ("a key of the wrong length", shortKey.bytes),
@@ -201,6 +208,21 @@ final class DTLSChunkRestartTests: XCTestCase {
     func testARestartAfterRekeysStartsTheEpochsAgainAtThree() async throws {
         let epoch = try await restart(rekeysFirst: 2)
         XCTAssertEqual(epoch, 5)
+    }
+}
+
+/// The same with TLS 1.3 key management (draft-porfiri "SCTP Association Restart").
+/// (Test discovery on Linux finds only the methods a class declares itself.)
+final class DTLSChunkTLS13RestartTests: DTLSChunkRestartTests {
+    override class var keyManagement: DTLSKeyManagementMethod { .tls13 }
+    override func testARestartWithWrongKeysOrWithoutTheContextIsDropped() async throws {
+        try await super.testARestartWithWrongKeysOrWithoutTheContextIsDropped()
+    }
+    override func testARestartedClientComesBackUnderItsRestartContextThenAFreshHandshakeRekeys() async throws {
+        try await super.testARestartedClientComesBackUnderItsRestartContextThenAFreshHandshakeRekeys()
+    }
+    override func testARestartAfterRekeysStartsTheEpochsAgainAtThree() async throws {
+        try await super.testARestartAfterRekeysStartsTheEpochsAgainAtThree()
     }
 }
 

@@ -287,12 +287,12 @@ final class DTLSChunkSCTPTests: XCTestCase {
         XCTAssertEqual(with.first { $0.rank == 0 }?.stack.name, "dtls-chunk-sctp", with.table)
         let offered = try XCTUnwrap(with.first { $0.stack.name == "dtls-chunk-sctp" }).reasons
         XCTAssertTrue(offered.contains("DTLS chunk key management offered: pre-shared parameters (KMId 0)"), "\(offered)")
-        // With an identity and roots too, DTLS 1.3 comes first.
+        // With an identity and roots too, DTLS 1.3 comes first, then TLS 1.3.
         security.localIdentity = DTLS13EngineTests.pki.identity("rsa")
         security.trustedRoots = .pem(file: DTLS13EngineTests.pki.caPEM)
         let both = Preconnection(remote: .loopback(port: 9), transport: Self.transport(), security: security).candidateStacks()
         let bothReasons = try XCTUnwrap(both.first { $0.stack.name == "dtls-chunk-sctp" }).reasons
-        XCTAssertTrue(bothReasons.contains("DTLS chunk key management offered: DTLS 1.3 (KMId 193), pre-shared parameters (KMId 0)"), "\(bothReasons)")
+        XCTAssertTrue(bothReasons.contains("DTLS chunk key management offered: DTLS 1.3 (KMId 193), TLS 1.3 (KMId 192), pre-shared parameters (KMId 0)"), "\(bothReasons)")
     }
 
     /// KU, IV, SSKE and CM need the DTLS 1.3 key management's handshakes: required (or, for IV,

@@ -5,7 +5,10 @@ import XCTest
 
 /// IV on dtls-chunk-sctp: a trust verifier (and pinning) decides on the peer of every DTLS 1.3 key
 /// management connection, at both ends, before the association carries application data.
-final class DTLSChunkTrustTests: XCTestCase {
+class DTLSChunkTrustTests: XCTestCase {
+    /// The handshake method both ends run; a subclass runs the tests with TLS 1.3.
+    class var ends: HandshakeEnds { HandshakeEnds(method: .dtls13) }
+
     static let pki = TestPKI.shared
 
     static func pin(_ certificate: String) throws -> [UInt8] {
@@ -13,20 +16,20 @@ final class DTLSChunkTrustTests: XCTestCase {
     }
 
     func testPinningTheServersKeyAcceptsItAndAnotherPinRejectsIt() async throws {
-        let listener = try await DTLSChunkDTLS13Tests.listener()
+        let listener = try await Self.ends.listener()
         let echo = startEcho(listener)
-        var pinned = DTLSChunkDTLS13Tests.security(server: false)
+        var pinned = Self.ends.security(server: false)
         pinned.trustVerifier = .pinning(publicKeySHA256: [try Self.pin(Self.pki.serverCert)])
-        let connection = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, pinned).initiate(timeout: .seconds(10))
+        let connection = try await Self.ends.client(listener.localAddress.port, pinned).initiate(timeout: .seconds(10))
         try await connection.send("pinned")
         let reply = try await connection.receive()
         XCTAssertEqual(reply.text, "pinned")
         await connection.close()
 
-        var wrongPin = DTLSChunkDTLS13Tests.security(server: false)
+        var wrongPin = Self.ends.security(server: false)
         wrongPin.trustVerifier = .pinning(publicKeySHA256: [try Self.pin(Self.pki.path("rsa.pem"))])
         let error = await XCTAssertThrowsTransportError(.certificateRejected) {
-            try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, wrongPin).initiate(timeout: .seconds(10))
+            try await Self.ends.client(listener.localAddress.port, wrongPin).initiate(timeout: .seconds(10))
         }
         XCTAssertTrue(error?.message.contains("pinned") == true, String(describing: error))
         XCTAssertTrue(error?.message.contains("trust verifier") == true, String(describing: error))
@@ -37,17 +40,17 @@ final class DTLSChunkTrustTests: XCTestCase {
     /// BoringSSL's validation verdict reaches the verifier instead of ending the handshake: a pin may
     /// stand in for the CA only when the application says so.
     func testAPinStandsInForTheCAOnlyWhenTheChainNeedNotValidate() async throws {
-        let listener = try await DTLSChunkDTLS13Tests.listener()
+        let listener = try await Self.ends.listener()
         let echo = startEcho(listener)
-        var pinInsteadOfCA = DTLSChunkDTLS13Tests.security(server: false, trusting: Self.pki.otherCA)
+        var pinInsteadOfCA = Self.ends.security(server: false, trusting: Self.pki.otherCA)
         pinInsteadOfCA.trustVerifier = .pinning(publicKeySHA256: [try Self.pin(Self.pki.serverCert)])
         let error = await XCTAssertThrowsTransportError(.certificateRejected) {
-            try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, pinInsteadOfCA).initiate(timeout: .seconds(10))
+            try await Self.ends.client(listener.localAddress.port, pinInsteadOfCA).initiate(timeout: .seconds(10))
         }
         XCTAssertTrue(error?.message.contains("certificate") == true, String(describing: error))
 
         pinInsteadOfCA.trustVerifier = .pinning(publicKeySHA256: [try Self.pin(Self.pki.serverCert)], requireValidChain: false)
-        let connection = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, pinInsteadOfCA).initiate(timeout: .seconds(10))
+        let connection = try await Self.ends.client(listener.localAddress.port, pinInsteadOfCA).initiate(timeout: .seconds(10))
         try await connection.send("pinned only")
         let reply = try await connection.receive()
         XCTAssertEqual(reply.text, "pinned only")
@@ -61,16 +64,16 @@ final class DTLSChunkTrustTests: XCTestCase {
     func testTheServersVerifierDecidesOnTheClientBeforeTheAssociationIsReady() async throws {
         let challenges = Mutex<[TrustChallenge]>([])
         let decided = Mutex(false)
-        var server = DTLSChunkDTLS13Tests.security(server: true)
+        var server = Self.ends.security(server: true)
         server.trustVerifier = TrustVerifier { challenge in
             challenges.withLock { $0.append(challenge) }
             try? await Task.sleep(for: .milliseconds(300))
             decided.withLock { $0 = true }
             return .trust
         }
-        let listener = try await DTLSChunkDTLS13Tests.listener(server)
+        let listener = try await Self.ends.listener(server)
         let echo = startEcho(listener)
-        let connection = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port).initiate(timeout: .seconds(10))
+        let connection = try await Self.ends.client(listener.localAddress.port).initiate(timeout: .seconds(10))
         XCTAssertTrue(decided.withLock { $0 }, "the client was ready before the server's verifier decided")
         try await connection.send("verified")
         let reply = try await connection.receive()
@@ -88,16 +91,16 @@ final class DTLSChunkTrustTests: XCTestCase {
     }
 
     func testARejectingServerVerifierEndsTheAssociationAndDeliversNothing() async throws {
-        var server = DTLSChunkDTLS13Tests.security(server: true)
+        var server = Self.ends.security(server: true)
         server.trustVerifier = TrustVerifier { _ in .reject(reason: "not on the guest list") }
-        let listener = try await DTLSChunkDTLS13Tests.listener(server)
+        let listener = try await Self.ends.listener(server)
         let delivered = Task { () -> Int in
             var count = 0
             for await _ in listener.connections { count += 1 }
             return count
         }
         do {
-            let connection = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port).initiate(timeout: .seconds(10))
+            let connection = try await Self.ends.client(listener.localAddress.port).initiate(timeout: .seconds(10))
             XCTFail("the client became ready although the server rejected it: \(connection)")
         } catch {
             // The listener's ABORT carries its reason to the client.
@@ -122,8 +125,8 @@ final class DTLSChunkTrustTests: XCTestCase {
             }
             return call >= rejectFrom.withLock({ $0 }) ? .reject(reason: "no longer trusted") : .trust
         }
-        let listener = try await DTLSChunkDTLS13Tests.listener(DTLSChunkRekeyTests.security(server: true))
-        let client = try await DTLSChunkDTLS13Tests.client(listener.localAddress.port, clientSecurity).initiate(timeout: .seconds(10))
+        let listener = try await Self.ends.listener(DTLSChunkRekeyTests.security(server: true))
+        let client = try await Self.ends.client(listener.localAddress.port, clientSecurity).initiate(timeout: .seconds(10))
         let server = try await listener.firstConnection()
         XCTAssertEqual(calls.withLock { $0 }, 1)
         try await client.updateKeys()
@@ -143,5 +146,26 @@ final class DTLSChunkTrustTests: XCTestCase {
         let progress = try? await DTLSChunkRekeyTests.progress(client)
         XCTAssertNotEqual(progress?.sendEpoch, 5, "the rejected connection's keys were never used")
         await listener.stop()
+    }
+}
+
+/// The same with TLS 1.3 key management (draft-porfiri "Authentication and Identity"). (Test
+/// discovery on Linux finds only the methods a class declares itself.)
+final class DTLSChunkTLS13TrustTests: DTLSChunkTrustTests {
+    override class var ends: HandshakeEnds { HandshakeEnds(method: .tls13) }
+    override func testPinningTheServersKeyAcceptsItAndAnotherPinRejectsIt() async throws {
+        try await super.testPinningTheServersKeyAcceptsItAndAnotherPinRejectsIt()
+    }
+    override func testAPinStandsInForTheCAOnlyWhenTheChainNeedNotValidate() async throws {
+        try await super.testAPinStandsInForTheCAOnlyWhenTheChainNeedNotValidate()
+    }
+    override func testTheServersVerifierDecidesOnTheClientBeforeTheAssociationIsReady() async throws {
+        try await super.testTheServersVerifierDecidesOnTheClientBeforeTheAssociationIsReady()
+    }
+    override func testARejectingServerVerifierEndsTheAssociationAndDeliversNothing() async throws {
+        try await super.testARejectingServerVerifierEndsTheAssociationAndDeliversNothing()
+    }
+    override func testTheVerifierDecidesAgainOnEveryRekey() async throws {
+        try await super.testTheVerifierDecidesAgainOnEveryRekey()
     }
 }

@@ -11,7 +11,7 @@ public struct DTLSChunkStatus: Sendable, Equatable {
     public let epochCounters: [DTLSKeyContextID: DTLSEpochCounters]
     /// The key context new packets go out under; its epoch advances with every rekey.
     public let sendKeyContext: DTLSKeyContextID?
-    /// Key management connections that replaced the keys since the first (DTLS 1.3 method).
+    /// Key management connections that replaced the keys since the first (DTLS 1.3 or TLS 1.3 method).
     public let rekeys: Int
 }
 
@@ -24,7 +24,7 @@ extension Connection {
 }
 
 extension Connection {
-    /// dtls-chunk-sctp with DTLS 1.3 key management: this end's restart key context, as bytes to
+    /// dtls-chunk-sctp with DTLS 1.3 or TLS 1.3 key management: this end's restart key context, as bytes to
     /// keep somewhere safe and give to `SecurityParameters.dtlsChunkRestartContext` if this process
     /// dies and must restart the association (draft-ietf-tsvwg-sctp-dtls-chunk, "SCTP Restart
     /// Considerations"). It holds traffic keys: store it as securely as a private key. Each rekey

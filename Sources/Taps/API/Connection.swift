@@ -662,9 +662,9 @@ public actor Connection {
 
     /// SSKE: exports `length` bytes of keying material bound to this connection's session, with
     /// `label` and an optional `context` (RFC 5705; RFC 8446 section 7.5). Both ends get the same
-    /// bytes for the same arguments. On dtls-chunk-sctp the session is the DTLS 1.3 key management
-    /// connection in use, which each rekey replaces (and with it the bytes); the labels of the
-    /// chunk's own keys are refused.
+    /// bytes for the same arguments. On dtls-chunk-sctp the session is the DTLS 1.3 or TLS 1.3 key
+    /// management connection in use, which each rekey replaces (and with it the bytes); the labels
+    /// of the chunk's own keys are refused.
     public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, length: Int) throws -> [UInt8] {
         try layer.exportKeyingMaterial(label: label, context: context, length: length)
     }

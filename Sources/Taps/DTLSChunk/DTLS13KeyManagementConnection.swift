@@ -1,41 +1,50 @@
 import TapsDTLS13
 
-/// One key management DTLS connection of the DTLS 1.3 method (draft-westerlund, "DTLS Connection
-/// Handling"): its DTLS connection index (which is also the chunk epoch of the keys it exports),
-/// its role in this DTLS connection, the engine and its timer. It sends what the engine writes as
-/// key management messages on stream 0. Loop thread only.
-final class DTLS13KeyManagementConnection {
-    enum Role: Equatable { case client, server }
-
+/// One key management connection of the DTLS 1.3 method (draft-westerlund, "DTLS Connection
+/// Handling"): a BoringSSL DTLS 1.3 engine and its retransmission timer; each datagram it writes
+/// goes out as one key management message behind the DCI byte. Loop thread only.
+final class DTLS13KeyManagementConnection: KeyManagementConnection {
     let index: UInt64
-    let role: Role
+    let role: KeyManagementRole
     let engine: DTLS13Engine
     private let loop: EventLoop
     private let send: ([UInt8]) -> Void
+    private let isRekey: Bool
     private var timer: UVTimer?
-    /// The chunk keys exported once the handshake finished.
-    var keys: DTLSChunkKeyExport.Keys?
-    var suite: DTLSChunkCipherSuite?
+    private(set) var keys: DTLSChunkKeyExport.Keys?
+    private(set) var suite: DTLSChunkCipherSuite?
 
-    /// `send` takes a whole key management message (DCI byte and records).
-    /// A client offers `session` for resumption (CM).
-    init(index: UInt64, role: Role, contexts: DTLS13Contexts, resuming session: [UInt8]? = nil, loop: EventLoop,
-         send: @escaping ([UInt8]) -> Void) throws(TransportError) {
+    /// `send` takes a whole key management message (DCI byte and records). A client offers
+    /// `session` for resumption (CM). `isRekey` names a rekey's connection in its errors.
+    init(index: UInt64, role: KeyManagementRole, client: DTLS13Context, server: DTLS13Context, resuming session: [UInt8]? = nil,
+         isRekey: Bool, loop: EventLoop, send: @escaping ([UInt8]) -> Void) throws(TransportError) {
         do {
-            engine = try DTLS13Engine(context: role == .client ? contexts.client : contexts.server, resuming: session)
+            engine = try DTLS13Engine(context: role == .client ? client : server, resuming: session)
         } catch {
             throw TransportError.handshakeFailed("DTLS 1.3 key management: \(error)")
         }
         self.index = index
         self.role = role
+        self.isRekey = isRekey
         self.loop = loop
         self.send = send
     }
 
     deinit { timer?.close() }
 
-    /// Whether a message's DCI bits name this connection.
-    func owns(_ message: DTLSKeyManagementMessage) -> Bool { message.connectionIndexBits == UInt8(index & 3) }
+    var state: KeyManagementHandshakeState {
+        switch engine.state {
+        case .handshaking: .handshaking
+        case .established: .established
+        case .closed: .closed
+        case .failed(let error): .failed(Self.transportError(error, rekey: isRekey))
+        }
+    }
+
+    var resumed: Bool { engine.resumed }
+    var peerCertificateDER: [UInt8]? { engine.peerCertificateDER }
+    var peerCertificateChainDER: [[UInt8]] { engine.peerCertificateChainDER }
+    var peerValidationError: String? { engine.peerValidationError }
 
     func start() {
         if role == .client { engine.start() }
@@ -47,14 +56,12 @@ final class DTLS13KeyManagementConnection {
         flush()
     }
 
-    /// Sends close_notify; the connection is done with.
     func close() {
         engine.close()
         flush()
         stopTimer()
     }
 
-    /// Stops the timer of a connection given up without a close_notify.
     func stopTimer() {
         timer?.close()
         timer = nil
@@ -75,28 +82,32 @@ final class DTLS13KeyManagementConnection {
         }
     }
 
-    /// Exports the chunk's keys with the negotiated suite.
-    func exportKeys(downgradePreventionData: [UInt8]) throws(TransportError) -> (DTLSChunkKeyExport.Keys, DTLSChunkCipherSuite) {
+    /// The draft's labels, bound to both parameters with the client role's first.
+    func exportKeys(agreement: DTLSChunkAgreement, initiated: Bool) throws(TransportError) -> DTLSChunkCipherSuite {
         guard let id = engine.cipherSuite, let suite = DTLSChunkCipherSuite(rawValue: id) else {
             throw .handshakeFailed("DTLS 1.3 key management negotiated a cipher suite the DTLS chunk has not")
         }
-        let keys = try DTLSChunkKeyExport.derive(suite: suite, downgradePreventionData: downgradePreventionData) { [engine] label, context, length in
+        keys = try DTLSChunkKeyExport.derive(suite: suite, downgradePreventionData: agreement.downgradePreventionData) { [engine] label, context, length in
             engine.exportKeyingMaterial(label: label, context: context, length: length)
         }
-        self.keys = keys
         self.suite = suite
-        return (keys, suite)
+        return suite
     }
 
-    /// This end's write keys and the peer's, primary then restart.
-    var ownWrite: (primary: DTLSChunkKeyMaterial, restart: DTLSChunkKeyMaterial)? {
-        keys.map { role == .client ? ($0.clientWrite, $0.restartClientWrite) : ($0.serverWrite, $0.restartServerWrite) }
+    func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) -> [UInt8]? {
+        engine.exportKeyingMaterial(label: label, context: context, length: length)
     }
 
-    var peerWrite: (primary: DTLSChunkKeyMaterial, restart: DTLSChunkKeyMaterial)? {
-        keys.map { role == .client ? ($0.serverWrite, $0.restartServerWrite) : ($0.clientWrite, $0.restartClientWrite) }
+    func takeNewSessions() -> [(bytes: [UInt8], lifetimeSeconds: Int)] {
+        engine.takeNewSessions().map { ($0.bytes, $0.lifetimeSeconds) }
     }
 
-    var primaryContext: DTLSKeyContextID { DTLSKeyContextID(epoch: index) }
-    var restartContext: DTLSKeyContextID { DTLSKeyContextID(restart: true, epoch: index) }
+    static func transportError(_ error: DTLS13Error, rekey: Bool) -> TransportError {
+        let what = rekey ? "DTLS 1.3 key management (rekeying)" : "DTLS 1.3 key management"
+        return switch error.kind {
+        case .certificateRejected: .certificateRejected("\(what): the peer's certificate: \(error.message)")
+        case .invalidCredentials: .invalidCredentials("\(what): \(error.message)")
+        case .handshakeFailed, .protocolViolation: .handshakeFailed("\(what): \(error.message)")
+        }
+    }
 }

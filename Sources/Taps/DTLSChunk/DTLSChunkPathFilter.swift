@@ -17,22 +17,25 @@ struct DTLSChunkSettings: Sendable {
     let policy: DTLSChunkPolicy
     /// KMId 0's keys, when the parameters have them.
     let keys: DTLSChunkPreSharedKeys?
-    /// The DTLS 1.3 method's contexts, when the parameters have an identity.
-    let dtls13: DTLS13Contexts?
+    /// The handshake methods' contexts (DTLS 1.3, TLS 1.3), those offered.
+    let handshakes: [KeyManagementContexts]
     let replayWindow: Int
     let keyLog: KeyLog?
     /// An initiator's saved restart context (`SecurityParameters.dtlsChunkRestartContext`).
     let restartContext: DTLSChunkRestartContext?
 
-    /// Offers DTLS 1.3 key management when the parameters have an identity and trust roots, and
-    /// pre-shared parameters (KMId 0) when they have keys; DTLS 1.3 first.
+    /// Offers DTLS 1.3 and TLS 1.3 key management when the parameters have an identity and trust
+    /// roots, and pre-shared parameters (KMId 0) when they have keys; in that order.
     init(security: SecurityParameters) throws(TransportError) {
         if let unconfigured = Self.unconfiguredChoice(security) { throw .invalidArgument(unconfigured) }
         let offered = Self.offeredMethods(security)
         keys = offered.contains(.preSharedParameters) ? security.dtlsChunkKeys : nil
         try keys?.validate()
-        dtls13 = offered.contains(security.dtlsChunkDTLS13KeyManagementID) ? try DTLS13Contexts(security: security) : nil
-        guard keys != nil || dtls13 != nil else {
+        var handshakes: [KeyManagementContexts] = []
+        if offered.contains(security.dtlsChunkDTLS13KeyManagementID), let contexts = try KeyManagementContexts(dtls13: security) { handshakes.append(contexts) }
+        if offered.contains(.tls13), let contexts = try KeyManagementContexts(tls13: security) { handshakes.append(contexts) }
+        self.handshakes = handshakes
+        guard keys != nil || !handshakes.isEmpty else {
             throw .invalidArgument("the DTLS chunk needs key management: an identity and trust roots (DTLS 1.3), or SecurityParameters.dtlsChunkKeys (KMId 0)")
         }
         guard (1...ReplayWindow.maximumSize).contains(security.dtlsChunkReplayWindow) else {
@@ -41,12 +44,12 @@ struct DTLSChunkSettings: Sendable {
         self.replayWindow = security.dtlsChunkReplayWindow
         keyLog = security.keyLog ?? .environment
         restartContext = try security.dtlsChunkRestartContext.map { bytes throws(TransportError) in try DTLSChunkRestartContext(bytes: bytes) }
-        if let restartContext, restartContext.method != dtls13?.method {
+        if let restartContext, !handshakes.contains(where: { $0.method == restartContext.method }) {
             throw .invalidArgument("dtlsChunkRestartContext is from \(restartContext.method), which these parameters do not offer")
         }
         // The protected restart needs the fresh primary and restart contexts that only a handshake
         // method makes after it.
-        policy = DTLSChunkPolicy(methods: Self.offeredMethods(security), supportsRestart: dtls13 != nil, required: security.dtlsChunkRequired)
+        policy = DTLSChunkPolicy(methods: Self.offeredMethods(security), supportsRestart: !handshakes.isEmpty, required: security.dtlsChunkRequired)
     }
 
     /// The key management methods offered: those the parameters configure (DTLS 1.3 when they have
@@ -76,7 +79,7 @@ struct DTLSChunkSettings: Sendable {
 
     /// The methods the parameters have what it takes for.
     static func configuredMethods(_ security: SecurityParameters) -> [DTLSKeyManagementMethod] {
-        (DTLS13Contexts.configured(in: security) ? [security.dtlsChunkDTLS13KeyManagementID] : [])
+        (KeyManagementContexts.configured(in: security) ? [security.dtlsChunkDTLS13KeyManagementID, .tls13] : [])
             + (security.dtlsChunkKeys != nil ? [.preSharedParameters] : [])
     }
 
@@ -87,7 +90,7 @@ struct DTLSChunkSettings: Sendable {
         var policy = policy
         if case .initiator = side { policy.actsAsServer = false }
         let filter = DTLSChunkPathFilter(policy: policy, side: side, keys: keys, replayWindow: replayWindow)
-        filter.dtls13 = dtls13
+        filter.handshakes = handshakes
         if case .initiator = side { filter.restartContext = restartContext }
         if let keyLog { filter.logKeys(to: keyLog) }
         return filter
@@ -116,8 +119,13 @@ final class DTLSChunkPathFilter {
     let policy: DTLSChunkPolicy
     let side: Side
     let keys: DTLSChunkPreSharedKeys?
-    /// The DTLS 1.3 method's contexts, if it is offered; the association runs the method.
-    var dtls13: DTLS13Contexts?
+    /// The handshake methods' contexts, those offered; the association runs the agreed one.
+    var handshakes: [KeyManagementContexts] = []
+
+    /// The contexts of handshake method `method`, if it is offered.
+    func handshake(for method: DTLSKeyManagementMethod) -> KeyManagementContexts? {
+        handshakes.first { $0.method == method }
+    }
     /// The suite a handshake method negotiated (KMId 0's is in its keys).
     var negotiatedSuite: DTLSChunkCipherSuite?
     /// The DTLS 1.3 method's peer, as its certificate's subject names it.
@@ -146,6 +154,8 @@ final class DTLSChunkPathFilter {
     var onNewPeerEpoch: ((UInt64) -> Void)?
     /// The highest TSN of DATA sent in a protected packet.
     private(set) var highestTSNSent: UInt32?
+    /// The highest cumulative TSN ack of the peer's SACKs.
+    private var highestCumulativeAck: UInt32?
     /// While set, told (from inside packet input) once the peer's cumulative TSN ack reaches `tsn`.
     private var ackWatch: (tsn: UInt32, reached: () -> Void)?
     /// What the send key context in use may still protect before it is due for replacement.
@@ -209,9 +219,10 @@ final class DTLSChunkPathFilter {
         bytesUntilRekey = bytes
     }
 
-    /// Calls `reached` once the peer has acknowledged every TSN up to `tsn` (nil: nothing to wait for).
+    /// Calls `reached` once the peer has acknowledged every TSN up to `tsn` (nil: nothing to wait
+    /// for), at once when a SACK already did.
     func whenAcknowledged(through tsn: UInt32?, _ reached: @escaping () -> Void) {
-        guard let tsn else { return reached() }
+        guard let tsn, highestCumulativeAck.map({ SCTPTSNScan.precedes($0, tsn) }) ?? true else { return reached() }
         ackWatch = (tsn, reached)
     }
 
@@ -234,7 +245,7 @@ final class DTLSChunkPathFilter {
         switch status {
         case .agreed where protection.protectsOutput && protection.requiresProtection: .success(true)
         // A handshake method installs the keys after the association is up.
-        case .agreed where agreement.map { $0.method == dtls13?.method } == true: .success(true)
+        case .agreed where agreement.map { handshake(for: $0.method) != nil } == true: .success(true)
         case .plain: .success(false)
         case .failed(let error): .failure(error)
         case .agreed, .negotiating:
@@ -396,7 +407,7 @@ final class DTLSChunkPathFilter {
         guard let cookie = SCTPHandshakeChunks.cookieContents(plain),
               tags.map({ $0 != (cookie.clientTag, cookie.serverTag) }) ?? true else { return true }
         let local = localParameter(clientTag: cookie.clientTag, serverTag: cookie.serverTag)
-        guard let agreement, agreement.restartSupported, agreement.method == dtls13?.method,
+        guard let agreement, agreement.restartSupported, handshake(for: agreement.method) != nil,
               let context = protection.lastRestartContextOpened,
               case .success(let renewed) = DTLSChunkNegotiation.agree(local: local, peer: cookie.clientParameter),
               renewed.method == agreement.method, renewed.role == agreement.role, protection.restart(under: context)
@@ -409,6 +420,7 @@ final class DTLSChunkPathFilter {
         restartedUnder = context
         reportedPeerEpoch = 0
         highestTSNSent = nil
+        highestCumulativeAck = nil
         ackWatch = nil
         setRekeyBudget(packets: .max, bytes: .max)
         return true
@@ -447,7 +459,9 @@ final class DTLSChunkPathFilter {
             reportedPeerEpoch = protection.newestPeerPrimaryEpoch
             onNewPeerEpoch?(reportedPeerEpoch)
         }
-        if let watch = ackWatch, let ack = SCTPTSNScan.cumulativeTSNAck(plain), !SCTPTSNScan.precedes(ack, watch.tsn) {
+        guard let ack = SCTPTSNScan.cumulativeTSNAck(plain) else { return }
+        if highestCumulativeAck.map({ SCTPTSNScan.precedes($0, ack) }) ?? true { highestCumulativeAck = ack }
+        if let watch = ackWatch, !SCTPTSNScan.precedes(ack, watch.tsn) {
             ackWatch = nil
             watch.reached()
         }
@@ -470,7 +484,7 @@ final class DTLSChunkPathFilter {
                            reply: ([UInt8]) -> Void, abort: (UInt16) -> [UInt8]?) -> Bool {
         switch DTLSChunkNegotiation.agree(local: local, peer: peer) {
         case .success(let agreement):
-            let supported = agreement.method == .preSharedParameters ? keys != nil : agreement.method == dtls13?.method
+            let supported = agreement.method == .preSharedParameters ? keys != nil : handshake(for: agreement.method) != nil
             guard supported else { return fail(.noCommonMethod, reply: reply, abort: abort) }
             self.agreement = agreement
             status = .agreed

@@ -63,16 +63,16 @@ final class SCTPAssociation: SCTPPathOwner {
     }
 
     /// The DTLS chunk's handshake method, while it runs and after.
-    private(set) var keyManagement: DTLS13KeyManagement?
+    private(set) var keyManagement: HandshakeKeyManagement?
 
     /// After COMM_UP: a handshake method first, or KMId 0's key confirmation, or nothing.
     private func secureOrEstablish() {
-        if let filter = path.chunkFilter, filter.status == .agreed, let agreement = filter.agreement, agreement.method == filter.dtls13?.method {
+        if let filter = path.chunkFilter, filter.status == .agreed, let agreement = filter.agreement, let contexts = filter.handshake(for: agreement.method) {
             // A restarting initiator resumes under its saved restart context.
             let restart = filter.restartedUnder.map { context in
                 (context, filter.restartContext.flatMap { CertificateIdentity(certificateDER: $0.peerCertificateDER) })
             }
-            startKeyManagement(agreement, contexts: filter.dtls13, restart: restart)
+            startKeyManagement(agreement, contexts: contexts, restart: restart)
         } else if needsKeyConfirmation {
             confirmKeys()
         } else {
@@ -80,16 +80,18 @@ final class SCTPAssociation: SCTPPathOwner {
         }
     }
 
-    /// Runs DTLS 1.3 key management; the streams wait until it has installed the keys both ways.
+    /// Runs a handshake key management method (DTLS 1.3 or TLS 1.3); the streams wait until it has
+    /// installed the keys both ways.
     /// After a protected restart (`restart`: the restart context in use and the peer's identity)
     /// they need not wait.
-    private func startKeyManagement(_ agreement: DTLSChunkAgreement, contexts: DTLS13Contexts?,
+    private func startKeyManagement(_ agreement: DTLSChunkAgreement, contexts: KeyManagementContexts?,
                                     restart: (context: DTLSKeyContextID, peerIdentity: CertificateIdentity?)? = nil) {
-        guard let contexts else { return fail(.handshakeFailed("DTLS 1.3 key management was agreed but is not configured")) }
+        guard let contexts else { return fail(.handshakeFailed("\(agreement.method) key management was agreed but is not configured")) }
         do throws(TransportError) {
-            let method = try DTLS13KeyManagement(contexts: contexts, agreement: agreement, association: self,
-                                                 peer: path.lower.remoteAddress.map { "\($0)" }, loop: loop,
-                                                 handshakeTimeout: options.dtlsChunkKeyConfirmationTimeout, restart: restart)
+            let initiated = if case .client = role { true } else { false }
+            let method = try HandshakeKeyManagement(contexts: contexts, agreement: agreement, initiated: initiated, association: self,
+                                                    peer: path.lower.remoteAddress.map { "\($0)" }, loop: loop,
+                                                    handshakeTimeout: options.dtlsChunkKeyConfirmationTimeout, restart: restart)
             keyManagement = method
             if state != .established { state = .confirmingKeys }
             let me = LoopBound(self)
@@ -124,18 +126,18 @@ final class SCTPAssociation: SCTPPathOwner {
     }
 
     /// The restart context this end would restart the association with, as bytes for
-    /// `SecurityParameters.dtlsChunkRestartContext` (DTLS 1.3 method).
+    /// `SecurityParameters.dtlsChunkRestartContext` (a handshake method).
     func exportRestartContext() throws(TransportError) -> [UInt8] {
         let keyManagement = try requireKeyManagement(
             plain: "this SCTP association has no DTLS chunk, so no restart key context",
             preShared: "pre-shared DTLS chunk parameters (KMId 0) have no restart context to export; the key file holds it")
         guard state == .established, let context = keyManagement.restartContext() else {
-            throw .connectionClosed("the association has no restart key context yet: the DTLS 1.3 key management has not made one (after a restart, until its new handshake)")
+            throw .connectionClosed("the association has no restart key context yet: the key management has not made one (after a restart, until its new handshake)")
         }
         return context.bytes
     }
 
-    /// KU on the DTLS chunk: a new key management connection replaces the keys (DTLS 1.3 method).
+    /// KU on the DTLS chunk: a new key management connection replaces the keys (a handshake method).
     func updateKeys() throws(TransportError) {
         let keyManagement = try requireKeyManagement(
             plain: "this SCTP association has no security protocol whose keys could be updated",
@@ -144,13 +146,14 @@ final class SCTPAssociation: SCTPPathOwner {
         keyManagement.requestRekey()
     }
 
-    /// CM on the DTLS chunk: the DTLS 1.3 key management's newest session from this peer.
+    /// CM on the DTLS chunk: the DTLS 1.3 key management's newest session from this peer (the TLS
+    /// 1.3 method's stay in the session cache).
     func exportSession() throws(TransportError) -> [UInt8]? {
         try requireKeyManagement(plain: "this SCTP association has no security protocol with sessions to export",
                                  preShared: "pre-shared DTLS chunk parameters (KMId 0) have no sessions to export").exportSession()
     }
 
-    /// SSKE on the DTLS chunk, from the DTLS 1.3 key management (`DTLS13KeyManagement`).
+    /// SSKE on the DTLS chunk, from the handshake key management (`HandshakeKeyManagement`).
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
         let keyManagement = try requireKeyManagement(
             plain: "this SCTP association has no security protocol to export keying material from",
@@ -159,16 +162,16 @@ final class SCTPAssociation: SCTPPathOwner {
         return try keyManagement.exportKeyingMaterial(label: label, context: context, length: length)
     }
 
-    /// The DTLS 1.3 key management that KU, SSKE and CM need; `notSupported` with `plain` on an
+    /// The handshake key management that KU, SSKE and CM need; `notSupported` with `plain` on an
     /// association without the DTLS chunk, with `preShared` on one keyed by pre-shared parameters.
-    private func requireKeyManagement(plain: String, preShared: String) throws(TransportError) -> DTLS13KeyManagement {
+    private func requireKeyManagement(plain: String, preShared: String) throws(TransportError) -> HandshakeKeyManagement {
         guard let keyManagement else { throw .notSupported(path.chunkFilter == nil ? plain : preShared) }
         return keyManagement
     }
 
     /// The identity (and trust) the next key management connection uses, as when a certificate is
     /// renewed during a long association.
-    func replaceKeyManagementContexts(_ contexts: DTLS13Contexts) {
+    func replaceKeyManagementContexts(_ contexts: KeyManagementContexts) {
         keyManagement?.contexts = contexts
     }
 
@@ -198,7 +201,7 @@ final class SCTPAssociation: SCTPPathOwner {
         let timeout = options.dtlsChunkKeyConfirmationTimeout
         confirmationTimer = UVTimer.schedule(on: loop, after: UInt64(max(1, timeout.milliseconds))) { [weak self] in
             guard let self, state == .confirmingKeys else { return }
-            fail(.timedOut("DTLS 1.3 key management did not finish within \(timeout)"))
+            fail(.timedOut("the DTLS chunk's key management did not finish within \(timeout)"))
         }
     }
 

@@ -29,7 +29,10 @@ final class TLSContext: @unchecked Sendable {
 
     enum Role { case client, server }
 
-    init(_ parameters: SecurityParameters, role: Role, datagram: Bool = false) throws(TransportError) {
+    /// `defersTrustDecision`: a chain that does not validate does not fail the handshake; its
+    /// verdict is left in the verify result for a trust verifier that runs afterwards (the DTLS
+    /// chunk's TLS 1.3 key management, which consults it as the DTLS 1.3 method does).
+    init(_ parameters: SecurityParameters, role: Role, datagram: Bool = false, defersTrustDecision: Bool = false) throws(TransportError) {
         let method = datagram ? (role == .client ? DTLS_client_method() : DTLS_server_method())
                               : (role == .client ? TLS_client_method() : TLS_server_method())
         guard let context = SSL_CTX_new(method) else { throw TLSContext.lastError(.handshakeFailed, "SSL_CTX_new") }
@@ -45,7 +48,7 @@ final class TLSContext: @unchecked Sendable {
         sessionCache = parameters.sessionCache
             ?? TLSSessionCache(maxSessions: parameters.maxCachedSessions, lifetimeSeconds: parameters.cachedSessionLifetimeSeconds)
         // A session the DTLS chunk's key management exported is not one for OpenSSL.
-        if let bytes = parameters.resumptionSession, role == .client, !bytes.starts(with: DTLS13KeyManagement.exportedSessionPrefix) {
+        if let bytes = parameters.resumptionSession, role == .client, !bytes.starts(with: HandshakeKeyManagement.exportedSessionPrefix) {
             guard let session = try? TLSSessionCache.decode(bytes) else {
                 SSL_CTX_free(context)
                 throw .invalidArgument("resumptionSession: not a TLS session exported by exportSession()")
@@ -56,7 +59,7 @@ final class TLSContext: @unchecked Sendable {
         }
         // A throw from here on still runs deinit (every property is set), which frees the context.
         try configureVersions(datagram: datagram)
-        try configureTrust()
+        try configureTrust(defersDecision: defersTrustDecision)
         try configureIdentity()
         try configureALPN()
         try configureAlgorithms()
@@ -101,7 +104,7 @@ final class TLSContext: @unchecked Sendable {
         _ = taps_SSL_CTX_set_max_proto_version(context, high == .tls12 ? TLS1_2_VERSION : TLS1_3_VERSION)
     }
 
-    private func configureTrust() throws(TransportError) {
+    private func configureTrust(defersDecision: Bool) throws(TransportError) {
         // A trust verifier sees every peer chain, so a server with one asks clients for theirs.
         let hasVerifier = parameters.trustVerifier != nil
         let verify = role == .client ? parameters.verifiesPeer || hasVerifier : parameters.requireClientCertificate || hasVerifier
@@ -111,7 +114,8 @@ final class TLSContext: @unchecked Sendable {
         }
         var mode = SSL_VERIFY_PEER
         if role == .server && parameters.requireClientCertificate { mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT }
-        SSL_CTX_set_verify(context, mode, nil)
+        // With the decision deferred, OpenSSL still validates and records the verdict.
+        SSL_CTX_set_verify(context, mode, defersDecision ? { _, _ in 1 } : nil)
         switch parameters.trustedRoots {
         case .system:
             SSL_CTX_set_default_verify_paths(context)

@@ -49,8 +49,10 @@ final class TLSEngine {
     ///     ignored on DTLS, whose writes are datagrams.
     ///   - offersCachedSession: the client offers the cache's session for `sessionKey`; false when
     ///     the caller decides what to offer (`offer(_:)`), as tls-sctp's streams do.
+    ///   - checksPeerName: false validates the server's chain only, for a peer known by its
+    ///     certificate's identity alone (the DTLS chunk's TLS 1.3 key management).
     init(context: TLSContext, serverName: String?, peerAddress: SocketAddress?, sessionKey: String?,
-         recordPerWrite: Bool = false, offersCachedSession: Bool = true) throws(TransportError) {
+         recordPerWrite: Bool = false, offersCachedSession: Bool = true, checksPeerName: Bool = true) throws(TransportError) {
         guard let ssl = SSL_new(context.context) else { throw TLSContext.lastError(.handshakeFailed, "SSL_new") }
         self.ssl = ssl
         self.context = context
@@ -77,7 +79,8 @@ final class TLSEngine {
         }
         if context.role == .client {
             SSL_set_connect_state(ssl)
-            try configureClient(serverName: serverName, peerAddress: peerAddress, offersCachedSession: offersCachedSession)
+            try configureClient(serverName: serverName, peerAddress: peerAddress, offersCachedSession: offersCachedSession,
+                                checksPeerName: checksPeerName)
         } else {
             SSL_set_accept_state(ssl)
         }
@@ -87,11 +90,11 @@ final class TLSEngine {
         SSL_free(ssl)
     }
 
-    private func configureClient(serverName: String?, peerAddress: SocketAddress?, offersCachedSession: Bool) throws(TransportError) {
+    private func configureClient(serverName: String?, peerAddress: SocketAddress?, offersCachedSession: Bool, checksPeerName: Bool) throws(TransportError) {
         if let serverName, SocketAddress(ip: serverName, port: 0) == nil {
             _ = taps_SSL_set_tlsext_host_name(ssl, serverName)
         }
-        if context.parameters.verifiesPeer {
+        if context.parameters.verifiesPeer && checksPeerName {
             let param = SSL_get0_param(ssl)
             if let serverName, SocketAddress(ip: serverName, port: 0) == nil {
                 SSL_set1_host(ssl, serverName)

@@ -153,16 +153,16 @@ struct StackSelector {
             } else {
                 notes.append("DTLS chunk key management offered: \(methods.map(\.description).joined(separator: ", "))")
             }
-            // Rekeying, trust decisions and key export need DTLS 1.3 key management's handshakes:
-            // pre-shared parameters authenticate no certificate and have no exporter.
-            if !methods.contains(security.dtlsChunkDTLS13KeyManagementID) {
+            // Rekeying, trust decisions and key export need a handshake method (DTLS 1.3 or TLS
+            // 1.3): pre-shared parameters authenticate no certificate and have no exporter.
+            if !methods.contains(where: { $0 == security.dtlsChunkDTLS13KeyManagementID || $0 == .tls13 }) {
                 let needsHandshake: [(SecurityInterface, String, String)] = [
                     (.keyUpdate, "KU", "rekeys"), (.identityValidation, "IV", "validates a peer's certificate"),
                     (.sharedSecretKeyExport, "SSKE", "exports keying material"), (.sessionCache, "CM", "resumes sessions"),
                 ]
                 for (interface, short, what) in needsHandshake
                 where security.interfacePreferences[interface] == .require || (interface == .identityValidation && security.trustVerifier != nil) {
-                    unmet.append("\(short) required: the DTLS chunk \(what) only with DTLS 1.3 key management (an identity and trustedRoots .pem), not with pre-shared parameters")
+                    unmet.append("\(short) required: the DTLS chunk \(what) only with DTLS 1.3 or TLS 1.3 key management (an identity and trustedRoots .pem), not with pre-shared parameters")
                 }
             }
         }

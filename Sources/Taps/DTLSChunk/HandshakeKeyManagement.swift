@@ -1,44 +1,50 @@
 import TapsDTLS13
 
-/// The DTLS 1.3 key management method for the DTLS chunk (draft-westerlund-tsvwg-sctp-dtls-handshake)
-/// on one association: mutually authenticated DTLS 1.3 handshakes (BoringSSL, `TapsDTLS13`) in
-/// SCTP user messages on stream 0 and PPID 4242, each message the DCI byte and one DTLS datagram;
-/// the chunk's keys from the exporter; PVALID; and rekeying by parallel connections. Loop thread only.
+/// A handshake key management method of the DTLS chunk on one association: DTLS 1.3
+/// (draft-westerlund-tsvwg-sctp-dtls-handshake, on BoringSSL) or TLS 1.3
+/// (draft-porfiri-tsvwg-sctp-dtls-handshake, on the system OpenSSL). Mutually authenticated
+/// handshakes in SCTP user messages on PPID 4242 (each message the method's index byte, the DCI or
+/// T bit and epoch, then records); the chunk's keys from the exporter; PVALID or Protection
+/// Established; rekeying by new connections. Loop thread only.
 ///
 /// The first handshake, so that no end sends what the other cannot read yet:
-/// - the DTLS client, when its handshake completes, sends its Finished in clear and installs its
+/// - the client, when its handshake completes, sends its Finished in clear and installs its
 ///   receive keys;
-/// - the DTLS server, when the Finished arrives, installs both directions and sends PVALID, which
-///   goes protected;
-/// - the client, on PVALID, installs its send keys and requires protection: it is ready;
+/// - the server, when the Finished arrives, installs both directions and sends PVALID (Protection
+///   Established), which goes protected;
+/// - the client, on it, installs its send keys and requires protection: it is ready;
 /// - the server, on the client's first protected packet, requires protection: it is ready.
 ///
-/// Rekeying ("Rekeying", "DTLS Connection Handling"): the end whose policy is due, or whose
-/// application called `updateKeys()`, opens a new DTLS connection as its client, on the next DCI,
-/// which is also the new keys' epoch. At most two connections exist: a rekey waits until the
-/// replaced one is gone. When both ends start at once, the ClientHello of the end that was client of
-/// the connection in use goes on and the other end drops its own. The new connection's server uses
-/// the new keys as soon as it has them (its client could read them before it sent its Finished);
-/// the client uses them on the first packet that arrives under them. The replaced connection is
-/// closed with close_notify once a packet arrived under the new keys and the peer acknowledged every
-/// TSN sent under the old ones, or after the drain limit; its key contexts go with it. Each new
-/// handshake verifies the peer's certificate again, and must show the same certificate.
+/// Rekeying: the end whose policy is due, or whose application called `updateKeys()`, opens a new
+/// connection as its client, on the next index, which is also the new keys' epoch. At most two
+/// connections exist: a rekey waits until the replaced one is gone. When both ends start at once,
+/// one ClientHello goes on and the other end drops its own: on the DTLS method that of the end that
+/// was client of the connection in use, on the TLS method that of the key management client. The
+/// new connection's server uses the new keys as soon as it has them (its client could read them
+/// before it sent its Finished), and on the TLS method says so with Protection Established; the
+/// client uses them on the first packet that arrives under them. The replaced connection's key
+/// contexts go once a packet arrived under the new keys and the peer acknowledged every TSN sent
+/// under the old ones, or after the drain limit; the DTLS method closes the connection with
+/// close_notify then, the TLS method as soon as its keys are in. Each new handshake verifies the
+/// peer's certificate again, and must show the same identity.
 ///
-/// After a protected SCTP restart (chunk draft "SCTP Restart Considerations", DTLS method "SCTP
-/// Association Restart") the association is protected at once by the restart context, and a
-/// fresh first connection (DCI 3) starts at once: its keys are epoch 3, used as a rekey's are, and
-/// once the drain rule lets the restart context go, the new connection's restart context replaces
-/// it. The new connection's peer must show the identity the association had.
+/// After a protected SCTP restart (chunk draft "SCTP Restart Considerations") the association is
+/// protected at once by the restart context, and a fresh first connection (index 3) starts at
+/// once: its keys are epoch 3, used as a rekey's are, and once the drain rule lets the restart
+/// context go, the new connection's restart context replaces it. The new connection's peer must
+/// show the identity the association had.
 ///
-/// With a trust verifier (IV), BoringSSL records its validation verdict instead of enforcing it,
+/// With a trust verifier (IV), the engine records its validation verdict instead of enforcing it,
 /// and the verifier decides once a handshake is done, before any key of that connection protects
 /// what this end sends: the server sends PVALID, and the client becomes ready, only on `.trust`; a
 /// rekey's keys are installed only on `.trust`. A rejection ends the association.
-final class DTLS13KeyManagement {
+final class HandshakeKeyManagement {
     /// The identity and trust of each new key management connection; replacing them (a renewed
     /// certificate) takes effect on the next rekey.
-    var contexts: DTLS13Contexts
+    var contexts: KeyManagementContexts
     private let agreement: DTLSChunkAgreement
+    /// This end sent the INIT (the TLS method binds its keys to the initiator's parameter first).
+    private let initiated: Bool
     private weak var association: SCTPAssociation?
     private let loop: EventLoop
     private let policy: DTLSChunkRekeyPolicy
@@ -48,11 +54,11 @@ final class DTLS13KeyManagement {
     /// Nil on the server.
     private let sessionKey: String?
     /// The connection whose keys are in use (during the first handshake, the one handshaking).
-    private var current: DTLS13KeyManagementConnection
+    private var current: KeyManagementConnection
     /// A rekeying connection: handshaking, or finished and waiting for the peer to use its keys.
-    private var next: DTLS13KeyManagementConnection?
+    private var next: KeyManagementConnection?
     /// The connection replaced, until the drain rule lets it go.
-    private var retiring: DTLS13KeyManagementConnection?
+    private var retiring: KeyManagementConnection?
     /// Who the peer's certificate of the first handshake names; every later one must name it again
     /// (a renewed certificate may differ in key and validity).
     private(set) var peerIdentity: CertificateIdentity?
@@ -88,33 +94,41 @@ final class DTLS13KeyManagement {
 
     /// `peer` names the peer's address, under which a client keeps and offers its session. After
     /// a protected restart, `restart` is the restart context in use and the identity the peer had.
-    init(contexts: DTLS13Contexts, agreement: DTLSChunkAgreement, association: SCTPAssociation, peer: String?, loop: EventLoop,
-         handshakeTimeout: Duration, restart: (context: DTLSKeyContextID, peerIdentity: CertificateIdentity?)? = nil) throws(TransportError) {
+    init(contexts: KeyManagementContexts, agreement: DTLSChunkAgreement, initiated: Bool, association: SCTPAssociation, peer: String?,
+         loop: EventLoop, handshakeTimeout: Duration, restart: (context: DTLSKeyContextID, peerIdentity: CertificateIdentity?)? = nil) throws(TransportError) {
         self.contexts = contexts
         self.agreement = agreement
+        self.initiated = initiated
         self.association = association
         self.loop = loop
         self.policy = contexts.rekeyPolicy
         self.handshakeTimeout = handshakeTimeout
         restartContextInUse = restart?.context
         peerIdentity = restart?.peerIdentity
-        let role: DTLS13KeyManagementConnection.Role = agreement.role == .client ? .client : .server
-        sessionKey = role == .client ? peer.map { "dtls-chunk \(contexts.method.rawValue) \(contexts.ownKeyPin) \($0)" } : nil
+        let role: KeyManagementRole = agreement.role == .client ? .client : .server
+        let sessionKey = role == .client ? peer.map { "dtls-chunk \(contexts.method.rawValue) \(contexts.ownKeyPin) \($0)" } : nil
+        self.sessionKey = sessionKey
         // Only the first connection resumes: each rekey's verifies the peer's certificate again.
-        let session = sessionKey.flatMap { contexts.sessionCache.encodedSession(for: $0) ?? contexts.importedSession }
         current = try Self.connection(index: DTLSKeyManagementMessage.firstConnectionIndex, role: role, contexts: contexts,
-                                      resuming: session, association: association, loop: loop)
+                                      sessionKey: sessionKey, association: association, loop: loop)
     }
 
-    private static func connection(index: UInt64, role: DTLS13KeyManagementConnection.Role, contexts: DTLS13Contexts,
-                                   resuming session: [UInt8]? = nil, association: SCTPAssociation,
-                                   loop: EventLoop) throws(TransportError) -> DTLS13KeyManagementConnection {
-        // The first handshake on stream 0, as PVALID; rekeys on a stream of their own.
+    private static func connection(index: UInt64, role: KeyManagementRole, contexts: KeyManagementContexts, sessionKey: String?,
+                                   association: SCTPAssociation, loop: EventLoop) throws(TransportError) -> KeyManagementConnection {
+        // The first handshake on stream 0, as PVALID; the DTLS method's rekeys on a stream of their
+        // own, the TLS method's on stream 0 (draft-porfiri "TLS Message Transport").
         let first = index == DTLSKeyManagementMessage.firstConnectionIndex
-        return try DTLS13KeyManagementConnection(index: index, role: role, contexts: contexts, resuming: session, loop: loop) { [weak association] message in
+        let onStreamZero = first || contexts.handshake == .tls13
+        return try contexts.connection(index: index, role: role, sessionKey: sessionKey, resumes: first, isRekey: !first,
+                                       loop: loop) { [weak association] message in
             guard let association else { return }
-            association.sendKeyManagement(message, on: first ? 0 : association.rekeyStreamID)
+            association.sendKeyManagement(message, on: onStreamZero ? 0 : association.rekeyStreamID)
         }
+    }
+
+    private func connection(index: UInt64, role: KeyManagementRole) throws(TransportError) -> KeyManagementConnection? {
+        guard let association else { return nil }
+        return try Self.connection(index: index, role: role, contexts: contexts, sessionKey: sessionKey, association: association, loop: loop)
     }
 
     deinit {
@@ -125,7 +139,7 @@ final class DTLS13KeyManagement {
     /// Whether the first handshake resumed a session (CM).
     private(set) var resumed = false
     /// Whether the connection whose keys are in use resumed (never a rekey's).
-    var currentConnectionResumed: Bool { current.engine.resumed }
+    var currentConnectionResumed: Bool { current.resumed }
     /// The subject of the certificate the peer authenticated with (the same on every rekey).
     var peerCertificateSubject: String? { peerIdentity?.subjectLine }
     /// The DCI (and chunk epoch) of the connection whose keys are in use.
@@ -145,18 +159,18 @@ final class DTLS13KeyManagement {
     }
 
     /// SSKE: keying material from the exporter of the key management connection whose keys are in
-    /// use (RFC 8446 section 7.5 through RFC 9147). Each rekey is a new DTLS connection with its own
+    /// use (RFC 8446 section 7.5, and RFC 9147 for DTLS). Each rekey is a new connection with its own
     /// exporter secret, so the same arguments give other bytes after a rekey (`connectionIndex`
     /// says which connection answered). The labels the chunk's keys come from are refused: an
     /// application that could export them would hold the association's traffic keys.
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
-        guard completed, !failed else { throw .connectionClosed("the DTLS 1.3 key management is not established; nothing to export keying material from") }
+        guard completed, !failed else { throw .connectionClosed("the \(contexts.handshake.name) key management is not established; nothing to export keying material from") }
         try KeyingMaterialExport.validate(label: label, length: length)
-        guard !label.hasPrefix(DTLSChunkKeyExport.labelPrefix) else {
+        guard !label.hasPrefix(DTLSChunkKeyExport.labelPrefix), !label.hasPrefix(TLSChunkKeyExport.label) else {
             throw .invalidArgument("\(label) is a label the DTLS chunk's own keys are exported under; an application may not export them")
         }
-        guard let bytes = current.engine.exportKeyingMaterial(label: label, context: context, length: length) else {
-            throw .invalidArgument("BoringSSL refused to export keying material under \(label)")
+        guard let bytes = current.exportKeyingMaterial(label: label, context: context, length: length) else {
+            throw .invalidArgument("the \(contexts.handshake.name) key management refused to export keying material under \(label)")
         }
         return bytes
     }
@@ -165,50 +179,59 @@ final class DTLS13KeyManagement {
     func receive(_ message: [UInt8]) {
         guard !failed else { return }
         defer { keepSessions() }
-        guard completed else {
-            if message == DTLSKeyManagementMessage.protectionValid { return protectionValid() }
-            guard let parsed = DTLSKeyManagementMessage(bytes: message), current.owns(parsed) else {
-                messagesDropped += 1
-                return
-            }
-            current.receive(parsed.records)
-            if case .failed(let error) = current.engine.state { return finish(Self.transportError(error)) }
-            if current.engine.state == .established, current.keys == nil { firstHandshakeCompleted() }
-            return
-        }
-        guard let parsed = DTLSKeyManagementMessage(bytes: message) else {
+        let method = contexts.handshake
+        guard let parsed = method.parse(message) else {
             messagesDropped += 1
             return
         }
-        if current.owns(parsed) {
-            current.receive(parsed.records)
-            if case .failed(let error) = current.engine.state { return failAfterCompletion(Self.transportError(error)) }
-            if restartContextInUse != nil, current.engine.state == .established, current.keys == nil { return restartHandshakeCompleted() }
-            if current.engine.state == .closed, next == nil {
+        guard case .records(let indexBits, let records, let clientHello) = parsed else {
+            if !completed { return protectionValid() }
+            // TLS method: the server confirms a rekey's keys (a packet under them has switched us already).
+            if let next, next.keys != nil, next.role == .client {
+                do throws(TransportError) { try switchSending(to: next) } catch { failAfterCompletion(error) }
+            }
+            return
+        }
+        func owns(_ connection: KeyManagementConnection) -> Bool { UInt64(indexBits) == connection.index & method.indexMask }
+        guard completed else {
+            guard owns(current) else {
+                messagesDropped += 1
+                return
+            }
+            current.receive(records)
+            if case .failed(let error) = current.state { return finish(error) }
+            if current.state == .established, current.keys == nil { firstHandshakeCompleted() }
+            return
+        }
+        if owns(current) {
+            current.receive(records)
+            if case .failed(let error) = current.state { return failAfterCompletion(error) }
+            if restartContextInUse != nil, current.state == .established, current.keys == nil { return restartHandshakeCompleted() }
+            if current.state == .closed, next == nil, !method.closesAfterKeying {
                 failAfterCompletion(.protocolViolation("the peer closed the only DTLS key management connection (draft-westerlund, \"DTLS Connection Handling\")"))
             }
-        } else if let retiring, retiring.owns(parsed) {
-            retiring.receive(parsed.records)
-            // The peer's close_notify: it has let the old keys go.
-            if retiring.engine.state == .closed { retireOld() }
-        } else if let next, next.owns(parsed) {
-            if next.role == .client, parsed.startsWithClientHello {
-                // Both ends started a rekey: the ClientHello of the end that was client of the
-                // connection in use goes on.
+        } else if let retiring, owns(retiring) {
+            retiring.receive(records)
+            // The peer's close_notify (DTLS method): it has let the old keys go.
+            if retiring.state == .closed, !method.closesAfterKeying { retireOld() }
+        } else if let next, owns(next) {
+            if next.role == .client, clientHello {
+                // Both ends started a rekey: one ClientHello goes on.
                 simultaneousStarts += 1
-                guard current.role == .server else {
+                let peersGoesOn = method == .dtls13 ? current.role == .server : agreement.role == .server
+                guard peersGoesOn else {
                     messagesDropped += 1
                     return
                 }
                 next.stopTimer()
                 self.next = nil
-                acceptRekey(parsed)
+                acceptRekey(records)
                 return
             }
-            next.receive(parsed.records)
+            next.receive(records)
             progress(next)
-        } else if parsed.connectionIndexBits == UInt8((current.index + 1) & 3), parsed.startsWithClientHello {
-            acceptRekey(parsed)
+        } else if UInt64(indexBits) == (current.index + 1) & method.indexMask, clientHello {
+            acceptRekey(records)
         } else {
             messagesDropped += 1
         }
@@ -219,9 +242,9 @@ final class DTLS13KeyManagement {
     private func firstHandshakeCompleted() {
         guard association != nil else { return }
         do throws(TransportError) {
-            let (_, suite) = try current.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
+            let suite = try current.exportKeys(agreement: agreement, initiated: initiated)
             peerIdentity = try requireSamePeer(in: current)
-            resumed = current.engine.resumed
+            resumed = current.resumed
             try installReceiveKeys(of: current, suite: suite)
             decideTrust(in: current) { me in
                 if me.current.role == .client {
@@ -233,7 +256,8 @@ final class DTLS13KeyManagement {
                     try me.installSendKeys(of: me.current, suite: suite)
                     association.whenPeerAuthenticates { [weak me] in me?.serverSawProtectedPacket() }
                     // PVALID goes protected: the send keys are in use from now on.
-                    association.sendKeyManagement(DTLSKeyManagementMessage.protectionValid, on: 0)
+                    association.sendKeyManagement(me.contexts.handshake.protectionValid(for: me.current.index), on: 0)
+                    me.closeIfDoneWith(me.current)
                 } catch {
                     me.finish(error)
                 }
@@ -255,19 +279,26 @@ final class DTLS13KeyManagement {
         do throws(TransportError) {
             try installSendKeys(of: current, suite: suite)
             try association.requireProtectedPackets()
+            closeIfDoneWith(current)
             finish(nil)
         } catch {
             finish(error)
         }
     }
 
+    /// TLS method: a connection whose keys are in is closed at once (close_notify); the exporter
+    /// stays usable for SSKE.
+    private func closeIfDoneWith(_ connection: KeyManagementConnection) {
+        if contexts.handshake.closesAfterKeying { connection.close() }
+    }
+
     /// Runs `proceed` once the peer of `connection` is trusted: at once without a trust verifier
-    /// (BoringSSL validated the chain in the handshake), otherwise when the verifier says `.trust`.
+    /// (the engine validated the chain in the handshake), otherwise when the verifier says `.trust`.
     /// The verifier runs off the loop; a rejection ends the association.
-    private func decideTrust(in connection: DTLS13KeyManagementConnection, then proceed: @escaping (DTLS13KeyManagement) -> Void) {
+    private func decideTrust(in connection: KeyManagementConnection, then proceed: @escaping (HandshakeKeyManagement) -> Void) {
         guard let verifier = contexts.trustVerifier else { return proceed(self) }
-        let challenge = TrustChallenge(role: connection.role == .client ? .client : .server, peerChain: connection.engine.peerCertificateChainDER,
-                                       defaultValidationError: connection.engine.peerValidationError, serverName: nil)
+        let challenge = TrustChallenge(role: connection.role == .client ? .client : .server, peerChain: connection.peerCertificateChainDER,
+                                       defaultValidationError: connection.peerValidationError, serverName: nil)
         let me = LoopBound(self)
         let proceeding = LoopConfined(value: proceed)
         Task { [loop] in
@@ -275,7 +306,7 @@ final class DTLS13KeyManagement {
             loop.execute {
                 guard let self = me.value, !self.failed else { return }
                 guard case .reject(let reason) = decision else { return proceeding.value(self) }
-                let error = TransportError.certificateRejected("DTLS 1.3 key management: the trust verifier rejected the peer: \(reason)")
+                let error = TransportError.certificateRejected("\(self.contexts.handshake.name) key management: the trust verifier rejected the peer: \(reason)")
                 if self.completed { self.failAfterCompletion(error) } else { self.finish(error) }
             }
         }
@@ -320,15 +351,15 @@ final class DTLS13KeyManagement {
         followKeyUse()
         rekeyDeadline = UVTimer.schedule(on: loop, after: Self.milliseconds(handshakeTimeout)) { [weak self, handshakeTimeout] in
             guard let self, current.keys == nil else { return }
-            failAfterCompletion(.timedOut("DTLS 1.3 key management: the handshake after the SCTP restart did not finish within \(handshakeTimeout)"))
+            failAfterCompletion(.timedOut("\(contexts.handshake.name) key management: the handshake after the SCTP restart did not finish within \(handshakeTimeout)"))
         }
     }
 
     private func restartHandshakeCompleted() {
         do throws(TransportError) {
             peerIdentity = try requireSamePeer(in: current)
-            resumed = current.engine.resumed
-            let (_, suite) = try current.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
+            resumed = current.resumed
+            let suite = try current.exportKeys(agreement: agreement, initiated: initiated)
             decideTrust(in: current) { me in me.useConnectionAfterRestart(suite: suite) }
         } catch {
             failAfterCompletion(error)
@@ -343,7 +374,7 @@ final class DTLS13KeyManagement {
             try association?.establishReceiveKeys(keys.primary, suite: suite, for: current.primaryContext)
             rekeyDeadline?.close()
             rekeyDeadline = nil
-            association?.path.metrics?.handshakeCompleted(resumed: current.engine.resumed)
+            association?.path.metrics?.handshakeCompleted(resumed: current.resumed)
             if current.role == .server || (association?.path.chunkFilter?.protection.newestPeerPrimaryEpoch ?? 0) >= current.index {
                 try switchSending(to: current)
             } else {
@@ -370,7 +401,7 @@ final class DTLS13KeyManagement {
     /// the new one replaced the context that restart used).
     func restartContext() -> DTLSChunkRestartContext? {
         guard completed, !failed, restartContextInUse == nil, let own = current.ownWrite, let peer = current.peerWrite,
-              let suite = current.suite, let certificate = current.engine.peerCertificateDER else { return nil }
+              let suite = current.suite, let certificate = current.peerCertificateDER else { return nil }
         return DTLSChunkRestartContext(method: agreement.method, role: current.role == .client ? .client : .server, suite: suite,
                                        epoch: current.index, send: own.restart, receive: peer.restart, peerCertificateDER: certificate)
     }
@@ -384,9 +415,8 @@ final class DTLS13KeyManagement {
             rekeyWanted = true
             return
         }
-        guard let association else { return }
         do throws(TransportError) {
-            let connection = try Self.connection(index: current.index + 1, role: .client, contexts: contexts, association: association, loop: loop)
+            guard let connection = try connection(index: current.index + 1, role: .client) else { return }
             next = connection
             armRekeyDeadline()
             connection.start()
@@ -396,33 +426,32 @@ final class DTLS13KeyManagement {
     }
 
     /// The peer opens the next connection. It only does so once it has let the replaced one go.
-    private func acceptRekey(_ clientHello: DTLSKeyManagementMessage) {
-        guard let association else { return }
+    private func acceptRekey(_ clientHello: [UInt8]) {
         if retiring != nil || restartContextInUse != nil { retireOld() }
         do throws(TransportError) {
-            let connection = try Self.connection(index: current.index + 1, role: .server, contexts: contexts, association: association, loop: loop)
+            guard let connection = try connection(index: current.index + 1, role: .server) else { return }
             next = connection
             armRekeyDeadline()
             connection.start()
-            connection.receive(clientHello.records)
+            connection.receive(clientHello)
             progress(connection)
         } catch {
             failAfterCompletion(error)
         }
     }
 
-    private func progress(_ connection: DTLS13KeyManagementConnection) {
-        switch connection.engine.state {
-        case .failed(let error): failAfterCompletion(Self.transportError(error, rekey: true))
+    private func progress(_ connection: KeyManagementConnection) {
+        switch connection.state {
+        case .failed(let error): failAfterCompletion(error)
         case .established where connection.keys == nil: rekeyHandshakeCompleted(connection)
         default: break
         }
     }
 
-    private func rekeyHandshakeCompleted(_ connection: DTLS13KeyManagementConnection) {
+    private func rekeyHandshakeCompleted(_ connection: KeyManagementConnection) {
         do throws(TransportError) {
             _ = try requireSamePeer(in: connection)
-            let (_, suite) = try connection.exportKeys(downgradePreventionData: agreement.downgradePreventionData)
+            let suite = try connection.exportKeys(agreement: agreement, initiated: initiated)
             // Until the verdict no key of the new connection is installed, so no packet of the peer
             // authenticates under its epoch and nothing switches to it.
             decideTrust(in: connection) { me in me.useRekeyedConnection(connection, suite: suite) }
@@ -431,7 +460,7 @@ final class DTLS13KeyManagement {
         }
     }
 
-    private func useRekeyedConnection(_ connection: DTLS13KeyManagementConnection, suite: DTLSChunkCipherSuite) {
+    private func useRekeyedConnection(_ connection: KeyManagementConnection, suite: DTLSChunkCipherSuite) {
         do throws(TransportError) {
             try installReceiveKeys(of: connection, suite: suite)
             try association?.establishSendKeys(try write(connection.ownWrite).restart, suite: suite, for: connection.restartContext)
@@ -468,9 +497,11 @@ final class DTLS13KeyManagement {
     }
 
     /// The new primary keys protect from the next packet on; the old connection (or, after a
-    /// restart, the restart context) starts draining.
-    private func switchSending(to connection: DTLS13KeyManagementConnection) throws(TransportError) {
-        guard let association, let filter = association.path.chunkFilter, let suite = connection.suite else { return }
+    /// restart, the restart context) starts draining. On the TLS method the server then sends
+    /// Protection Established, under the new keys, and both ends close the new connection.
+    private func switchSending(to connection: KeyManagementConnection) throws(TransportError) {
+        guard let association, let filter = association.path.chunkFilter, let suite = connection.suite,
+              filter.protection.sendKeyInUse != connection.primaryContext else { return }
         let lastOldTSN = filter.highestTSNSent
         try association.establishSendKeys(try write(connection.ownWrite).primary, suite: suite, for: connection.primaryContext)
         if connection !== current {
@@ -494,6 +525,10 @@ final class DTLS13KeyManagement {
         drainTimer = UVTimer.schedule(on: loop, after: Self.milliseconds(policy.drainLimit)) { [weak self] in self?.retireOld() }
         startKeyLifetime()
         onKeysUpdated?(connection.role == .server)
+        if connection.role == .server, contexts.handshake.confirmsEveryHandshake {
+            association.sendKeyManagement(contexts.handshake.protectionValid(for: connection.index), on: 0)
+        }
+        closeIfDoneWith(connection)
         drainProgress()
     }
 
@@ -539,7 +574,7 @@ final class DTLS13KeyManagement {
         rekeyDeadline?.close()
         rekeyDeadline = UVTimer.schedule(on: loop, after: Self.milliseconds(handshakeTimeout)) { [weak self, handshakeTimeout] in
             guard let self, next != nil else { return }
-            failAfterCompletion(.timedOut("DTLS 1.3 key management: the rekeying handshake did not finish within \(handshakeTimeout)"))
+            failAfterCompletion(.timedOut("\(contexts.handshake.name) key management: the rekeying handshake did not finish within \(handshakeTimeout)"))
         }
     }
 
@@ -548,8 +583,12 @@ final class DTLS13KeyManagement {
     static let exportedSessionPrefix = Array("taps-dtls-chunk-ticket/1\n".utf8)
 
     /// CM: the newest session the peer gave this client, for `SecurityParameters.resumptionSession`
-    /// of a later Preconnection; nil on the server, or before a ticket arrived.
-    func exportSession() -> [UInt8]? {
+    /// of a later Preconnection; nil on the server, or before a ticket arrived. DTLS method only:
+    /// the TLS method's sessions stay in the session cache.
+    func exportSession() throws(TransportError) -> [UInt8]? {
+        guard contexts.handshake == .dtls13 else {
+            throw .notSupported("TLS 1.3 key management keeps its sessions in the session cache (SecurityParameters.sessionCache) and does not export them as bytes")
+        }
         guard let sessionKey else { return nil }
         keepSessions()
         return contexts.sessionCache.encodedSession(for: sessionKey).map { Self.exportedSessionPrefix + $0 }
@@ -559,7 +598,7 @@ final class DTLS13KeyManagement {
     private func keepSessions() {
         guard let sessionKey else { return }
         for connection in [current, next, retiring].compactMap({ $0 }) {
-            for session in connection.engine.takeNewSessions() {
+            for session in connection.takeNewSessions() {
                 contexts.sessionCache.storeEncoded(session.bytes, lifetimeSeconds: session.lifetimeSeconds, for: sessionKey)
             }
         }
@@ -567,31 +606,31 @@ final class DTLS13KeyManagement {
 
     // MARK: Keys and failures
 
-    private func installReceiveKeys(of connection: DTLS13KeyManagementConnection, suite: DTLSChunkCipherSuite) throws(TransportError) {
+    private func installReceiveKeys(of connection: KeyManagementConnection, suite: DTLSChunkCipherSuite) throws(TransportError) {
         let keys = try write(connection.peerWrite)
         try association?.establishReceiveKeys(keys.primary, suite: suite, for: connection.primaryContext)
         try association?.establishReceiveKeys(keys.restart, suite: suite, for: connection.restartContext)
     }
 
     /// Primary send keys go in use at once; restart ones wait for a restart.
-    private func installSendKeys(of connection: DTLS13KeyManagementConnection, suite: DTLSChunkCipherSuite) throws(TransportError) {
+    private func installSendKeys(of connection: KeyManagementConnection, suite: DTLSChunkCipherSuite) throws(TransportError) {
         let keys = try write(connection.ownWrite)
         try association?.establishSendKeys(keys.primary, suite: suite, for: connection.primaryContext)
         try association?.establishSendKeys(keys.restart, suite: suite, for: connection.restartContext)
     }
 
     private func write(_ keys: (primary: DTLSChunkKeyMaterial, restart: DTLSChunkKeyMaterial)?) throws(TransportError) -> (primary: DTLSChunkKeyMaterial, restart: DTLSChunkKeyMaterial) {
-        guard let keys else { throw .handshakeFailed("DTLS 1.3 key management: no keys exported") }
+        guard let keys else { throw .handshakeFailed("\(contexts.handshake.name) key management: no keys exported") }
         return keys
     }
 
     /// The identity `connection`'s peer certificate names, which must be the association's once it
     /// has one: a rekey or a restart's handshake may renew the certificate, not change who it names.
-    private func requireSamePeer(in connection: DTLS13KeyManagementConnection) throws(TransportError) -> CertificateIdentity? {
-        let shown = connection.engine.peerCertificateDER.flatMap(CertificateIdentity.init(certificateDER:))
+    private func requireSamePeer(in connection: KeyManagementConnection) throws(TransportError) -> CertificateIdentity? {
+        let shown = connection.peerCertificateDER.flatMap(CertificateIdentity.init(certificateDER:))
         guard let peerIdentity else { return shown }
         guard shown == peerIdentity else {
-            throw .certificateRejected("DTLS 1.3 key management: the peer's certificate names another identity than before, which ends the association (draft-westerlund, \"Authentication and Policy Decisions\")")
+            throw .certificateRejected("\(contexts.handshake.name) key management: the peer's certificate names another identity than before, which ends the association (draft-westerlund \"Authentication and Policy Decisions\", draft-porfiri \"Authentication and Identity\")")
         }
         return peerIdentity
     }
@@ -606,75 +645,4 @@ final class DTLS13KeyManagement {
     }
 
     private static func milliseconds(_ duration: Duration) -> UInt64 { UInt64(max(1, duration.milliseconds)) }
-
-    static func transportError(_ error: DTLS13Error, rekey: Bool = false) -> TransportError {
-        let what = rekey ? "DTLS 1.3 key management (rekeying)" : "DTLS 1.3 key management"
-        return switch error.kind {
-        case .certificateRejected: .certificateRejected("\(what): the peer's certificate: \(error.message)")
-        case .invalidCredentials: .invalidCredentials("\(what): \(error.message)")
-        case .handshakeFailed, .protocolViolation: .handshakeFailed("\(what): \(error.message)")
-        }
-    }
-}
-
-/// The two DTLS 1.3 contexts a stack's recipe makes once: the key management role is only known
-/// once the 0x8006 negotiation is done.
-struct DTLS13Contexts: @unchecked Sendable {
-    // @unchecked Sendable: DTLS13Context is immutable after init.
-    let client: DTLS13Context
-    let server: DTLS13Context
-    let rekeyPolicy: DTLSChunkRekeyPolicy
-    /// IV: decides on the peer of every key management connection, after BoringSSL's validation.
-    let trustVerifier: TrustVerifier?
-    /// CM: the client's sessions, `SecurityParameters.sessionCache` or one of the recipe's own.
-    let sessionCache: TLSSessionCache
-    /// SHA-256 of our certificate's public key, in hex: sessions are kept per identity.
-    let ownKeyPin: String
-    /// A session exported earlier (`resumptionSession` with this method's prefix), offered when
-    /// the cache holds none for the peer.
-    let importedSession: [UInt8]?
-    /// The KMId this method goes by (`SecurityParameters.dtlsChunkDTLS13KeyManagementID`).
-    let method: DTLSKeyManagementMethod
-
-    /// Whether the parameters can run the method: mutual authentication needs our certificate and
-    /// key and the roots the peer's certificate must chain to (not the system's store).
-    static func configured(in security: SecurityParameters) -> Bool {
-        guard security.localIdentity != nil, case .pem = security.trustedRoots else { return false }
-        return true
-    }
-
-    /// Nil when the parameters cannot run the method (`configured(in:)`). Everything in PEM.
-    init?(security: SecurityParameters) throws(TransportError) {
-        guard Self.configured(in: security), let identity = security.localIdentity, case .pem(let roots) = security.trustedRoots else { return nil }
-        try security.dtlsChunkRekey.validate()
-        rekeyPolicy = security.dtlsChunkRekey
-        method = security.dtlsChunkDTLS13KeyManagementID
-        trustVerifier = security.trustVerifier
-        sessionCache = security.sessionCache
-            ?? TLSSessionCache(maxSessions: security.maxCachedSessions, lifetimeSeconds: security.cachedSessionLifetimeSeconds)
-        let prefix = DTLS13KeyManagement.exportedSessionPrefix
-        importedSession = security.resumptionSession.flatMap { $0.starts(with: prefix) ? Array($0.dropFirst(prefix.count)) : nil }
-        let chain = try identity.certificateChain.load(), key = try identity.privateKey.load(), trusted = try roots.load()
-        for (name, bytes) in [("certificate chain", chain), ("private key", key), ("trusted roots", trusted)] where !Self.isPEM(bytes) {
-            throw .invalidCredentials("DTLS 1.3 key management reads PEM; the \(name) is not")
-        }
-        ownKeyPin = Hex.encode(try Credentials.publicKeySHA256(ofCertificate: chain))
-        var configuration = DTLS13Configuration(certificateChainPEM: chain, privateKeyPEM: key, trustedRootsPEM: trusted)
-        configuration.groups = security.algorithms.groups
-        configuration.keyLog = (security.keyLog ?? .environment)?.write
-        configuration.defersTrustDecision = security.trustVerifier != nil
-        configuration.issuesSessionTickets = security.sessionTickets
-        // SCTP delivers the handshake reliably: a long first retransmission keeps DTLS's own out of
-        // the way, and user messages carry far more than an IP packet.
-        configuration.initialRetransmissionMilliseconds = 3_000
-        configuration.maximumDatagram = 16_000
-        do {
-            client = try DTLS13Context(role: .client, configuration: configuration)
-            server = try DTLS13Context(role: .server, configuration: configuration)
-        } catch {
-            throw .invalidCredentials("DTLS 1.3 key management: \(error)")
-        }
-    }
-
-    private static func isPEM(_ bytes: [UInt8]) -> Bool { bytes.starts(with: Array("-----BEGIN".utf8)) || String(decoding: bytes.prefix(4096), as: UTF8.self).contains("-----BEGIN") }
 }
