@@ -70,10 +70,9 @@ class DTLSChunkRestartTests: XCTestCase {
         return try await DTLSChunkDTLS13Tests.listener(security)
     }
 
-    /// The first client exchanges a message, rekeys `rekeysFirst` times, exports its restart
-    /// context and dies without a word; the second comes back with it. Returns the restart context's
-    /// epoch.
-    private func restart(rekeysFirst: Int) async throws -> UInt64 {
+    /// A listener and a client from a port of its own whose path can be cut, after one message:
+    /// the listener's connection records its events.
+    class func firstAssociation() async throws -> (Listener, localPort: UInt16, PathCut, client: Connection, server: Connection, EventLog) {
         let listener = try await Self.listener()
         let port = listener.localAddress.port
         let localPort = try await freePort(udp: true)
@@ -85,6 +84,15 @@ class DTLSChunkRestartTests: XCTestCase {
         await server.setEventHandler { serverEvents.append($0) }
         let before = try await server.receive()
         XCTAssertEqual(before.text, "before")
+        return (listener, localPort, cut, first, server, serverEvents)
+    }
+
+    /// The first client exchanges a message, rekeys `rekeysFirst` times, exports its restart
+    /// context and dies without a word; the second comes back with it. Returns the restart context's
+    /// epoch.
+    private func restart(rekeysFirst: Int) async throws -> UInt64 {
+        let (listener, localPort, cut, first, server, serverEvents) = try await Self.firstAssociation()
+        let port = listener.localAddress.port
         for round in 0..<rekeysFirst {
             try await first.updateKeys()
             let progress = try await DTLSChunkRekeyTests.waitFor(first) { $0.rekeys == round + 1 && $0.primaryReceiveEpochs.count == 1 }
@@ -142,17 +150,8 @@ class DTLSChunkRestartTests: XCTestCase {
     /// or with none (a plain SCTP restart), gets no further than its COOKIE ECHO: the listener
     /// drops it (AEAD failure, or a packet in clear) and its association is not restarted.
     func testARestartWithWrongKeysOrWithoutTheContextIsDropped() async throws {
-        let listener = try await Self.listener()
+        let (listener, localPort, cut, first, server, serverEvents) = try await Self.firstAssociation()
         let port = listener.localAddress.port
-        let localPort = try await freePort(udp: true)
-        let cut = PathCut()
-        let first = try await Self.client(to: port, from: localPort, cut: cut).0.initiate(timeout: .seconds(10))
-        try await first.send("before")
-        let server = try await listener.firstConnection()
-        let serverEvents = EventLog()
-        await server.setEventHandler { serverEvents.append($0) }
-        let before = try await server.receive()
-        XCTAssertEqual(before.text, "before")
         var forged = try DTLSChunkRestartContext(bytes: try await first.exportRestartContext())
         XCTAssertEqual(forged.method, Self.keyManagement)
         forged.send.key = forged.send.key.map { $0 ^ 0x5A }

@@ -4,7 +4,7 @@ import XCTest
 
 /// dtls-chunk-sctp keyed by TLS 1.3 handshakes (draft-porfiri-tsvwg-sctp-dtls-handshake, KMId 192)
 /// over loopback: the system OpenSSL's TLS 1.3, records in PPID 4242 messages behind the T bit and
-/// epoch byte, the twelve exports under one label, Protection Established.
+/// epoch byte, one record per message, the twelve exports under one label, Protection Established.
 final class DTLSChunkTLS13Tests: XCTestCase {
     static let ends = HandshakeEnds(method: .tls13)
 
@@ -49,9 +49,10 @@ final class DTLSChunkTLS13Tests: XCTestCase {
         XCTAssertEqual(clientHello[1], 22, "a handshake record")
         XCTAssertEqual(clientHello[6], 1, "a ClientHello")
         // The client's second flight follows in clear too (the compatibility ChangeCipherSpec, then
-        // TLS 1.3's encrypted handshake records); nothing else does.
-        XCTAssertEqual(clear.count, 2, "the ClientHello and the client's Finished flight")
+        // TLS 1.3's encrypted handshake records), one whole record per message; nothing else does.
         XCTAssertTrue(clear.allSatisfy { $0[0] == 0x03 && [20, 22, 23].contains($0[1]) })
+        XCTAssertTrue(clear.allSatisfy { $0.count == 1 + 5 + (Int($0[4]) << 8 | Int($0[5])) }, "one record per message")
+        XCTAssertGreaterThanOrEqual(clear.count, 3, "the ClientHello, the ChangeCipherSpec and the client's encrypted flight")
 
         let second = try await first.clone()
         for (index, connection) in [first, second].enumerated() {
@@ -184,6 +185,42 @@ final class DTLSChunkTLS13Tests: XCTestCase {
             }
             XCTAssertTrue(client.text.contains("over \(km)"), client.text)
         }
+    }
+
+    /// A liberal receiver (draft-porfiri "TLS Message Transport"): two TLS 1.3 key management
+    /// connections in memory, the client's records all joined into one message for the server, the
+    /// server's each split over two messages for the client; both finish with the same exporter.
+    func testATLSConnectionTakesSeveralRecordsInOneMessageOrOneSplitOverTwo() throws {
+        let clientContexts = try XCTUnwrap(try KeyManagementContexts(tls13: Self.ends.security(server: false)))
+        let serverContexts = try XCTUnwrap(try KeyManagementContexts(tls13: Self.ends.security(server: true)))
+        guard case .tls13(let clientContext, _) = clientContexts.engines, case .tls13(_, let serverContext) = serverContexts.engines else {
+            return XCTFail("not the TLS 1.3 method's contexts")
+        }
+        var toServer: [[UInt8]] = [], toClient: [[UInt8]] = []
+        let client = try TLS13KeyManagementConnection(index: 3, role: .client, context: clientContext, sessionKey: nil, resumes: false,
+                                                      isRekey: false) { toServer.append($0) }
+        let server = try TLS13KeyManagementConnection(index: 3, role: .server, context: serverContext, sessionKey: nil, resumes: false,
+                                                      isRekey: false) { toClient.append($0) }
+        client.start()
+        server.start()
+        for _ in 0..<8 where !toServer.isEmpty || !toClient.isEmpty {
+            let joined = toServer.flatMap { $0.dropFirst() }
+            toServer.removeAll()
+            if !joined.isEmpty { server.receive(joined) }
+            let messages = toClient
+            toClient.removeAll()
+            for message in messages {
+                let records = Array(message.dropFirst())
+                client.receive(Array(records.prefix(records.count / 2)))
+                client.receive(Array(records.dropFirst(records.count / 2)))
+            }
+        }
+        XCTAssertEqual(client.state, .established)
+        XCTAssertEqual(server.state, .established)
+        let clientBytes = client.exportKeyingMaterial(label: "EXPORTER-taps-test", context: nil, length: 32)
+        XCTAssertNotNil(clientBytes)
+        XCTAssertEqual(clientBytes, server.exportKeyingMaterial(label: "EXPORTER-taps-test", context: nil, length: 32))
+        XCTAssertEqual(client.peerCertificateDER.flatMap(CertificateIdentity.init(certificateDER:))?.subjectLine, "/CN=localhost")
     }
 
     /// The message framing: T bit and epoch, records or a control message, Protection Established.

@@ -529,6 +529,9 @@ final class HandshakeKeyManagement {
             association.sendKeyManagement(contexts.handshake.protectionValid(for: connection.index), on: 0)
         }
         closeIfDoneWith(connection)
+        // The peer's drain waits for a packet under the new keys; a HEARTBEAT sends one now even
+        // when this end has nothing else to say.
+        association.requestHeartbeat()
         drainProgress()
     }
 

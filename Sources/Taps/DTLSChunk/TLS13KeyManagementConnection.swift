@@ -2,9 +2,9 @@ internal import COpenSSL
 internal import CTapsShims
 
 /// One key management connection of the TLS 1.3 method (draft-porfiri-tsvwg-sctp-dtls-handshake):
-/// a TLS 1.3 connection of the system OpenSSL whose records go out whole, those of one flight
-/// together in one key management message behind the T bit and epoch byte ("TLS Message
-/// Transport"). It never carries application data. Loop thread only.
+/// a TLS 1.3 connection of the system OpenSSL whose records go out whole, each in one key
+/// management message behind the T bit and epoch byte ("TLS Message Transport"). It never carries
+/// application data. Loop thread only.
 final class TLS13KeyManagementConnection: KeyManagementConnection {
     let index: UInt64
     let role: KeyManagementRole
@@ -93,12 +93,12 @@ final class TLS13KeyManagementConnection: KeyManagementConnection {
 
     func stopTimer() {}
 
-    /// Sends what the engine wrote: every record whole, the records of one flight in one message.
+    /// Sends what the engine wrote, one TLS record per user message (the record mode of TLS over
+    /// SCTP; the draft allows several records in one message, and a receiver here takes either).
     private func flush() {
-        var records: [UInt8] = []
-        engine.drainOutbound { record, _ in records += record }
-        guard !records.isEmpty else { return }
-        send(TLSKeyManagementMessage(epoch: index, content: .records(records)).bytes)
+        engine.drainOutbound { record, _ in
+            send(TLSKeyManagementMessage(epoch: index, content: .records(record)).bytes)
+        }
     }
 
     func exportKeys(agreement: DTLSChunkAgreement, initiated: Bool) throws(TransportError) -> DTLSChunkCipherSuite {
