@@ -117,6 +117,13 @@ class DTLSChunkResumptionTests: XCTestCase {
         await second.client.close()
         await listener.stop()
 
+        var corrupt = Self.ends.security(server: false)
+        corrupt.resumptionSession = Array(exported.prefix(HandshakeKeyManagement.exportedSessionPrefix.count + 20))
+        let refused = await XCTAssertThrowsTransportError(.invalidArgument) {
+            try await Self.ends.client(9, corrupt).initiate(timeout: .seconds(5))
+        }
+        XCTAssertTrue(refused?.message.contains("resumptionSession") == true, String(describing: refused))
+
         var tls = TestPKI.shared.clientSecurity
         tls.resumptionSession = exported
         // Taken for a TLS session, the bytes would fail the initiate with invalidArgument.

@@ -119,8 +119,15 @@ struct KeyManagementContexts: @unchecked Sendable {
         } catch {
             throw .invalidCredentials("DTLS 1.3 key management: \(error)")
         }
+        let importedSession = security.resumptionSession.flatMap { $0.starts(with: prefix) ? Array($0.dropFirst(prefix.count)) : nil }
+        if let importedSession, case .dtls13(let client, _) = engines {
+            // Refused now rather than when the first association's handshake would offer it.
+            do { _ = try DTLS13Engine(context: client, resuming: importedSession) } catch {
+                throw .invalidArgument("resumptionSession: a DTLS chunk session that BoringSSL cannot read (\(error.message)); give the bytes Connection.exportSession() returned")
+            }
+        }
         try self.init(engines: engines, security: security, method: security.dtlsChunkDTLS13KeyManagementID, certificateChain: chain,
-                      importedSession: security.resumptionSession.flatMap { $0.starts(with: prefix) ? Array($0.dropFirst(prefix.count)) : nil })
+                      importedSession: importedSession)
     }
 
     /// The TLS 1.3 method (KMId 192); nil when the parameters cannot run it. The system OpenSSL's
