@@ -184,4 +184,37 @@ final class CaptureTests: XCTestCase {
         let clientHello = try XCTUnwrap(packets.first { $0[6].split(separator: ",").contains("1") }, "a ClientHello on PPID 4242: \(packets)")
         XCTAssertEqual(clientHello[5], "3", "DCI 3 for the first DTLS connection")
     }
+
+    /// The same dissector reads the TLS 1.3 key management's messages: the T bit and epoch, and the
+    /// ClientHello through Wireshark's TLS dissector.
+    func testTheLuaDissectorReadsTLSKeyManagement() async throws {
+        let path = Self.temporaryPath("dissector-tls")
+        let ends = HandshakeEnds(method: .tls13)
+        let listener = try await ends.listener()
+        let echo = startEcho(listener)
+        let port = listener.localAddress.port
+        var client = ends.client(port)
+        client.transport.capture = .pcap(path)
+        try await Self.exchange(client, marker: "dissected")
+        await listener.stop()
+        echo.cancel()
+
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Tools/wireshark/sctp-dtls-chunk.lua").path
+        let reader = try ChildProcess("/usr/bin/tshark", ["-X", "lua_script:\(script)", "-r", path, "-d", "udp.port==\(port),sctp",
+                                                          "-o", "sctp.checksum:CRC-32C", "-T", "fields", "-E", "separator=|",
+                                                          "-E", "occurrence=a", "-E", "aggregator=,",
+                                                          "-e", "sctp_dtls_kmp.kmid", "-e", "sctp_dtls_km.t", "-e", "sctp_dtls_km.epoch",
+                                                          "-e", "tls.handshake.type", "-e", "sctp_dtls_km.dci"])
+        let status = await reader.finish(timeout: 30)
+        XCTAssertEqual(status, 0, reader.text)
+        XCTAssertFalse(reader.text.contains("Lua: Error"), reader.text)
+        let packets = reader.text.split(separator: "\n").filter { !$0.hasPrefix("Running as user") }
+            .map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+        XCTAssertTrue(packets.contains { $0[0].split(separator: ",").contains("192") }, "an INIT offering TLS 1.3 (KMId 192): \(packets)")
+        let clientHello = try XCTUnwrap(packets.first { $0[3].split(separator: ",").contains("1") }, "a TLS ClientHello on PPID 4242: \(packets)")
+        XCTAssertEqual(clientHello[1], "0", "T bit clear: records")
+        XCTAssertEqual(clientHello[2], "3", "epoch 3")
+        XCTAssertTrue(clientHello[4].isEmpty, "not read as a DTLS message: \(clientHello)")
+    }
 }

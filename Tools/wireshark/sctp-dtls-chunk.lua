@@ -4,8 +4,11 @@
 --     4: fixed bits, C, S, L, the epoch's low bits), the sequence number as sent (encrypted, RFC
 --     9147 section 4.2.3), the encrypted record and the post-padding;
 --   * parameter 0x8006 in INIT and INIT ACK: tie breaker, the R, S and C flags and the KMIds;
---   * key management messages on PPID 4242 (draft-westerlund-tsvwg-sctp-dtls-handshake): the DCI
---     byte, then the DTLS records, handed to Wireshark's DTLS dissector.
+--   * key management messages on PPID 4242: DTLS 1.3's (draft-westerlund-tsvwg-sctp-dtls-handshake),
+--     the DCI byte, then the DTLS records, handed to Wireshark's DTLS dissector; TLS 1.3's
+--     (draft-porfiri-tsvwg-sctp-dtls-handshake), the T bit and the epoch's 7 low bits, then TLS
+--     records for Wireshark's TLS dissector or a control message (Protection Established). A
+--     message's records tell the two apart: DTLS versions begin with 0xfe, TLS ones with 0x03.
 -- Usage: tshark -X lua_script:Tools/wireshark/sctp-dtls-chunk.lua -r capture.pcap
 --            -d udp.port==PORT,sctp -o sctp.checksum:CRC-32C
 -- or copy the file into Wireshark's personal plugins folder. Decrypting the chunk needs its keys
@@ -48,14 +51,20 @@ local k = {
 }
 kmp_proto.fields = { k.length, k.tieBreaker, k.flags, k.restart, k.server, k.client, k.kmid }
 
+local control_types = { [1] = "Protection Established" }
+
 local m = {
     dci = ProtoField.uint8("sctp_dtls_km.dci", "DTLS connection index (low 2 bits)", base.DEC, nil, 0x03),
     pvalid = ProtoField.string("sctp_dtls_km.pvalid", "PVALID"),
+    control = ProtoField.bool("sctp_dtls_km.t", "T (control message)", 8, nil, 0x80),
+    epoch = ProtoField.uint8("sctp_dtls_km.epoch", "Epoch (low 7 bits)", base.DEC, nil, 0x7f),
+    controlType = ProtoField.uint8("sctp_dtls_km.control_type", "Control type", base.DEC, control_types),
 }
-km_proto.fields = { m.dci, m.pvalid }
+km_proto.fields = { m.dci, m.pvalid, m.control, m.epoch, m.controlType }
 
 local sctp_field = Field.new("sctp")
 local dtls_dissector = Dissector.get("dtls")
+local tls_dissector = Dissector.get("tls")
 
 -- Chunk 0x41 at `offset` of `tvb` (the SCTP packet), `length` its Chunk Length.
 local function dissect_chunk(tvb, offset, length, tree)
@@ -154,7 +163,8 @@ function chunk_proto.dissector(tvb, pinfo, tree)
 end
 register_postdissector(chunk_proto)
 
--- PPID 4242: the DCI byte, then DTLS records (or PVALID, "OK", on stream 0).
+-- PPID 4242. DTLS 1.3 method: the DCI byte, then DTLS records (or PVALID, "OK", on stream 0).
+-- TLS 1.3 method: the T bit and epoch, then TLS records (T = 0) or a control message (T = 1).
 function km_proto.dissector(tvb, pinfo, tree)
     local item = tree:add(km_proto, tvb())
     if tvb:len() == 2 and tvb(0, 2):string() == "OK" then
@@ -162,6 +172,19 @@ function km_proto.dissector(tvb, pinfo, tree)
         return
     end
     if tvb:len() < 2 then return end
+    local first = tvb(0, 1):uint()
+    if bit.band(first, 0x80) ~= 0 then
+        item:add(m.control, tvb(0, 1))
+        item:add(m.epoch, tvb(0, 1))
+        item:add(m.controlType, tvb(1, 1))
+        return
+    end
+    if tvb:len() >= 3 and tvb(2, 1):uint() == 0x03 then
+        item:add(m.control, tvb(0, 1))
+        item:add(m.epoch, tvb(0, 1))
+        if tls_dissector then tls_dissector:call(tvb(1):tvb(), pinfo, tree) end
+        return
+    end
     item:add(m.dci, tvb(0, 1))
     if dtls_dissector then dtls_dissector:call(tvb(1):tvb(), pinfo, tree) end
 end
