@@ -218,8 +218,8 @@ final class HandshakeKeyManagement {
             if next.role == .client, clientHello {
                 // Both ends started a rekey: one ClientHello goes on.
                 simultaneousStarts += 1
-                let peersGoesOn = method == .dtls13 ? current.role == .server : agreement.role == .server
-                guard peersGoesOn else {
+                let peersHelloGoesOn = method == .dtls13 ? current.role == .server : agreement.role == .server
+                guard peersHelloGoesOn else {
                     messagesDropped += 1
                     return
                 }
