@@ -45,8 +45,9 @@ class DTLSChunkRestartTests: XCTestCase {
     /// A client from `localPort` whose path can be cut (nothing in or out: its process died), and
     /// whose writes are logged.
     class func client(to port: UInt16, from localPort: UInt16, restartContext: [UInt8]? = nil,
-                      cut: PathCut? = nil) -> (Preconnection, WireLog) {
+                      cut: PathCut? = nil, identity: String = "rsa") -> (Preconnection, WireLog) {
         var security = DTLSChunkDTLS13Tests.security(server: false)
+        security.localIdentity = TestPKI.shared.identity(identity)
         security.dtlsChunkRekey = .onDemand
         security.dtlsChunkKeyManagement = [keyManagement]
         security.dtlsChunkRestartContext = restartContext
@@ -204,6 +205,28 @@ class DTLSChunkRestartTests: XCTestCase {
         XCTAssertEqual(epoch, 3, "the restart context shares epoch 3 with the one that replaces it")
     }
 
+    /// The restart context opens the association again, but the handshake after it must show the
+    /// identity the association had: a restarted client with another certificate of the same CA is
+    /// refused by the listener, and the association ends at both ends.
+    func testARestartedPeerWithAnotherIdentityIsRefusedByTheHandshakeAfterTheRestart() async throws {
+        let (listener, localPort, cut, first, server, _) = try await Self.firstAssociation()
+        let saved = try await first.exportRestartContext()
+        cut.cut()
+        await first.abort()
+
+        let (restarting, _) = Self.client(to: listener.localAddress.port, from: localPort, restartContext: saved, identity: "renamed")
+        let second = try await restarting.initiate(timeout: .seconds(10))
+        let watchdog = abort(server, after: .seconds(10))  // an association that goes on fails the test, not hangs it
+        let serverError = await XCTAssertThrowsTransportError(.certificateRejected) { _ = try await server.receive() }
+        watchdog.cancel()
+        XCTAssertTrue(serverError?.message.contains("another identity") == true, String(describing: serverError))
+        do {
+            let message = try await second.receive()
+            XCTFail("the restarted client's end must end too, not deliver \(message)")
+        } catch {}
+        await listener.stop()
+    }
+
     func testARestartAfterRekeysStartsTheEpochsAgainAtThree() async throws {
         let epoch = try await restart(rekeysFirst: 2)
         XCTAssertEqual(epoch, 5)
@@ -219,6 +242,9 @@ final class DTLSChunkTLS13RestartTests: DTLSChunkRestartTests {
     }
     override func testARestartedClientComesBackUnderItsRestartContextThenAFreshHandshakeRekeys() async throws {
         try await super.testARestartedClientComesBackUnderItsRestartContextThenAFreshHandshakeRekeys()
+    }
+    override func testARestartedPeerWithAnotherIdentityIsRefusedByTheHandshakeAfterTheRestart() async throws {
+        try await super.testARestartedPeerWithAnotherIdentityIsRefusedByTheHandshakeAfterTheRestart()
     }
     override func testARestartAfterRekeysStartsTheEpochsAgainAtThree() async throws {
         try await super.testARestartAfterRekeysStartsTheEpochsAgainAtThree()
