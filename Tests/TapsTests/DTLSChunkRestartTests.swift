@@ -106,7 +106,10 @@ class DTLSChunkRestartTests: XCTestCase {
         cut.cut()
         await first.abort()
 
-        let (restarting, wire) = Self.client(to: port, from: localPort, restartContext: saved)
+        XCTAssertEqual(savedContext.localPort, localPort)
+        // No local endpoint: the restart comes from the port the context names.
+        var (restarting, wire) = Self.client(to: port, from: localPort, restartContext: saved)
+        restarting.local = nil
         let second = try await restarting.initiate(timeout: .seconds(10))
         try await second.send("after the restart")
         let after = try await server.receive()
@@ -178,7 +181,7 @@ class DTLSChunkRestartTests: XCTestCase {
     func testARestartContextIsReadBackAsWrittenAndAnythingElseIsRefused() throws {
         let material = { (seed: UInt8) in DTLSChunkKeyMaterial(key: Array(repeating: seed, count: 32), iv: Array(repeating: seed + 1, count: 12),
                                                                  sequenceNumberKey: Array(repeating: seed + 2, count: 32)) }
-        let context = DTLSChunkRestartContext(method: .dtls13, role: .server, suite: .aes256GCMSHA384, epoch: 9,
+        let context = DTLSChunkRestartContext(method: .dtls13, role: .server, suite: .aes256GCMSHA384, epoch: 9, localPort: 40_000,
                                               send: material(1), receive: material(7), peerCertificateDER: [0x30, 0x03, 1, 2, 3])
         XCTAssertEqual(try DTLSChunkRestartContext(bytes: context.bytes), context)
         var shortKey = context

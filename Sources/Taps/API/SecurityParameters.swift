@@ -76,10 +76,11 @@ public struct SecurityParameters: Sendable, Hashable {
     /// dtls-chunk-sctp, an initiator that restarts an association its process lost: the restart
     /// key context `Connection.exportRestartContext()` gave (draft-ietf-tsvwg-sctp-dtls-chunk, "SCTP
     /// Restart Considerations"). The INIT and INIT ACK go in clear, then the COOKIE ECHO and
-    /// everything after it under that context, until a fresh DTLS 1.3 handshake replaces it. The
-    /// association must come from the same local port to the same peer, and the peer must still
-    /// hold it; otherwise the attempt fails like any unanswered one. Use the bytes for one restart
-    /// only: a second would send under the same nonces.
+    /// everything after it under that context, until a fresh handshake replaces it. The association
+    /// comes from the local port the context names (unless the Preconnection's local endpoint or
+    /// `sctp.localUDPPort` gives one) to the same peer, which must still hold it; otherwise the
+    /// attempt fails like any unanswered one. Use the bytes for one restart only: a second would
+    /// send under the same nonces.
     public var dtlsChunkRestartContext: [UInt8]? = nil
 
     /// CM: the most sessions the Preconnection's cache keeps, oldest evicted first (RFC 9622

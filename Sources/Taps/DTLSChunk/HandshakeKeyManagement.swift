@@ -401,9 +401,11 @@ final class HandshakeKeyManagement {
     /// the new one replaced the context that restart used).
     func restartContext() -> DTLSChunkRestartContext? {
         guard completed, !failed, restartContextInUse == nil, let own = current.ownWrite, let peer = current.peerWrite,
-              let suite = current.suite, let certificate = current.peerCertificateDER else { return nil }
+              let suite = current.suite, let certificate = current.peerCertificateDER,
+              let localPort = association?.path.lower.localAddress?.port else { return nil }
         return DTLSChunkRestartContext(method: agreement.method, role: current.role == .client ? .client : .server, suite: suite,
-                                       epoch: current.index, send: own.restart, receive: peer.restart, peerCertificateDER: certificate)
+                                       epoch: current.index, localPort: localPort, send: own.restart, receive: peer.restart,
+                                       peerCertificateDER: certificate)
     }
 
     // MARK: Rekeying

@@ -64,7 +64,9 @@ final class StackRecipe: Sendable {
         case .udp where stack.layers.contains(.sctp):
             // RFC 6951: the UDP port may differ from the SCTP port (the endpoint's).
             let sctp = properties.sctp
-            let localUDP = sctp.localUDPPort.map { port in
+            // A restart comes from the port of the association it restarts, unless one is given.
+            let restartPort = (local?.port ?? 0) == 0 ? dtlsChunk?.restartContext?.localPort : nil
+            let localUDP = (sctp.localUDPPort ?? restartPort).map { port in
                 local?.withPort(port) ?? SocketAddress(ip: remote.family == .ipv6 ? "::" : "0.0.0.0", port: port)!
             } ?? local
             layer = try UDPLayer(loop: loop, local: localUDP, peer: remote.withPort(sctp.remoteUDPPort ?? remote.port))
