@@ -147,17 +147,16 @@ final class CaptureTests: XCTestCase {
         echo.cancel()
     }
 
-    /// The repository's Wireshark dissector (Tools/wireshark) reads what Wireshark 4.0 cannot: the
-    /// 0x8006 parameters of INIT and INIT ACK, the DTLS chunks' headers and, on PPID 4242, the DTLS
-    /// 1.3 key management messages, whose ClientHello Wireshark's DTLS dissector then shows.
-    func testTheLuaDissectorReadsParametersChunksAndKeyManagement() async throws {
-        let path = Self.temporaryPath("dissector")
-        let listener = try await DTLSChunkDTLS13Tests.listener()
+    /// An association of `ends` with one exchange, captured, read back by tshark with the
+    /// repository's dissector: per packet, the values of `fields` (several in one separated by commas).
+    private static func dissect(_ ends: HandshakeEnds, fields: [String], named name: String) async throws -> [[String]] {
+        let path = temporaryPath(name)
+        let listener = try await ends.listener()
         let echo = startEcho(listener)
         let port = listener.localAddress.port
-        var client = DTLSChunkDTLS13Tests.client(port)
+        var client = ends.client(port)
         client.transport.capture = .pcap(path)
-        try await Self.exchange(client, marker: "dissected")
+        try await exchange(client, marker: "dissected")
         await listener.stop()
         echo.cancel()
 
@@ -165,15 +164,22 @@ final class CaptureTests: XCTestCase {
             .appendingPathComponent("Tools/wireshark/sctp-dtls-chunk.lua").path
         let reader = try ChildProcess("/usr/bin/tshark", ["-X", "lua_script:\(script)", "-r", path, "-d", "udp.port==\(port),sctp",
                                                           "-o", "sctp.checksum:CRC-32C", "-T", "fields", "-E", "separator=|",
-                                                          "-E", "occurrence=a", "-E", "aggregator=,",
-                                                          "-e", "sctp.chunk_type", "-e", "sctp_dtls_kmp.kmid", "-e", "sctp_dtls_kmp.flags",
-                                                          "-e", "sctp_dtls_chunk.epoch", "-e", "sctp_dtls_chunk.flags.r",
-                                                          "-e", "sctp_dtls_km.dci", "-e", "dtls.handshake.type"])
+                                                          "-E", "occurrence=a", "-E", "aggregator=,"] + fields.flatMap { ["-e", $0] })
         let status = await reader.finish(timeout: 30)
         XCTAssertEqual(status, 0, reader.text)
         XCTAssertFalse(reader.text.contains("Lua: Error"), reader.text)
-        let packets = reader.text.split(separator: "\n").filter { !$0.hasPrefix("Running as user") }
+        return reader.text.split(separator: "\n").filter { !$0.hasPrefix("Running as user") }
             .map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+    }
+
+    /// The repository's Wireshark dissector (Tools/wireshark) reads what Wireshark 4.0 cannot: the
+    /// 0x8006 parameters of INIT and INIT ACK, the DTLS chunks' headers and, on PPID 4242, the DTLS
+    /// 1.3 key management messages, whose ClientHello Wireshark's DTLS dissector then shows.
+    func testTheLuaDissectorReadsParametersChunksAndKeyManagement() async throws {
+        let packets = try await Self.dissect(HandshakeEnds(method: .dtls13), fields: [
+            "sctp.chunk_type", "sctp_dtls_kmp.kmid", "sctp_dtls_kmp.flags", "sctp_dtls_chunk.epoch", "sctp_dtls_chunk.flags.r",
+            "sctp_dtls_km.dci", "dtls.handshake.type",
+        ], named: "dissector")
         let initChunk = try XCTUnwrap(packets.first { $0[0] == "1" }, "the INIT")
         XCTAssertTrue(initChunk[1].split(separator: ",").contains("193"), "the INIT offers DTLS 1.3 (KMId 193): \(initChunk)")
         let initAck = try XCTUnwrap(packets.first { $0[0] == "2" }, "the INIT ACK")
@@ -188,29 +194,9 @@ final class CaptureTests: XCTestCase {
     /// The same dissector reads the TLS 1.3 key management's messages: the T bit and epoch, and the
     /// ClientHello through Wireshark's TLS dissector.
     func testTheLuaDissectorReadsTLSKeyManagement() async throws {
-        let path = Self.temporaryPath("dissector-tls")
-        let ends = HandshakeEnds(method: .tls13)
-        let listener = try await ends.listener()
-        let echo = startEcho(listener)
-        let port = listener.localAddress.port
-        var client = ends.client(port)
-        client.transport.capture = .pcap(path)
-        try await Self.exchange(client, marker: "dissected")
-        await listener.stop()
-        echo.cancel()
-
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Tools/wireshark/sctp-dtls-chunk.lua").path
-        let reader = try ChildProcess("/usr/bin/tshark", ["-X", "lua_script:\(script)", "-r", path, "-d", "udp.port==\(port),sctp",
-                                                          "-o", "sctp.checksum:CRC-32C", "-T", "fields", "-E", "separator=|",
-                                                          "-E", "occurrence=a", "-E", "aggregator=,",
-                                                          "-e", "sctp_dtls_kmp.kmid", "-e", "sctp_dtls_km.t", "-e", "sctp_dtls_km.epoch",
-                                                          "-e", "tls.handshake.type", "-e", "sctp_dtls_km.dci"])
-        let status = await reader.finish(timeout: 30)
-        XCTAssertEqual(status, 0, reader.text)
-        XCTAssertFalse(reader.text.contains("Lua: Error"), reader.text)
-        let packets = reader.text.split(separator: "\n").filter { !$0.hasPrefix("Running as user") }
-            .map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+        let packets = try await Self.dissect(HandshakeEnds(method: .tls13), fields: [
+            "sctp_dtls_kmp.kmid", "sctp_dtls_km.t", "sctp_dtls_km.epoch", "tls.handshake.type", "sctp_dtls_km.dci",
+        ], named: "dissector-tls")
         XCTAssertTrue(packets.contains { $0[0].split(separator: ",").contains("192") }, "an INIT offering TLS 1.3 (KMId 192): \(packets)")
         let clientHello = try XCTUnwrap(packets.first { $0[3].split(separator: ",").contains("1") }, "a TLS ClientHello on PPID 4242: \(packets)")
         XCTAssertEqual(clientHello[1], "0", "T bit clear: records")
