@@ -35,6 +35,9 @@ struct TapsDemo: AsyncParsableCommand {
         var mutualSecurity = SecurityParameters()
         mutualSecurity.localIdentity = identity
         mutualSecurity.trustedRoots = .pem(.bytes(certificatePEM))
+        // The same, keyed by TLS 1.3 (draft-porfiri) instead: offered only that method.
+        var tlsKeyedSecurity = mutualSecurity
+        tlsKeyedSecurity.dtlsChunkKeyManagement = [.tls13]
         let scenarios: [Scenario] = [
             Scenario(title: "Secure, reliable messages", transport: .reliableMessage,
                      server: .server(identity: identity), client: clientSecurity, framer: LengthPrefixFramer()),
@@ -64,6 +67,11 @@ struct TapsDemo: AsyncParsableCommand {
                 transport.multistreaming = .require
                 return transport
             }(), server: mutualSecurity, client: mutualSecurity, framer: nil, streams: 2),
+            Scenario(title: "The DTLS chunk keyed by a TLS 1.3 handshake in the association, then rekeyed", transport: {
+                var transport = TransportProperties.reliableMessage
+                transport.multistreaming = .require
+                return transport
+            }(), server: mutualSecurity, client: tlsKeyedSecurity, framer: nil, streams: 2),
         ]
         for scenario in scenarios {
             let chosen = scenario.clientPreconnection(port: 1).candidateStacks().first { $0.rank == 0 }?.stack.name
@@ -146,10 +154,10 @@ struct Scenario {
         }
     }
 
-    /// dtls-chunk-sctp with DTLS 1.3 key management: a new DTLS connection replaces the keys, and the
-    /// epoch of what goes out advances.
+    /// dtls-chunk-sctp with DTLS 1.3 or TLS 1.3 key management: a new key management connection
+    /// replaces the keys, and the epoch of what goes out advances.
     private func rekey(_ connection: Connection) async throws {
-        guard let before = await connection.dtlsChunkStatus, before.agreement?.method == .dtls13 else { return }
+        guard let before = await connection.dtlsChunkStatus, let method = before.agreement?.method, method == .dtls13 || method == .tls13 else { return }
         let events = await connection.events()
         try await connection.updateKeys()
         for await event in events { if case .keysUpdated = event { break } }
