@@ -400,7 +400,7 @@ final class DTLSChunkPathFilter {
     /// association's is the peer's restart: the restart context it came under protects what this
     /// end sends from the COOKIE ACK on (usrsctp answers within this call), the primary contexts
     /// go, and the 0x8006 agreement is the restart INIT's. False (the packet is dropped and
-    /// counted) when no restart was agreed with the DTLS 1.3 method, or the restart INIT's
+    /// counted) when no restart was agreed with a handshake method, or the restart INIT's
     /// parameter would change the method or our role. Anything else under a restart context is
     /// the restarted association's traffic.
     private func admitRestartPacket(_ plain: UnsafeRawBufferPointer) -> Bool {
@@ -453,7 +453,8 @@ final class DTLSChunkPathFilter {
         }
     }
 
-    /// Reports a newer peer epoch, and the cumulative TSN ack while a watch waits for it.
+    /// Reports a newer peer epoch, and keeps the peer's highest cumulative TSN ack for the drain
+    /// rule, telling a watch that waits for it.
     private func noteAuthenticated(_ plain: UnsafeRawBufferPointer) {
         if protection.newestPeerPrimaryEpoch > reportedPeerEpoch {
             reportedPeerEpoch = protection.newestPeerPrimaryEpoch

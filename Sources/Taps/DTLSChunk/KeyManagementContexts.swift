@@ -112,21 +112,21 @@ struct KeyManagementContexts: @unchecked Sendable {
         // the way, and user messages carry far more than an IP packet.
         configuration.initialRetransmissionMilliseconds = 3_000
         configuration.maximumDatagram = 16_000
-        let engines: Engines
+        let client: DTLS13Context, server: DTLS13Context
         do {
-            engines = .dtls13(client: try DTLS13Context(role: .client, configuration: configuration),
-                              server: try DTLS13Context(role: .server, configuration: configuration))
+            client = try DTLS13Context(role: .client, configuration: configuration)
+            server = try DTLS13Context(role: .server, configuration: configuration)
         } catch {
             throw .invalidCredentials("DTLS 1.3 key management: \(error)")
         }
         let importedSession = security.resumptionSession.flatMap { $0.starts(with: prefix) ? Array($0.dropFirst(prefix.count)) : nil }
-        if let importedSession, case .dtls13(let client, _) = engines {
+        if let importedSession {
             // Refused now rather than when the first association's handshake would offer it.
             do { _ = try DTLS13Engine(context: client, resuming: importedSession) } catch {
                 throw .invalidArgument("resumptionSession: a DTLS chunk session that BoringSSL cannot read (\(error.message)); give the bytes Connection.exportSession() returned")
             }
         }
-        try self.init(engines: engines, security: security, method: security.dtlsChunkDTLS13KeyManagementID, certificateChain: chain,
+        try self.init(engines: .dtls13(client: client, server: server), security: security, method: security.dtlsChunkDTLS13KeyManagementID, certificateChain: chain,
                       importedSession: importedSession)
     }
 

@@ -39,15 +39,9 @@ final class TLS13KeyManagementConnection: KeyManagementConnection {
 
     /// The leaf first (a server's view of the chain leaves it out), then what the peer sent.
     var peerCertificateChainDER: [[UInt8]] {
-        var chain = peerCertificateDER.map { [$0] } ?? []
-        if let sent = SSL_get_peer_cert_chain(engine.ssl) {
-            for index in 0..<OPENSSL_sk_num(sent) {
-                guard let certificate = OPENSSL_sk_value(sent, index) else { continue }
-                let der = Credentials.der(OpaquePointer(certificate))
-                if der != chain.first { chain.append(der) }
-            }
-        }
-        return chain
+        let leaf = taps_SSL_get_peer_certificate(engine.ssl)
+        defer { if let leaf { X509_free(leaf) } }
+        return Credentials.derChain(leaf: leaf, sent: SSL_get_peer_cert_chain(engine.ssl))
     }
 
     var peerValidationError: String? {

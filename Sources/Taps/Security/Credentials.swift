@@ -65,6 +65,20 @@ enum Credentials {
         encodeDER { i2d_X509(certificate, $0) }
     }
 
+    /// A peer's chain in DER, leaf first: `leaf`, then the certificates of `sent` (an OpenSSL
+    /// STACK_OF(X509), which may or may not begin with the leaf again).
+    static func derChain(leaf: OpaquePointer?, sent: OpaquePointer?) -> [[UInt8]] {
+        var chain = leaf.map { [der($0)] } ?? []
+        if let sent {
+            for index in 0..<OPENSSL_sk_num(sent) {
+                guard let certificate = OPENSSL_sk_value(sent, index) else { continue }
+                let encoded = der(OpaquePointer(certificate))
+                if encoded != chain.first { chain.append(encoded) }
+            }
+        }
+        return chain
+    }
+
     /// Runs one of OpenSSL's i2d functions twice: for the length, then to fill the bytes.
     static func encodeDER(_ encode: (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?) -> Int32) -> [UInt8] {
         let length = encode(nil)

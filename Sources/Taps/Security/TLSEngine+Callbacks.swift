@@ -166,15 +166,7 @@ extension TLSEngine {
         let valid = X509_verify_cert(store) == 1
         let error = valid ? nil : String(cString: X509_verify_cert_error_string(Int(X509_STORE_CTX_get_error(store))))
         ERR_clear_error()
-        var chain: [[UInt8]] = []
-        if let leaf = X509_STORE_CTX_get0_cert(store) { chain.append(Credentials.der(leaf)) }
-        if let sent = X509_STORE_CTX_get0_untrusted(store) {
-            for index in 0..<OPENSSL_sk_num(sent) {
-                guard let certificate = OPENSSL_sk_value(sent, index) else { continue }
-                let der = Credentials.der(OpaquePointer(certificate))
-                if der != chain.first { chain.append(der) }
-            }
-        }
+        let chain = Credentials.derChain(leaf: X509_STORE_CTX_get0_cert(store), sent: X509_STORE_CTX_get0_untrusted(store))
         return TrustChallenge(role: role, peerChain: chain, defaultValidationError: error, serverName: expectedServerName)
     }
 
