@@ -69,6 +69,29 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertTrue(received == sent)
     }
 
+    /// On a path where one packet holds most of a record, records are cut to fit one packet's
+    /// fragment of a message; on a small path they stay at 16 KB; on one that takes whole records,
+    /// nothing changes.
+    func testRecordsFitOnePacketWhereAPacketHoldsMostOfARecord() throws {
+        XCTAssertEqual(TLSEngine.recordPlaintextLimit(forMessageFragment: 16_320), 16_320 - TLSEngine.recordOverheadBound)
+        XCTAssertNil(TLSEngine.recordPlaintextLimit(forMessageFragment: 1_216), "a 1,280-byte path: records span packets anyway")
+        XCTAssertNil(TLSEngine.recordPlaintextLimit(forMessageFragment: 65_000), "a record fits a packet whole")
+        let (client, server) = try connectedPair(recordPerWrite: true)
+        client.fitRecords(toMessageFragment: 16_320)
+        let sent = pattern(65_536)
+        XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
+        var written: [[UInt8]] = []
+        client.drainOutbound { unit, _ in written.append(unit) }
+        XCTAssertEqual(written.count, 5, "64 KB are four records that fill a packet each and a fifth with the rest")
+        XCTAssertLessThanOrEqual(written.map(\.count).max() ?? .max, 16_320, "no record spills into a second packet")
+        var received: [UInt8] = []
+        for unit in written {
+            let outcome = unit.withUnsafeBytes { server.feed($0, handshakeDone: {}) { received += $0 } }
+            guard case .ok = outcome else { return XCTFail("feed: \(outcome)") }
+        }
+        XCTAssertTrue(received == sent)
+    }
+
     /// Records that OpenSSL writes split, or two in one write, come out whole and one per unit.
     func testRecordFramingJoinsAndCutsWrites() {
         let buffers = EngineBIO.Buffers(framing: .recordPerWrite)

@@ -95,6 +95,36 @@ final class TLSSCTPTransferTests: XCTestCase {
         await listener.stop()
     }
 
+    /// On a 16,384-byte path a maximum-size record would take a packet and a tail packet: records are
+    /// cut to SCTP's fragmentation point instead, so each travels in one packet and 64 KB messages
+    /// cost five packets, not eight.
+    func testRecordsFillOnePacketEachOnALargePath() async throws {
+        let mtu = { (transport: inout TransportProperties) in transport.sctp.pathMTU = 16_384 }
+        let listener = try await TLSSCTP.listener(configure: mtu)
+        var client = TLSSCTP.client(listener.localAddress.port, configure: mtu)
+        client.lossyPath = LossyPath()
+        let (clients, servers) = try await TLSSCTP.openStreams(1, from: client, to: listener)
+        let connection = clients[0]
+        let serverSide = try XCTUnwrap(servers[0])
+        try await TLSSCTP.sendPattern(connection, stream: 0, total: 1, chunk: 1)
+        let first = try await TLSSCTP.receivePattern(serverSide, stream: 0, total: 1)
+        XCTAssertEqual(first, 1)
+        let wire = try await watchWire(of: connection)
+        let total = 16 * 65_536
+        try await TLSSCTP.sendPattern(connection, stream: 0, total: total, chunk: 65_536)
+        let received = try await TLSSCTP.receivePattern(serverSide, stream: 0, total: total)
+        XCTAssertEqual(received, total)
+        let fragment = try await connection.loop.submit {
+            connection.assumeIsolated { $0.layer.layerChain.lazy.compactMap(\.messageFragmentSize).first }
+        }
+        let largest = try await largestTLSInput(of: serverSide)
+        XCTAssertLessThanOrEqual(largest, try XCTUnwrap(fragment, "SCTP reports its fragmentation point"), "every record fits one packet")
+        XCTAssertGreaterThan(largest, 16_000, "records stay close to the packet's size")
+        XCTAssertLessThanOrEqual(wire.count, 16 * 5 + 8, "five packets per 64 KB message, and a few SACKs (eight if records spilled over)")
+        await connection.abort()
+        await listener.stop()
+    }
+
     /// The largest user message a connection's TLS layer took as input.
     private func largestTLSInput(of connection: Connection) async throws -> Int {
         let largest = try await connection.loop.submit {

@@ -66,6 +66,9 @@ protocol Layer: AnyObject {
     var securityDetails: SecurityDetails? { get }
     /// The largest message one `write` carries intact (datagram layers); nil when unbounded.
     var maximumMessageSize: Int? { get }
+    /// The most bytes of a message one packet carries before the layer splits it over several
+    /// (SCTP's fragmentation point, once established); nil on layers that do not fragment messages.
+    var messageFragmentSize: Int? { get }
     /// Exports keying material from the security session (SSKE).
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8]
     /// Updates the traffic keys (KU).
@@ -92,6 +95,7 @@ extension Layer {
     var lowerLayer: Layer? { nil }
     var securityDetails: SecurityDetails? { nil }
     var maximumMessageSize: Int? { nil }
+    var messageFragmentSize: Int? { nil }
 
     func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws(TransportError) -> [UInt8] {
         throw .notSupported("this stack has no security protocol to export keying material from")

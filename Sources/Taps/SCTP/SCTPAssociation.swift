@@ -183,6 +183,9 @@ final class SCTPAssociation: SCTPPathOwner {
     /// Asks usrsctp for a HEARTBEAT now, so that the peer answers.
     func requestHeartbeat() { socket?.requestHeartbeat() }
 
+    /// The most bytes of a message one packet carries before SCTP fragments it.
+    var fragmentationPoint: Int? { socket?.fragmentationPoint }
+
     /// Key management's rekey count and current DCI, for the status.
     var keyManagementProgress: (rekeys: Int, connectionIndex: UInt64)? {
         keyManagement.map { ($0.rekeys, $0.connectionIndex) }

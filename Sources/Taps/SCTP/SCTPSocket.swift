@@ -115,6 +115,14 @@ final class SCTPSocket {
         return get(SCTP_STATUS, &status) && status.sstat_unackdata > 0
     }
 
+    /// The most bytes of a user message one DATA chunk carries (SCTP's fragmentation point, from the
+    /// path MTU); nil before the association is up.
+    var fragmentationPoint: Int? {
+        var status = sctp_status()
+        guard get(SCTP_STATUS, &status), status.sstat_fragmentation_point > 0 else { return nil }
+        return Int(status.sstat_fragmentation_point)
+    }
+
     /// DATA chunks usrsctp holds for the association: not yet sent, or sent and not acknowledged.
     var outstandingChunks: Int {
         var status = sctp_status()

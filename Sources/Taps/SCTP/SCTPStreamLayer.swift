@@ -29,6 +29,7 @@ final class SCTPStreamLayer: Layer {
         return .invalidArgument("PPID 4242 carries DTLS key management messages on \(ProtocolStack.dtlsChunkSCTP.name); applications use another")
     }
     var remoteAddress: SocketAddress? { association.path.lower.remoteAddress }
+    var messageFragmentSize: Int? { association.fragmentationPoint }
 
     /// The stream has a partner of the same id in the other direction (RFC 3436 section 3.1): its
     /// id is below both stream counts the association negotiated (known once it is up).

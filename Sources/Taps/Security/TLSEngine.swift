@@ -267,11 +267,31 @@ final class TLSEngine {
         return nil
     }
 
+    /// Record framing (RFC 3436 section 3.2: each record is one SCTP user message): when one packet
+    /// carries most of a maximum-size record but not all of it, as on large path MTUs, a full record
+    /// would spend a second packet on its last few bytes. Records then carry at most what fits one
+    /// `fragment` (the bytes of a message one packet holds), which halves the packets. On smaller
+    /// paths a record spans many packets anyway, and records stay full-size.
+    func fitRecords(toMessageFragment fragment: Int) {
+        guard let limit = Self.recordPlaintextLimit(forMessageFragment: fragment) else { return }
+        _ = SSL_ctrl(ssl, SSL_CTRL_SET_MAX_SEND_FRAGMENT, limit, nil)
+    }
+
+    /// The plaintext per record that keeps a record within one `fragment`; nil to stay at 16 KB.
+    static func recordPlaintextLimit(forMessageFragment fragment: Int) -> Int? {
+        let fitted = fragment - recordOverheadBound
+        guard fitted >= recordPlaintextLimit / 2, fitted < recordPlaintextLimit else { return nil }
+        return fitted
+    }
+
+    /// The most a record adds to its plaintext: header (5), explicit IV (16), MAC (48, SHA-384) and
+    /// CBC padding (16) on TLS 1.2; header, content type and tag (22) on TLS 1.3.
+    static let recordOverheadBound = 85
+
     /// An upper bound on the records `plaintext` bytes become: at most 16 KB of plaintext per record
-    /// (RFC 8446 section 5.1), each with a header, content type, padding-free AEAD tag and, on TLS
-    /// 1.2, an explicit nonce: 64 bytes covers every suite OpenSSL offers here.
+    /// (RFC 8446 section 5.1), each adding at most `recordOverheadBound`.
     static func ciphertextSize(ofPlaintext plaintext: Int) -> Int {
-        plaintext + (plaintext / 16_384 + 1) * 64
+        plaintext + (plaintext / recordPlaintextLimit + 1) * recordOverheadBound
     }
 
     /// Queues a close_notify alert.

@@ -72,6 +72,7 @@ final class TLSLayer: Layer, LayerDelegate {
     func layerDidBecomeReady() {
         guard state == .handshaking else { return }
         handshakeBegan = true
+        if engine.recordPerWrite, let fragment = lower.messageFragmentSize { engine.fitRecords(toMessageFragment: fragment) }
         guard engine.context.role == .client || engine.continuesHandshake else { return }
         if deferredUntilFirstWrite {
             state = .deferred
