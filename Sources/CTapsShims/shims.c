@@ -70,6 +70,7 @@ void taps_SSL_CTX_allow_no_dhe_kex(SSL_CTX *ctx) { SSL_CTX_set_options(ctx, SSL_
 int taps_SSL_add1_chain_cert(SSL *ssl, X509 *cert) { return (int)SSL_add1_chain_cert(ssl, cert); }
 int taps_SSL_set_retry_verify(SSL *ssl) { return SSL_set_retry_verify(ssl); }
 uint64_t taps_SSL_CTX_disable_session_tickets(SSL_CTX *ctx) { return SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET); }
+void taps_SSL_disable_middlebox_compat(SSL *ssl) { SSL_clear_options(ssl, SSL_OP_ENABLE_MIDDLEBOX_COMPAT); }
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>

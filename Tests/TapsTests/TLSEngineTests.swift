@@ -51,6 +51,7 @@ final class TLSEngineTests: XCTestCase {
             if fromClient { clientUnits.append(unit) } else { serverUnits.append(unit) }
         }
         XCTAssertGreaterThanOrEqual(clientUnits.count, 2, "the client's flights are several records")
+        XCTAssertFalse(clientUnits.contains { $0.first == 20 }, "no middlebox-compatibility ChangeCipherSpec record (RFC 8446 appendix D.4)")
         let sent = pattern(200_000)
         XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
         var written: [[UInt8]] = []

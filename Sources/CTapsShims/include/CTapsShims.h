@@ -62,6 +62,8 @@ int taps_SSL_add1_chain_cert(SSL *ssl, X509 *cert);
 int taps_SSL_set_retry_verify(SSL *ssl);
 /* SSL_OP_NO_TICKET is built from the SSL_OP_BIT macro; returns the options now set. */
 uint64_t taps_SSL_CTX_disable_session_tickets(SSL_CTX *ctx);
+/* Turns off TLS 1.3's middlebox compatibility mode (RFC 8446 appendix D.4) on one connection. */
+void taps_SSL_disable_middlebox_compat(SSL *ssl);
 
 /* CRC32c (Castagnoli) with the SSE4.2 crc32 instruction; taps_crc32c_hardware() says whether this CPU
  * has it. Same result as usrsctp_crc32c. */

@@ -65,6 +65,11 @@ final class TLSEngine {
             _ = taps_SSL_set_options_no_query_mtu(ssl)
             _ = taps_SSL_set_mtu(ssl, Self.datagramMTU)
         }
+        if recordPerWrite {
+            // Over SCTP user messages no middlebox inspects TLS, so RFC 8446 appendix D.4's dummy
+            // ChangeCipherSpec records would only cost each handshake two more messages.
+            taps_SSL_disable_middlebox_compat(ssl)
+        }
         let bio = EngineBIO.make(buffers)
         SSL_set_bio(ssl, bio, bio)
         SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
