@@ -121,6 +121,12 @@ final class TLSSCTPTransferTests: XCTestCase {
         XCTAssertLessThanOrEqual(largest, try XCTUnwrap(fragment, "SCTP reports its fragmentation point"), "every record fits one packet")
         XCTAssertGreaterThan(largest, 16_000, "records stay close to the packet's size")
         XCTAssertLessThanOrEqual(wire.count, 16 * 5 + 8, "five packets per 64 KB message, and a few SACKs (eight if records spilled over)")
+        try await TLSSCTP.sendPattern(serverSide, stream: 0, total: 65_536, chunk: 65_536)
+        let echoed = try await TLSSCTP.receivePattern(connection, stream: 0, total: 65_536)
+        XCTAssertEqual(echoed, 65_536)
+        let largestBack = try await largestTLSInput(of: connection)
+        XCTAssertLessThanOrEqual(largestBack, try XCTUnwrap(fragment), "the accepting end fits its records too")
+        XCTAssertGreaterThan(largestBack, 16_000)
         await connection.abort()
         await listener.stop()
     }
