@@ -29,7 +29,9 @@ struct IdleMemoryBench {
         var security = SecurityParameters.disabled
         if bench.stack == "dtls-chunk-sctp" {
             security = SecurityParameters()
-            security.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: bench.chunkKeys ?? "")
+            var keys = try DTLSChunkPreSharedKeys(jsonFile: bench.chunkKeys ?? "")
+            keys.allowsReuseAcrossAssociations = true  // many idle associations under one key file: measured, not secret
+            security.dtlsChunkKeys = keys
         }
         var preconnection = Preconnection(local: local, remote: remote, transport: transport, security: security)
         preconnection.registry = StackRegistry(stacks: StackRegistry.standard.stacks.filter { $0.name == bench.stack })

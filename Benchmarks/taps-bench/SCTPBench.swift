@@ -175,7 +175,9 @@ struct DTLSChunkSetup {
         var security = SecurityParameters()
         switch keyManagement {
         case .psk, .tlsSCTP:
-            security.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: keyFile)
+            var keys = try DTLSChunkPreSharedKeys(jsonFile: keyFile)
+            keys.allowsReuseAcrossAssociations = true  // an association per round under one key file: measured, not secret
+            security.dtlsChunkKeys = keys
         case .dtls13, .tls13:
             security.localIdentity = .pemFiles(certificate: cert, key: key)
             security.trustedRoots = .pem(file: cert)

@@ -96,6 +96,9 @@ struct SecurityOptions: ParsableArguments {
     @Option(name: .long, help: "dtls-chunk-sctp: the pre-shared parameters (KMId 0), a key file as `make-chunk-keys` writes.")
     var chunkKeys: String?
 
+    @Flag(name: .long, help: "dtls-chunk-sctp: let the --chunk-keys protect more than one association of this process. Every association starts at sequence number 0, so they repeat AEAD nonces: for tests only.")
+    var reuseChunkKeys = false
+
     @Option(name: .long, help: "dtls-chunk-sctp: the key management to offer, dtls13 or tls13 (certificates both ways: --cert/--key/--ca, --client-cert/--client-key/--ca) or psk (--chunk-keys); default: every one configured, in that order.")
     var km: String?
 
@@ -114,7 +117,11 @@ struct SecurityOptions: ParsableArguments {
             }
             security.require(interface)
         }
-        if let chunkKeys { security.dtlsChunkKeys = try DTLSChunkPreSharedKeys(jsonFile: chunkKeys) }
+        if let chunkKeys {
+            var keys = try DTLSChunkPreSharedKeys(jsonFile: chunkKeys)
+            keys.allowsReuseAcrossAssociations = reuseChunkKeys
+            security.dtlsChunkKeys = keys
+        }
         switch km {
         case nil: break
         case "dtls13": security.dtlsChunkKeyManagement = [.dtls13]

@@ -249,7 +249,8 @@ final class DTLSChunkSCTPTests: XCTestCase {
     /// accepted, so many end unaccepted. Such an association must not hold its peer's path until the
     /// setup timeout, or the listener refuses new peers for seconds.
     func testThousandsOfQuickAssociationsDoNotExhaustTheListener() async throws {
-        let keys = DTLSChunkPreSharedKeys.random()
+        var keys = DTLSChunkPreSharedKeys.random()
+        keys.allowsReuseAcrossAssociations = true  // thousands of associations; the traffic is not secret
         let listener = try await Self.listener(keys: keys)
         let accepting = Task { for await connection in listener.connections { await connection.abort() } }
         let client = Self.client(listener.localAddress.port, keys: keys, lossy: nil)
@@ -259,6 +260,55 @@ final class DTLSChunkSCTPTests: XCTestCase {
         }
         await listener.stop()
         accepting.cancel()
+    }
+
+    /// Every association starts at sequence number 0, so pre-shared keys protect one association per
+    /// process: a second client under the same keys is refused before it sends under them, and a
+    /// listener answers a second association under keys it already sent under with an ABORT; the
+    /// first association goes on. Only an explicit opt-out lets keys serve several.
+    func testPreSharedKeysProtectOneAssociationUnlessReuseIsAllowed() async throws {
+        // The listener's keys: a second association under them is answered with an ABORT.
+        let keys = DTLSChunkPreSharedKeys.random()
+        var clientReusing = keys
+        clientReusing.allowsReuseAcrossAssociations = true
+        let listener = try await Self.listener(keys: keys)
+        let echo = startEcho(listener)
+        let first = try await Self.client(listener.localAddress.port, keys: clientReusing, lossy: nil).initiate(timeout: .seconds(10))
+        let refusal = await XCTAssertThrowsTransportError(.connectionRefused) {
+            try await Self.client(listener.localAddress.port, keys: clientReusing, lossy: nil).initiate(timeout: .seconds(10))
+        }
+        XCTAssertTrue(refusal?.message.contains("error cause 101") ?? false,
+                      "the listener has no unused pre-shared keys for the second association: \(String(describing: refusal))")
+        try await first.send("still protected")
+        let reply = try await first.receive()
+        XCTAssertEqual(reply.text, "still protected", "the first association goes on")
+        await first.abort()
+        await listener.stop()
+        echo.cancel()
+
+        // The client's keys: its second association fails before it sends under them.
+        let clientKeys = DTLSChunkPreSharedKeys.random()
+        var serverReusing = clientKeys
+        serverReusing.allowsReuseAcrossAssociations = true
+        let open = try await Self.listener(keys: serverReusing)
+        let openEcho = startEcho(open)
+        let once = try await Self.client(open.localAddress.port, keys: clientKeys, lossy: nil).initiate(timeout: .seconds(10))
+        let error = await XCTAssertThrowsTransportError(.invalidArgument) {
+            try await Self.client(open.localAddress.port, keys: clientKeys, lossy: nil).initiate(timeout: .seconds(10))
+        }
+        XCTAssertTrue(error?.message.contains("repeat AEAD nonces") ?? false, "\(String(describing: error))")
+        await once.abort()
+
+        // Both ends allowing it: several associations under one set of keys.
+        for index in 0..<2 {
+            let connection = try await Self.client(open.localAddress.port, keys: serverReusing, lossy: nil).initiate(timeout: .seconds(10))
+            try await connection.send("reused \(index)")
+            let echoed = try await connection.receive()
+            XCTAssertEqual(echoed.text, "reused \(index)")
+            await connection.abort()
+        }
+        await open.stop()
+        openEcho.cancel()
     }
 
     func testKeysOfTheWrongLengthAreRefusedBeforeAnyPacket() async throws {

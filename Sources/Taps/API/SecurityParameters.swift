@@ -50,7 +50,8 @@ public struct SecurityParameters: Sendable, Hashable {
     public var preSharedKey: PreSharedKey? = nil
 
     /// PSKI, stack dtls-chunk-sctp: the SCTP DTLS chunk's pre-shared cryptographic parameters (KMId
-    /// 0). The stack qualifies only with key management configured.
+    /// 0), for one association per process (see ``DTLSChunkPreSharedKeys``). The stack qualifies only
+    /// with key management configured.
     public var dtlsChunkKeys: DTLSChunkPreSharedKeys? = nil
     /// dtls-chunk-sctp: strict DTLS mode (the default) refuses a peer that offers no DTLS chunk, or
     /// none we agree with, with an ABORT. False is the draft's loose mode: the DTLS chunk is only

@@ -487,6 +487,13 @@ final class DTLSChunkPathFilter {
         case .success(let agreement):
             let supported = agreement.method == .preSharedParameters ? keys != nil : handshake(for: agreement.method) != nil
             guard supported else { return fail(.noCommonMethod, reply: reply, abort: abort) }
+            if !isInitiator, agreement.method == .preSharedParameters, let keys {
+                // The responder sends under its keys as soon as usrsctp has the COOKIE ECHO: a
+                // refusal answers it with an ABORT, as keys we do not have would.
+                do throws(TransportError) { try keys.claimSendKeys(role: agreement.role) } catch {
+                    return fail(.noCommonMethod, reply: reply, abort: abort, error: error)
+                }
+            }
             self.agreement = agreement
             status = .agreed
             installKeys(sending: false)
@@ -501,10 +508,14 @@ final class DTLSChunkPathFilter {
         }
     }
 
-    private func fail(_ failure: DTLSChunkNegotiationFailure, reply: ([UInt8]) -> Void, abort: (UInt16) -> [UInt8]?) -> Bool {
-        status = .failed(failure.transportError)
+    /// Ends the establishment with an ABORT carrying `failure`'s cause; this end reports `error`
+    /// when it knows more than the cause says.
+    private func fail(_ failure: DTLSChunkNegotiationFailure, reply: ([UInt8]) -> Void, abort: (UInt16) -> [UInt8]?,
+                      error: TransportError? = nil) -> Bool {
+        let error = error ?? failure.transportError
+        status = .failed(error)
         if let packet = abort(failure.causeCode) { reply(packet) }
-        onFailure?(failure.transportError)
+        onFailure?(error)
         return false
     }
 
@@ -512,6 +523,8 @@ final class DTLSChunkPathFilter {
     private func installKeys(sending: Bool) {
         guard let agreement, agreement.method == .preSharedParameters, let keys else { return }
         do throws(TransportError) {
+            // The initiator takes its send keys when it starts sending under them (the responder did in `negotiate`).
+            if sending, isInitiator { try keys.claimSendKeys(role: agreement.role) }
             try keys.install(role: agreement.role, sending: sending, into: &protection)
             if sending { protection.requireProtectedPackets() }
         } catch {

@@ -4,6 +4,11 @@ import Foundation
 /// cipher suite and, per direction, record key, IV and sequence-number key of the primary DTLS key
 /// context (and optionally of the restart context). Client and server are the key management roles
 /// that the 0x8006 negotiation gives, not who initiated the association.
+///
+/// Each association needs keys of its own: every association starts at sequence number 0 under
+/// them, so two associations under the same keys would repeat AEAD nonces. A process therefore
+/// refuses keys that already protected an association in it (`initiate()` fails, a listener aborts
+/// the association) unless `allowsReuseAcrossAssociations` says otherwise.
 public struct DTLSChunkPreSharedKeys: Sendable, Hashable {
     /// The AEAD suite the keys are for.
     public var cipherSuite: DTLSChunkCipherSuite
@@ -13,6 +18,11 @@ public struct DTLSChunkPreSharedKeys: Sendable, Hashable {
     public var serverToClient: DTLSChunkKeyMaterial
     /// The restart context's keys; nil: no restart context.
     public var restart: Restart?
+    /// Lets these keys protect more than one association in this process. Every association starts
+    /// at sequence number 0, so the associations repeat AEAD nonces and an observer of two of them
+    /// can read and forge their packets: only for measurements and tests whose traffic needs no
+    /// protection. Not part of the key file.
+    public var allowsReuseAcrossAssociations = false
 
     /// The restart DTLS key context (draft "SCTP Restart Considerations").
     public struct Restart: Sendable, Hashable {
@@ -145,6 +155,18 @@ public struct DTLSChunkPreSharedKeys: Sendable, Hashable {
                 try protection.establishSendKeys(role == .client ? restart.clientToServer : restart.serverToClient,
                                                  suite: cipherSuite, for: restartContext)
             }
+        }
+    }
+
+    /// Takes the keys `role` sends under for one association; refuses keys that already protected
+    /// another association of this process.
+    func claimSendKeys(role: DTLSChunkAgreement.Role) throws(TransportError) {
+        guard !allowsReuseAcrossAssociations else { return }
+        let sendKeys = role == .client ? [clientToServer] + (restart.map { [$0.clientToServer] } ?? [])
+                                       : [serverToClient] + (restart.map { [$0.serverToClient] } ?? [])
+        let fresh = sendKeys.map { PreSharedKeyLedger.shared.claim($0) }
+        guard fresh.allSatisfy({ $0 }) else {
+            throw .invalidArgument("these DTLS chunk pre-shared keys already protected another association in this process: sending under them again would repeat AEAD nonces (use fresh keys for each association, e.g. DTLSChunkPreSharedKeys.random())")
         }
     }
 }
