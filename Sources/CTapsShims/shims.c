@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include "CTapsShims.h"
@@ -111,6 +112,18 @@ uint32_t taps_crc32c_sctp(const void *packet, size_t length) { (void)packet; (vo
 void taps_ignore_sigpipe_unless_handled(void) {
     struct sigaction current;
     if (sigaction(SIGPIPE, NULL, &current) == 0 && current.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+}
+
+void *volatile taps_heap_probe;
+
+void taps_keep_freed_heap_memory(void) {
+#ifdef __GLIBC__
+    /* 4 MB is above the initial 128 KB mmap threshold, so malloc maps it and free raises both
+       thresholds (to 4 and 8 MB); the volatile store keeps the compiler from eliding the pair. */
+    taps_heap_probe = malloc(4 * 1024 * 1024);
+    free(taps_heap_probe);
+    taps_heap_probe = NULL;
+#endif
 }
 
 int taps_sigpipe_is_ignored(void) {

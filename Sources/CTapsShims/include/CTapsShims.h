@@ -54,6 +54,12 @@ void taps_ignore_sigpipe_unless_handled(void);
 int taps_accept(int fd, int nonblocking);
 int taps_sigpipe_is_ignored(void);
 
+/* glibc: lets a thread's heap keep up to 8 MB of freed memory instead of 128 KB, by glibc's own
+ * dynamic threshold (mallopt(3), M_MMAP_THRESHOLD): freeing an mmapped block raises the mmap
+ * threshold to its size and the trim threshold to twice that. Does nothing where the application
+ * fixed the thresholds itself (mallopt or GLIBC_TUNABLES), or without glibc. */
+void taps_keep_freed_heap_memory(void);
+
 /* Session cache size, the no-(EC)DHE PSK option, chain certificates per connection, and the retry
  * after an asynchronous verification are macros too. */
 long taps_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long size);
