@@ -30,6 +30,8 @@ def measurements(lines):
             details.append(f"MTU {record['mtu']}")
         if "km" in record:
             details.append(record["km"])
+        if record.get("streams", 1) > 1:
+            details.append(f"{record['streams']} streams")
         size = record["message_size"]
         details.append(f"{size // 1024} KB" if size >= 4096 else f"{size} B")
         yield f"{label} ({', '.join(details)})", record["mbps"], record["baseline_mbps"], BASELINE_NAMES.get(label, "baseline")
