@@ -120,6 +120,36 @@ extension TLSSCTPTests {
         }
     }
 
+    /// Section 5.2: streams that resume their own association's session get no tickets of their own
+    /// (the client offers that session on each stream), while streams resuming a session from an
+    /// earlier association still get one each, so a client need not reuse a ticket across
+    /// associations.
+    func testOnlyResumptionsFromAnotherAssociationGetNewTickets() async throws {
+        let listener = try await TLSSCTP.listener()
+        let cache = TLSSessionCache()
+        var security = TLSSCTP.pki.clientSecurity
+        security.sessionCache = cache
+        let client = TLSSCTP.client(listener.localAddress.port, security: security)  // resumeFirst
+
+        func openAndAwaitTickets(_ count: Int, resuming expected: [Bool]) async throws -> [Connection] {
+            let (clients, servers) = try await TLSSCTP.openStreams(count, from: client, to: listener)
+            for index in 0..<count { try await XCTUnwrap(servers[index]).send("ok") }
+            // A ticket follows its handshake, so it has been read once the reply has.
+            for connection in clients { _ = try await receiveBytes(connection, count: 2) }
+            let resumedStreams = try await clients.asyncMap { try await resumed($0) }
+            XCTAssertEqual(resumedStreams, expected, "the streams that resumed")
+            return clients
+        }
+        let first = try await openAndAwaitTickets(4, resuming: [false, true, true, true])
+        XCTAssertEqual(cache.sessionsStored, 2, "the full handshake's two tickets, none for the three streams that resumed them")
+        for connection in first { await connection.close() }
+
+        let later = try await openAndAwaitTickets(3, resuming: [true, true, true])  // section 5.4
+        XCTAssertEqual(cache.sessionsStored, 2 + 3, "one ticket for each stream resuming the earlier association's session")
+        for connection in later { await connection.abort() }
+        await listener.stop()
+    }
+
     /// Section 4.3.2: TLS records are never sent unordered, with a lifetime or unreliably.
     func testUnorderedLifetimeAndUnreliableMessagesAreSendErrors() async throws {
         let listener = try await TLSSCTP.listener()

@@ -219,7 +219,7 @@ final class TLSContext: @unchecked Sendable {
             _ = taps_SSL_CTX_sess_set_cache_size(context, max(1, parameters.maxCachedSessions))
             SSL_CTX_set_timeout(context, max(1, parameters.cachedSessionLifetimeSeconds))
             if parameters.maxCachedSessions == 0 { _ = taps_SSL_CTX_set_session_cache_mode(context, Int(SSL_SESS_CACHE_OFF)) }
-            if !parameters.sessionTickets { _ = taps_SSL_CTX_disable_session_tickets(context) }
+            if parameters.sessionTickets { scopeTicketsToAssociations() } else { _ = taps_SSL_CTX_disable_session_tickets(context) }
         } else {
             _ = taps_SSL_CTX_set_session_cache_mode(context, Int(SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE))
             // New sessions (TLS 1.3 tickets, TLS 1.2 ids) go to the group's cache under the engine's key.

@@ -38,6 +38,9 @@ final class TLSEngine {
     var serverTrustChallenge: TrustChallenge?
     /// Client: the name the server is expected to have.
     let expectedServerName: String?
+    /// Server: where the sessions of this connection's tickets belong (a TLS/SCTP association's
+    /// `sessionScope`); a resumption within the same scope issues no new ticket.
+    var ticketScope: [UInt8]?
 
     enum Progress { case needMoreData, complete, failed(TransportError) }
     enum ReadOutcome { case ok, closeNotify, failed(TransportError) }

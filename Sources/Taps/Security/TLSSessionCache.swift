@@ -48,6 +48,9 @@ public final class TLSSessionCache: Sendable, Hashable {
     /// Sessions held now (expired ones included until they are looked up or evicted).
     public var count: Int { entries.withLock { $0.count } }
 
+    /// Sessions stored since the cache was made: a client's tickets and TLS 1.2 sessions as they came.
+    var sessionsStored: UInt64 { stores.load(ordering: .relaxed) }
+
     /// Drops every session.
     public func removeAll() {
         entries.withLock { cache in

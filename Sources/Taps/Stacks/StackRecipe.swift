@@ -176,6 +176,7 @@ final class StackRecipe: Sendable {
         }
         let engine = try TLSEngine(context: tlsContext, serverName: serverName, peerAddress: remote, sessionKey: sessionKey,
                                    recordPerWrite: overStream, offersCachedSession: !overStream)
+        if remote == nil, let stream = lower as? SCTPStreamLayer { engine.ticketScope = stream.association.sessionScope }
         let layer: TLSLayer
         if overStream, remote != nil {
             let pattern = properties.sctp.tlsHandshakes
