@@ -107,6 +107,65 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertEqual(buffers.outboundUnits, [first, second, second, first])
     }
 
+    // MARK: Records sealed by TLS13RecordWriter (tls-sctp)
+
+    /// The writer seals every application record once the handshake is done, numbered after what
+    /// OpenSSL sealed itself (the server's two tickets), and OpenSSL reads them at the other end.
+    func testApplicationRecordsSealedByTheWriterAreReadByOpenSSL() throws {
+        let (client, server) = try connectedPair(recordPerWrite: true, sealing: true)
+        let sent = pattern(200_000)
+        XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
+        let writer = try XCTUnwrap(client.recordWriter, "the client's writer took over at its first write")
+        XCTAssertEqual(writer.sequence, 13, "200,000 bytes are 13 records, numbered from 0")
+        XCTAssertTrue(Array(pass(from: client, to: server).joined()) == sent, "OpenSSL opened every record")
+
+        let reply = pattern(40_000)
+        XCTAssertNil(reply.withUnsafeBytes { server.write($0) })
+        let serverWriter = try XCTUnwrap(server.recordWriter)
+        XCTAssertEqual(server.recordsOpenSSLSealed, 2, "OpenSSL sealed the two tickets under the server's application keys")
+        XCTAssertEqual(serverWriter.sequence, 2 + 3, "the reply's three records follow the tickets")
+        XCTAssertTrue(Array(pass(from: server, to: client).joined()) == reply)
+    }
+
+    /// KeyUpdates either way (RFC 8446 section 4.6.3), the answers OpenSSL writes by itself, and
+    /// the closing alert all stay in one sequence with the writer's records: each side reads all.
+    func testKeyUpdatesAndCloseNotifyStayInSequenceWithTheWritersRecords() throws {
+        let (client, server) = try connectedPair(recordPerWrite: true, sealing: true)
+        func send(_ text: String, from sender: TLSEngine, to receiver: TLSEngine) {
+            XCTAssertNil(Array(text.utf8).withUnsafeBytes { sender.write($0) })
+            XCTAssertEqual(Array(pass(from: sender, to: receiver).joined()), Array(text.utf8), text)
+        }
+        send("before any update", from: client, to: server)
+        send("the server's first", from: server, to: client)
+        XCTAssertNoThrow(try client.updateKeys(requestPeer: true))
+        pass(from: client, to: server)
+        XCTAssertEqual(server.peerKeyUpdates, 1)
+        send("the server answers the update first", from: server, to: client)
+        XCTAssertEqual(client.peerKeyUpdates, 1, "the server's own KeyUpdate arrived")
+        send("under the client's second keys", from: client, to: server)
+        XCTAssertNoThrow(try server.updateKeys(requestPeer: true))
+        pass(from: server, to: client)
+        send("the client answers the update first", from: client, to: server)
+        XCTAssertEqual(server.peerKeyUpdates, 2)
+        send("under the server's third keys", from: server, to: client)
+        client.shutdown()
+        var ciphertext: [UInt8] = []
+        client.drainOutbound { unit, _ in ciphertext += unit }
+        let outcome = ciphertext.withUnsafeBytes { server.feed($0, handshakeDone: {}) { _ in } }
+        guard case .closeNotify = outcome else { return XCTFail("the server read \(outcome), not the close_notify") }
+    }
+
+    /// A connection that updated its keys before its first write keeps OpenSSL's sealing, whose
+    /// record numbers the writer could not know.
+    func testAKeyUpdateBeforeTheFirstWriteLeavesSealingToOpenSSL() throws {
+        let (client, server) = try connectedPair(recordPerWrite: true, sealing: true)
+        XCTAssertNoThrow(try client.updateKeys(requestPeer: false))
+        pass(from: client, to: server)
+        XCTAssertNil(Array("hello".utf8).withUnsafeBytes { client.write($0) })
+        XCTAssertNil(client.recordWriter)
+        XCTAssertEqual(Array(pass(from: client, to: server).joined()), Array("hello".utf8))
+    }
+
     // MARK: Helpers
 
     private func pattern(_ count: Int) -> [UInt8] {
@@ -115,12 +174,14 @@ final class TLSEngineTests: XCTestCase {
 
     /// Two engines that completed a TLS handshake with each other.
     /// `written` sees every write either engine made during the handshake, and whether the client made it.
-    private func connectedPair(recordPerWrite: Bool = false, serverRecordPerWrite: Bool? = nil,
+    /// `sealing`: both ends seal their TLS 1.3 application records with `TLS13RecordWriter` (tls-sctp).
+    private func connectedPair(recordPerWrite: Bool = false, serverRecordPerWrite: Bool? = nil, sealing: Bool = false,
                                written: (_ fromClient: Bool, [UInt8]) -> Void = { _, _ in }) throws -> (client: TLSEngine, server: TLSEngine) {
         let client = try TLSEngine(context: TLSContext(pki.clientSecurity, role: .client), serverName: "localhost",
-                                   peerAddress: nil, sessionKey: nil, recordPerWrite: recordPerWrite)
+                                   peerAddress: nil, sessionKey: nil, recordPerWrite: recordPerWrite, sealsApplicationRecords: sealing)
         let server = try TLSEngine(context: TLSContext(pki.serverSecurity, role: .server), serverName: nil,
-                                   peerAddress: nil, sessionKey: nil, recordPerWrite: serverRecordPerWrite ?? recordPerWrite)
+                                   peerAddress: nil, sessionKey: nil, recordPerWrite: serverRecordPerWrite ?? recordPerWrite,
+                                   sealsApplicationRecords: sealing)
         _ = client.handshake()
         var clientDone = false, serverDone = false
         for _ in 0..<5 where !(clientDone && serverDone) {

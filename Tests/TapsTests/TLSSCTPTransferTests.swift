@@ -127,8 +127,20 @@ final class TLSSCTPTransferTests: XCTestCase {
         let largestBack = try await largestTLSInput(of: connection)
         XCTAssertLessThanOrEqual(largestBack, try XCTUnwrap(fragment), "the accepting end fits its records too")
         XCTAssertGreaterThan(largestBack, 16_000)
+        let writers = try await [connection, serverSide].asyncMap { try await recordsSealedByTheWriter(of: $0) }
+        XCTAssertEqual(writers.map { $0 > 0 }, [true, true], "both ends sealed their records with TLS13RecordWriter")
         await connection.abort()
         await listener.stop()
+    }
+
+    /// The records a connection's TLS13RecordWriter sealed (0: OpenSSL seals them).
+    private func recordsSealedByTheWriter(of connection: Connection) async throws -> UInt64 {
+        let sealed = try await connection.loop.submit {
+            connection.assumeIsolated { connection in
+                connection.layer.layerChain.lazy.compactMap { ($0 as? TLSLayer)?.engine.recordWriter?.sequence ?? 0 }.first
+            }
+        }
+        return try XCTUnwrap(sealed, "no TLS layer on the connection")
     }
 
     /// The largest user message a connection's TLS layer took as input.

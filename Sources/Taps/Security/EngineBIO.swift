@@ -32,6 +32,10 @@ enum EngineBIO {
         var outboundUnits: [[UInt8]] = []
         /// Record framing: the start of a record whose end OpenSSL has not written yet.
         private var partialRecord: [UInt8] = []
+        /// Record framing, once the engine seals its own records: turns each whole record OpenSSL
+        /// writes into the one that goes out (nil drops it; `resealFailed` then says so).
+        var reseal: ((UnsafeRawBufferPointer) -> [UInt8]?)?
+        private(set) var resealFailed = false
 
         init(framing: OutputFraming = .stream) {
             self.framing = framing
@@ -55,17 +59,22 @@ enum EngineBIO {
         private func appendRecords(_ bytes: UnsafeRawBufferPointer) {
             // The common case, exactly one whole record in the write, costs one copy.
             if partialRecord.isEmpty, let length = Self.recordLength(bytes, at: 0), length == bytes.count {
-                outboundUnits.append(Array(bytes))
+                appendRecord(bytes)
                 return
             }
             partialRecord.append(contentsOf: bytes)
             var start = 0
             while let length = partialRecord.withUnsafeBytes({ Self.recordLength($0, at: start) }),
                   start + length <= partialRecord.count {
-                outboundUnits.append(Array(partialRecord[start..<(start + length)]))
+                partialRecord.withUnsafeBytes { appendRecord(UnsafeRawBufferPointer(rebasing: $0[start..<(start + length)])) }
                 start += length
             }
             partialRecord.removeFirst(start)
+        }
+
+        private func appendRecord(_ record: UnsafeRawBufferPointer) {
+            guard let reseal else { return outboundUnits.append(Array(record)) }
+            if let resealed = reseal(record) { outboundUnits.append(resealed) } else { resealFailed = true }
         }
 
         /// The whole length (header included) of the record starting at `offset`, once its header is there.

@@ -68,14 +68,17 @@ final class TLSContext: @unchecked Sendable {
         configureCallbacks()
         try configureServerNames()
         if datagram && role == .server { configureCookies() }
-        if keyLog != nil { configureKeyLog() }
+        if keyLog != nil || !datagram { configureKeyLog() }
     }
 
-    /// OpenSSL hands each secret over as one NSS key log line; the engine (ex data 0) knows its context.
+    /// OpenSSL hands each secret over as one NSS key log line; the engine (ex data 0) knows its
+    /// context. An engine that seals its own records takes its traffic secret from it too.
     private func configureKeyLog() {
         SSL_CTX_set_keylog_callback(context) { ssl, line in
             guard let ssl, let line, let data = SSL_get_ex_data(ssl, 0) else { return }
-            Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue().context.keyLog?.write(String(cString: line))
+            let engine = Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue()
+            engine.noteKeyLogLine(line)
+            engine.context.keyLog?.write(String(cString: line))
         }
     }
 

@@ -6,7 +6,7 @@ internal import CTapsShims
 final class TLSEngine {
     let ssl: OpaquePointer
     let context: TLSContext
-    private let buffers: EngineBIO.Buffers
+    let buffers: EngineBIO.Buffers
     /// DTLS: records travel in datagrams, each read and written whole.
     let datagram: Bool
     /// DTLS server: the ClientHello was already accepted by the listener's cookie check, so the
@@ -15,7 +15,7 @@ final class TLSEngine {
     /// DTLS server: the address the listener's cookie check is looking at (cookie callbacks read it).
     var cookiePeer: SocketAddress?
     /// The most plaintext one TLS record carries (RFC 8446 section 5.1).
-    private static let recordPlaintextLimit = 16_384
+    static let recordPlaintextLimit = 16_384
     static let datagramMTU = 1280 - 48
     /// The key this connection's session is cached under (client side: server name and port).
     let sessionKey: String?
@@ -42,6 +42,23 @@ final class TLSEngine {
     /// `sessionScope`); a resumption within the same scope issues no new ticket.
     var ticketScope: [UInt8]?
 
+    // Sealing application records here (TLSEngine+RecordSealing).
+    /// tls-sctp: TLS 1.3 application records are sealed with `TLS13RecordWriter` once the
+    /// handshake is done.
+    let sealsApplicationRecords: Bool
+    /// This end's application traffic secret from OpenSSL's key log, until the writer takes it.
+    var applicationWriteSecret: [UInt8]?
+    /// Records OpenSSL sealed under that secret before the writer took over (a server's tickets).
+    var recordsOpenSSLSealed: UInt64 = 0
+    /// OpenSSL keeps sealing this connection's records (a KeyUpdate came first, another suite...).
+    var sealingDeclined = false
+    /// Seals this end's records; and the keys OpenSSL still seals its own alerts and KeyUpdates
+    /// with, to open them before they are sealed again in sequence.
+    var recordWriter: TLS13RecordWriter?
+    var openSSLRecordKeys: TLS13RecordWriter?
+    /// Most content per record this end writes (`fitRecords`).
+    var recordContentLimit = TLSEngine.recordPlaintextLimit
+
     enum Progress { case needMoreData, complete, failed(TransportError) }
     enum ReadOutcome { case ok, closeNotify, failed(TransportError) }
 
@@ -54,12 +71,16 @@ final class TLSEngine {
     ///     the caller decides what to offer (`offer(_:)`), as tls-sctp's streams do.
     ///   - checksPeerName: false validates the server's chain only, for a peer known by its
     ///     certificate's identity alone (the DTLS chunk's TLS 1.3 key management).
+    ///   - sealsApplicationRecords: with `recordPerWrite`, TLS 1.3 application records are sealed
+    ///     by `TLS13RecordWriter` once the handshake is done (tls-sctp).
     init(context: TLSContext, serverName: String?, peerAddress: SocketAddress?, sessionKey: String?,
-         recordPerWrite: Bool = false, offersCachedSession: Bool = true, checksPeerName: Bool = true) throws(TransportError) {
+         recordPerWrite: Bool = false, offersCachedSession: Bool = true, checksPeerName: Bool = true,
+         sealsApplicationRecords: Bool = false) throws(TransportError) {
         guard let ssl = SSL_new(context.context) else { throw TLSContext.lastError(.handshakeFailed, "SSL_new") }
         self.ssl = ssl
         self.context = context
         self.sessionKey = sessionKey
+        self.sealsApplicationRecords = sealsApplicationRecords && recordPerWrite && !context.datagram
         expectedServerName = serverName ?? peerAddress?.ipAddress
         datagram = context.datagram
         buffers = EngineBIO.Buffers(framing: context.datagram ? .datagramPerWrite : recordPerWrite ? .recordPerWrite : .stream)
@@ -68,6 +89,7 @@ final class TLSEngine {
             _ = taps_SSL_set_options_no_query_mtu(ssl)
             _ = taps_SSL_set_mtu(ssl, Self.datagramMTU)
         }
+        if self.sealsApplicationRecords { countRecordsOpenSSLSeals() }
         if recordPerWrite {
             // Over SCTP user messages no middlebox inspects TLS, so RFC 8446 appendix D.4's dummy
             // ChangeCipherSpec records would only cost each handshake two more messages.
@@ -96,6 +118,7 @@ final class TLSEngine {
 
     deinit {
         SSL_free(ssl)
+        if var secret = applicationWriteSecret { OPENSSL_cleanse(&secret, secret.count) }
     }
 
     private func configureClient(serverName: String?, peerAddress: SocketAddress?, offersCachedSession: Bool, checksPeerName: Bool) throws(TransportError) {
@@ -159,6 +182,7 @@ final class TLSEngine {
         buffers.inbound = ciphertext
         defer { buffers.inbound = UnsafeRawBufferPointer(start: nil, count: 0) }
         let outcome = process(handshakeDone: handshakeDone, deliver: deliver)
+        if let failure = resealFailure { return .failed(failure) }
         // OpenSSL keeps a 16 KB record buffer per direction once it has used one; an idle
         // connection needs neither, and a busy one gets them back at the next record.
         if !datagram, SSL_has_pending(ssl) == 0 { SSL_free_buffers(ssl) }
@@ -263,6 +287,7 @@ final class TLSEngine {
     /// Encrypts `bytes` into the outbound buffer.
     func write(_ bytes: UnsafeRawBufferPointer) -> TransportError? {
         guard bytes.count > 0 else { return nil }
+        if let writer = recordWriterTakingOver() { return sealRecords(bytes, with: writer) }
         if buffers.framing == .stream {
             // Room for all the ciphertext at once: grown record by record, the array would be
             // reallocated (and the records before copied again) partway through a 64 KB write.
@@ -283,6 +308,7 @@ final class TLSEngine {
     func fitRecords(toMessageFragment fragment: Int) {
         guard let limit = Self.recordPlaintextLimit(forMessageFragment: fragment) else { return }
         _ = SSL_ctrl(ssl, SSL_CTRL_SET_MAX_SEND_FRAGMENT, limit, nil)
+        recordContentLimit = limit
     }
 
     /// The plaintext per record that keeps a record within one `fragment`; nil to stay at 16 KB.

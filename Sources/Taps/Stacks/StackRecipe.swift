@@ -175,7 +175,7 @@ final class StackRecipe: Sendable {
             throw .protocolViolation("SCTP stream \(stream.streamID) has no stream back: TLS runs on bidirectional streams only (RFC 3436 section 4.4)")
         }
         let engine = try TLSEngine(context: tlsContext, serverName: serverName, peerAddress: remote, sessionKey: sessionKey,
-                                   recordPerWrite: overStream, offersCachedSession: !overStream)
+                                   recordPerWrite: overStream, offersCachedSession: !overStream, sealsApplicationRecords: overStream)
         if remote == nil, let stream = lower as? SCTPStreamLayer { engine.ticketScope = stream.association.sessionScope }
         let layer: TLSLayer
         if overStream, remote != nil {

@@ -1,0 +1,141 @@
+internal import COpenSSL
+import Glibc
+
+/// tls-sctp: TLS 1.3 application records sealed by `TLS13RecordWriter` (BoringSSL's AES-GCM, one
+/// pass from the application's bytes into the record that goes to SCTP) instead of OpenSSL 3.0,
+/// which seals at a third of that speed here and copies the plaintext first (Docs/Benchmarks.md).
+/// OpenSSL still runs the handshake, reads every record, and writes what it writes on its own after
+/// the handshake (alerts, KeyUpdate): each such record is opened with the keys OpenSSL used and
+/// sealed again by the writer, so the peer sees one sequence of records under one key schedule
+/// (RFC 8446 sections 5.3 and 7.2).
+///
+/// The writer takes over at the connection's first write, keyed from this end's application
+/// traffic secret (OpenSSL's key log) and numbered after the records OpenSSL already sealed under
+/// it (a server's NewSessionTickets). Where that cannot be known exactly (a KeyUpdate before the
+/// first write, a suite the writer lacks) OpenSSL keeps sealing.
+extension TLSEngine {
+    static let newSessionTicket: UInt8 = 4
+    static let keyUpdate: UInt8 = 24
+
+    /// Counts the handshake messages OpenSSL writes under its application keys until the writer
+    /// takes over: each is a record of its own.
+    func countRecordsOpenSSLSeals() {
+        SSL_set_msg_callback(ssl) { writing, _, contentType, message, length, ssl, _ in
+            guard writing == 1, contentType == SSL3_RT_HANDSHAKE, length > 0, let message, let ssl,
+                  let data = SSL_get_ex_data(ssl, 0) else { return }
+            let engine = Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue()
+            switch message.load(as: UInt8.self) {
+            case TLSEngine.newSessionTicket: engine.recordsOpenSSLSealed += 1
+            case TLSEngine.keyUpdate: engine.sealingDeclined = true
+            default: break
+            }
+        }
+    }
+
+    /// One line of OpenSSL's key log (NSS format: label, client random, secret in hex): keeps this
+    /// end's first application traffic secret.
+    func noteKeyLogLine(_ line: UnsafePointer<CChar>) {
+        guard sealsApplicationRecords, applicationWriteSecret == nil else { return }
+        let label = context.role == .client ? "CLIENT_TRAFFIC_SECRET_0 " : "SERVER_TRAFFIC_SECRET_0 "
+        guard strncmp(line, label, label.utf8.count) == 0, let space = strrchr(line, 0x20) else { return }
+        applicationWriteSecret = Self.decodeHex(UnsafeRawPointer(space + 1).assumingMemoryBound(to: UInt8.self))
+    }
+
+    /// Hex digits up to the terminating zero, without a String in between (the bytes are a secret).
+    private static func decodeHex(_ digits: UnsafePointer<UInt8>) -> [UInt8]? {
+        func value(_ digit: UInt8) -> UInt8? {
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        var index = 0
+        while digits[index] != 0 {
+            guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes.isEmpty ? nil : bytes
+    }
+
+    /// The writer, taking over on the first write after the handshake if it can; nil while OpenSSL seals.
+    func recordWriterTakingOver() -> TLS13RecordWriter? {
+        if let recordWriter { return recordWriter }
+        guard sealsApplicationRecords, !sealingDeclined, handshakeComplete else { return nil }
+        // Whatever the outcome, it is decided once.
+        sealingDeclined = true
+        SSL_set_msg_callback(ssl, nil)
+        defer {
+            if var secret = applicationWriteSecret { OPENSSL_cleanse(&secret, secret.count) }
+            applicationWriteSecret = nil
+        }
+        guard negotiatedTLS13, peerKeyUpdates == 0, SSL_get_key_update_type(ssl) == SSL_KEY_UPDATE_NONE,
+              let secret = applicationWriteSecret, let cipher = SSL_get_current_cipher(ssl),
+              let suite = TLS13RecordWriter.Suite(protocolID: SSL_CIPHER_get_protocol_id(cipher)),
+              let writer = try? TLS13RecordWriter(suite: suite, secret: secret, sequence: recordsOpenSSLSealed),
+              let openSSLKeys = try? TLS13RecordWriter(suite: suite, secret: secret, sequence: recordsOpenSSLSealed)
+        else { return nil }
+        recordWriter = writer
+        openSSLRecordKeys = openSSLKeys
+        buffers.reseal = { [unowned self] record in self.resealOpenSSLRecord(record) }
+        return writer
+    }
+
+    /// Seals `bytes` as application records of at most `recordContentLimit` each.
+    func sealRecords(_ bytes: UnsafeRawBufferPointer, with writer: TLS13RecordWriter) -> TransportError? {
+        // A KeyUpdate the peer asked for goes out before more application data (RFC 8446 section
+        // 4.6.3). OpenSSL sends it from SSL_write, which is not called any more, so it is asked for
+        // here; OpenSSL writes it, and the reseal puts it in sequence.
+        if SSL_get_key_update_type(ssl) != SSL_KEY_UPDATE_NONE {
+            if SSL_key_update(ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 || SSL_do_handshake(ssl) != 1 { ERR_clear_error() }
+        }
+        if let failure = resealFailure { return failure }
+        var offset = 0
+        do {
+            while offset < bytes.count {
+                let count = min(recordContentLimit, bytes.count - offset)
+                let content = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
+                buffers.outboundUnits.append(try writer.seal(content, type: TLS13RecordWriter.applicationData))
+                offset += count
+            }
+        } catch {
+            return error
+        }
+        if writer.sequence >= TLS13RecordWriter.recordsPerKey { try? updateKeys(requestPeer: false) }
+        return resealFailure
+    }
+
+    /// A record OpenSSL wrote after the takeover, opened with OpenSSL's keys and sealed with the
+    /// writer's; a KeyUpdate in it advances both after it. Nil if it does not open.
+    private func resealOpenSSLRecord(_ record: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard let writer = recordWriter, let openSSLKeys = openSSLRecordKeys, let (content, type) = openSSLKeys.open(record) else { return nil }
+        do {
+            let sealed = try content.withUnsafeBytes { content throws(TransportError) in try writer.seal(content, type: type) }
+            if type == TLS13RecordWriter.handshake, Self.containsKeyUpdate(content) {
+                try openSSLKeys.update()
+                try writer.update()
+            }
+            return sealed
+        } catch {
+            return nil
+        }
+    }
+
+    /// Walks the handshake messages (type, 24-bit length, body) in one record's content.
+    private static func containsKeyUpdate(_ content: [UInt8]) -> Bool {
+        var offset = 0
+        while offset + 4 <= content.count {
+            if content[offset] == keyUpdate { return true }
+            offset += 4 + (Int(content[offset + 1]) << 16 | Int(content[offset + 2]) << 8 | Int(content[offset + 3]))
+        }
+        return false
+    }
+
+    /// A record OpenSSL wrote could not be sealed again: the connection cannot go on.
+    var resealFailure: TransportError? {
+        buffers.resealFailed ? .protocolViolation("a TLS record OpenSSL wrote did not open under the keys it should have used") : nil
+    }
+}
