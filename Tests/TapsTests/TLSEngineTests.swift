@@ -127,6 +127,24 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertTrue(Array(pass(from: server, to: client).joined()) == reply)
     }
 
+    /// Against an end where OpenSSL seals everything, in both directions and across a KeyUpdate
+    /// that end asks for.
+    func testTheWriterInteroperatesWithAnEndWhereOpenSSLSeals() throws {
+        let (client, server) = try connectedPair(recordPerWrite: true, sealing: true, serverSealing: false)
+        let sent = pattern(100_000)
+        XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
+        XCTAssertNotNil(client.recordWriter)
+        XCTAssertTrue(Array(pass(from: client, to: server).joined()) == sent)
+        XCTAssertNoThrow(try server.updateKeys(requestPeer: true))
+        let reply = pattern(70_000)
+        XCTAssertNil(reply.withUnsafeBytes { server.write($0) })
+        XCTAssertNil(server.recordWriter, "OpenSSL seals the server's records")
+        XCTAssertTrue(Array(pass(from: server, to: client).joined()) == reply)
+        XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
+        XCTAssertTrue(Array(pass(from: client, to: server).joined()) == sent, "the client answered the update, then sent under its next keys")
+        XCTAssertEqual(server.peerKeyUpdates, 1)
+    }
+
     /// KeyUpdates either way (RFC 8446 section 4.6.3), the answers OpenSSL writes by itself, and
     /// the closing alert all stay in one sequence with the writer's records: each side reads all.
     func testKeyUpdatesAndCloseNotifyStayInSequenceWithTheWritersRecords() throws {
@@ -176,12 +194,13 @@ final class TLSEngineTests: XCTestCase {
     /// `written` sees every write either engine made during the handshake, and whether the client made it.
     /// `sealing`: both ends seal their TLS 1.3 application records with `TLS13RecordWriter` (tls-sctp).
     private func connectedPair(recordPerWrite: Bool = false, serverRecordPerWrite: Bool? = nil, sealing: Bool = false,
+                               serverSealing: Bool? = nil,
                                written: (_ fromClient: Bool, [UInt8]) -> Void = { _, _ in }) throws -> (client: TLSEngine, server: TLSEngine) {
         let client = try TLSEngine(context: TLSContext(pki.clientSecurity, role: .client), serverName: "localhost",
                                    peerAddress: nil, sessionKey: nil, recordPerWrite: recordPerWrite, sealsApplicationRecords: sealing)
         let server = try TLSEngine(context: TLSContext(pki.serverSecurity, role: .server), serverName: nil,
                                    peerAddress: nil, sessionKey: nil, recordPerWrite: serverRecordPerWrite ?? recordPerWrite,
-                                   sealsApplicationRecords: sealing)
+                                   sealsApplicationRecords: serverSealing ?? sealing)
         _ = client.handshake()
         var clientDone = false, serverDone = false
         for _ in 0..<5 where !(clientDone && serverDone) {
