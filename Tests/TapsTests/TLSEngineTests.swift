@@ -107,7 +107,7 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertEqual(buffers.outboundUnits, [first, second, second, first])
     }
 
-    // MARK: Records sealed by TLS13RecordWriter (tls-sctp)
+    // MARK: Records sealed by TLS13RecordProtection (tls-sctp)
 
     /// The writer seals every application record once the handshake is done, numbered after what
     /// OpenSSL sealed itself (the server's two tickets), and OpenSSL reads them at the other end.
@@ -192,7 +192,7 @@ final class TLSEngineTests: XCTestCase {
 
     /// Two engines that completed a TLS handshake with each other.
     /// `written` sees every write either engine made during the handshake, and whether the client made it.
-    /// `sealing`: both ends seal their TLS 1.3 application records with `TLS13RecordWriter` (tls-sctp).
+    /// `sealing`: both ends seal their TLS 1.3 application records with `TLS13RecordProtection` (tls-sctp).
     private func connectedPair(recordPerWrite: Bool = false, serverRecordPerWrite: Bool? = nil, sealing: Bool = false,
                                serverSealing: Bool? = nil,
                                written: (_ fromClient: Bool, [UInt8]) -> Void = { _, _ in }) throws -> (client: TLSEngine, server: TLSEngine) {

@@ -128,12 +128,12 @@ final class TLSSCTPTransferTests: XCTestCase {
         XCTAssertLessThanOrEqual(largestBack, try XCTUnwrap(fragment), "the accepting end fits its records too")
         XCTAssertGreaterThan(largestBack, 16_000)
         let writers = try await [connection, serverSide].asyncMap { try await recordsSealedByTheWriter(of: $0) }
-        XCTAssertEqual(writers.map { $0 > 0 }, [true, true], "both ends sealed their records with TLS13RecordWriter")
+        XCTAssertEqual(writers.map { $0 > 0 }, [true, true], "both ends sealed their records with TLS13RecordProtection")
         await connection.abort()
         await listener.stop()
     }
 
-    /// The records a connection's TLS13RecordWriter sealed (0: OpenSSL seals them).
+    /// The records a connection's TLS13RecordProtection sealed (0: OpenSSL seals them).
     private func recordsSealedByTheWriter(of connection: Connection) async throws -> UInt64 {
         let sealed = try await connection.loop.submit {
             connection.assumeIsolated { connection in

@@ -38,6 +38,8 @@ public enum DTLSChunkCipherSuite: UInt16, Sendable, CaseIterable, CustomStringCo
 
     /// The hash of the suite's HKDF (RFC 8446 section 7.1).
     var digestName: String { self == .aes256GCMSHA384 ? "SHA384" : "SHA256" }
+    /// That hash's output length: a traffic secret's.
+    var hashLength: Int { self == .aes256GCMSHA384 ? 48 : 32 }
 
     /// The AEAD that protects records under this suite.
     var recordAlgorithm: RecordAEAD.Algorithm {
@@ -87,5 +89,14 @@ public struct DTLSChunkKeyMaterial: Sendable, Hashable {
             key: try hkdf.expand(secret: secret, label: "key", length: suite.keyLength),
             iv: try hkdf.expand(secret: secret, label: "iv", length: suite.ivLength),
             sequenceNumberKey: try hkdf.expand(secret: secret, label: "sn", length: suite.sequenceNumberKeyLength))
+    }
+
+    /// The TLS 1.3 record keys of a traffic secret (RFC 8446 section 7.3, "tls13 " prefix): key and
+    /// iv. TLS numbers its records implicitly and has no sequence-number key; the record key stands
+    /// in for the one `RecordCipher` keeps, which a TLS record never uses.
+    static func deriveTLS13(fromTrafficSecret secret: [UInt8], suite: DTLSChunkCipherSuite) throws(TransportError) -> DTLSChunkKeyMaterial {
+        let hkdf = HKDFExpandLabel(digest: suite.digestName, prefix: "tls13 ")
+        let key = try hkdf.expand(secret: secret, label: "key", length: suite.keyLength)
+        return DTLSChunkKeyMaterial(key: key, iv: try hkdf.expand(secret: secret, label: "iv", length: suite.ivLength), sequenceNumberKey: key)
     }
 }

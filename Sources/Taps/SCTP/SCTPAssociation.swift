@@ -17,8 +17,9 @@ final class SCTPAssociation: SCTPPathOwner {
     let path: SCTPPath
     let options: SCTPOptions
     /// Tells this association's TLS sessions from others' (a TLS/SCTP server's ticket scope, see
-    /// `TLSContext.scopeTicketsToAssociations`); random, so no other association shares it.
-    let sessionScope: [UInt8] = (0..<16).map { _ in UInt8.random(in: .min ... .max) }
+    /// `TLSContext.scopeTicketsToAssociations`); random, so no other association shares it, and
+    /// made when a TLS stream first asks.
+    private(set) lazy var sessionScope: [UInt8] = (0..<16).map { _ in UInt8.random(in: .min ... .max) }
     private let role: Role
     private var socket: SCTPSocket?
     private var state: State = .idle

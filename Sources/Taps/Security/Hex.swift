@@ -2,7 +2,11 @@
 public enum Hex {
     /// The bytes of an even number of hex digits (either case); nil for anything else.
     public static func decode(_ text: some StringProtocol) -> [UInt8]? {
-        let digits = Array(text.utf8)
+        Array(text.utf8).withUnsafeBufferPointer { decode(utf8: $0) }
+    }
+
+    /// The same from the digits' bytes where they lie, for text that must not be copied (a secret).
+    static func decode(utf8 digits: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         guard digits.count % 2 == 0 else { return nil }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(digits.count / 2)

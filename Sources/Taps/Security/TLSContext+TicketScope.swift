@@ -12,14 +12,14 @@ internal import COpenSSL
 extension TLSContext {
     func scopeTicketsToAssociations() {
         SSL_CTX_set_session_ticket_cb(context, { ssl, _ in
-            guard let ssl, let scope = TLSContext.engine(of: ssl)?.ticketScope, let session = SSL_get_session(ssl) else { return 1 }
+            guard let scope = TLSEngine.from(ssl)?.ticketScope, let session = SSL_get_session(ssl) else { return 1 }
             return scope.withUnsafeBytes { SSL_SESSION_set1_ticket_appdata(session, $0.baseAddress, $0.count) }
         }, { ssl, session, _, _, status, _ in
             // The answers leave OpenSSL's own handling as it is (ssl/t1_lib.c, tls_decrypt_ticket):
             // use what decrypted, renew what did not.
             switch status {
             case SSL_TICKET_SUCCESS, SSL_TICKET_SUCCESS_RENEW:
-                if let ssl, let session, let scope = TLSContext.engine(of: ssl)?.ticketScope,
+                if let ssl, let session, let scope = TLSEngine.from(ssl)?.ticketScope,
                    TLSContext.ticketScope(of: session) == scope {
                     SSL_set_num_tickets(ssl, 0)
                 }
@@ -30,11 +30,6 @@ extension TLSContext {
                 return SSL_TICKET_RETURN_ABORT
             }
         }, nil)
-    }
-
-    private static func engine(of ssl: OpaquePointer) -> TLSEngine? {
-        guard let data = SSL_get_ex_data(ssl, 0) else { return nil }
-        return Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue()
     }
 
     private static func ticketScope(of session: OpaquePointer) -> [UInt8]? {

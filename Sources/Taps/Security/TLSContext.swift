@@ -75,8 +75,7 @@ final class TLSContext: @unchecked Sendable {
     /// context. An engine that seals its own records takes its traffic secret from it too.
     private func configureKeyLog() {
         SSL_CTX_set_keylog_callback(context) { ssl, line in
-            guard let ssl, let line, let data = SSL_get_ex_data(ssl, 0) else { return }
-            let engine = Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue()
+            guard let line, let engine = TLSEngine.from(ssl) else { return }
             engine.noteKeyLogLine(line)
             engine.context.keyLog?.write(String(cString: line))
         }

@@ -1,7 +1,7 @@
 internal import COpenSSL
 import Glibc
 
-/// tls-sctp: TLS 1.3 application records sealed by `TLS13RecordWriter` (BoringSSL's AES-GCM, one
+/// tls-sctp: TLS 1.3 application records sealed by `TLS13RecordProtection` (BoringSSL's AES-GCM, one
 /// pass from the application's bytes into the record that goes to SCTP) instead of OpenSSL 3.0,
 /// which seals at a third of that speed here and copies the plaintext first (Docs/Benchmarks.md).
 /// OpenSSL still runs the handshake, reads every record, and writes what it writes on its own after
@@ -17,18 +17,14 @@ extension TLSEngine {
     static let newSessionTicket: UInt8 = 4
     static let keyUpdate: UInt8 = 24
 
-    /// Counts the handshake messages OpenSSL writes under its application keys until the writer
-    /// takes over: each is a record of its own.
+    /// Counts the NewSessionTickets OpenSSL writes under the server's application keys during the
+    /// handshake (it writes them before the handshake reports complete): each is a record of its
+    /// own. The callback goes when the handshake completes, so it never runs per record.
     func countRecordsOpenSSLSeals() {
         SSL_set_msg_callback(ssl) { writing, _, contentType, message, length, ssl, _ in
-            guard writing == 1, contentType == SSL3_RT_HANDSHAKE, length > 0, let message, let ssl,
-                  let data = SSL_get_ex_data(ssl, 0) else { return }
-            let engine = Unmanaged<TLSEngine>.fromOpaque(data).takeUnretainedValue()
-            switch message.load(as: UInt8.self) {
-            case TLSEngine.newSessionTicket: engine.recordsOpenSSLSealed += 1
-            case TLSEngine.keyUpdate: engine.sealingDeclined = true
-            default: break
-            }
+            guard writing == 1, contentType == SSL3_RT_HANDSHAKE, length > 0, let message,
+                  message.load(as: UInt8.self) == TLSEngine.newSessionTicket, let engine = TLSEngine.from(ssl) else { return }
+            engine.recordsOpenSSLSealed += 1
         }
     }
 
@@ -38,45 +34,26 @@ extension TLSEngine {
         guard sealsApplicationRecords, applicationWriteSecret == nil else { return }
         let label = context.role == .client ? "CLIENT_TRAFFIC_SECRET_0 " : "SERVER_TRAFFIC_SECRET_0 "
         guard strncmp(line, label, label.utf8.count) == 0, let space = strrchr(line, 0x20) else { return }
-        applicationWriteSecret = Self.decodeHex(UnsafeRawPointer(space + 1).assumingMemoryBound(to: UInt8.self))
-    }
-
-    /// Hex digits up to the terminating zero, without a String in between (the bytes are a secret).
-    private static func decodeHex(_ digits: UnsafePointer<UInt8>) -> [UInt8]? {
-        func value(_ digit: UInt8) -> UInt8? {
-            switch digit {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
-            default: nil
-            }
-        }
-        var bytes: [UInt8] = []
-        var index = 0
-        while digits[index] != 0 {
-            guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            index += 2
-        }
-        return bytes.isEmpty ? nil : bytes
+        // The hex digits where they lie: no String holds the secret.
+        let digits = UnsafeRawPointer(space + 1).assumingMemoryBound(to: UInt8.self)
+        applicationWriteSecret = Hex.decode(utf8: UnsafeBufferPointer(start: digits, count: strlen(space + 1)))
     }
 
     /// The writer, taking over on the first write after the handshake if it can; nil while OpenSSL seals.
-    func recordWriterTakingOver() -> TLS13RecordWriter? {
+    func recordWriterTakingOver() -> TLS13RecordProtection? {
         if let recordWriter { return recordWriter }
         guard sealsApplicationRecords, !sealingDeclined, handshakeComplete else { return nil }
         // Whatever the outcome, it is decided once.
         sealingDeclined = true
-        SSL_set_msg_callback(ssl, nil)
         defer {
             if var secret = applicationWriteSecret { OPENSSL_cleanse(&secret, secret.count) }
             applicationWriteSecret = nil
         }
         guard negotiatedTLS13, peerKeyUpdates == 0, SSL_get_key_update_type(ssl) == SSL_KEY_UPDATE_NONE,
               let secret = applicationWriteSecret, let cipher = SSL_get_current_cipher(ssl),
-              let suite = TLS13RecordWriter.Suite(protocolID: SSL_CIPHER_get_protocol_id(cipher)),
-              let writer = try? TLS13RecordWriter(suite: suite, secret: secret, sequence: recordsOpenSSLSealed),
-              let openSSLKeys = try? TLS13RecordWriter(suite: suite, secret: secret, sequence: recordsOpenSSLSealed)
+              let suite = DTLSChunkCipherSuite(rawValue: SSL_CIPHER_get_protocol_id(cipher)),
+              let writer = try? TLS13RecordProtection(suite: suite, secret: secret, sequence: recordsOpenSSLSealed, sealing: true),
+              let openSSLKeys = try? TLS13RecordProtection(suite: suite, secret: secret, sequence: recordsOpenSSLSealed, sealing: false)
         else { return nil }
         recordWriter = writer
         openSSLRecordKeys = openSSLKeys
@@ -85,7 +62,7 @@ extension TLSEngine {
     }
 
     /// Seals `bytes` as application records of at most `recordContentLimit` each.
-    func sealRecords(_ bytes: UnsafeRawBufferPointer, with writer: TLS13RecordWriter) -> TransportError? {
+    func sealRecords(_ bytes: UnsafeRawBufferPointer, with writer: TLS13RecordProtection) -> TransportError? {
         // A KeyUpdate the peer asked for goes out before more application data (RFC 8446 section
         // 4.6.3). OpenSSL sends it from SSL_write, which is not called any more, so it is asked for
         // here; OpenSSL writes it, and the reseal puts it in sequence.
@@ -98,13 +75,13 @@ extension TLSEngine {
             while offset < bytes.count {
                 let count = min(recordContentLimit, bytes.count - offset)
                 let content = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
-                buffers.outboundUnits.append(try writer.seal(content, type: TLS13RecordWriter.applicationData))
+                buffers.outboundUnits.append(try writer.seal(content, type: TLS13RecordProtection.applicationData))
                 offset += count
             }
         } catch {
             return error
         }
-        if writer.sequence >= TLS13RecordWriter.recordsPerKey { try? updateKeys(requestPeer: false) }
+        if writer.sequence >= TLS13RecordProtection.recordsPerKey { try? updateKeys(requestPeer: false) }
         return resealFailure
     }
 
@@ -114,7 +91,7 @@ extension TLSEngine {
         guard let writer = recordWriter, let openSSLKeys = openSSLRecordKeys, let (content, type) = openSSLKeys.open(record) else { return nil }
         do {
             let sealed = try content.withUnsafeBytes { content throws(TransportError) in try writer.seal(content, type: type) }
-            if type == TLS13RecordWriter.handshake, Self.containsKeyUpdate(content) {
+            if type == TLS13RecordProtection.handshake, Self.containsKeyUpdate(content) {
                 try openSSLKeys.update()
                 try writer.update()
             }

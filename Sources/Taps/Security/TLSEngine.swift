@@ -43,7 +43,7 @@ final class TLSEngine {
     var ticketScope: [UInt8]?
 
     // Sealing application records here (TLSEngine+RecordSealing).
-    /// tls-sctp: TLS 1.3 application records are sealed with `TLS13RecordWriter` once the
+    /// tls-sctp: TLS 1.3 application records are sealed with `TLS13RecordProtection` once the
     /// handshake is done.
     let sealsApplicationRecords: Bool
     /// This end's application traffic secret from OpenSSL's key log, until the writer takes it.
@@ -54,8 +54,8 @@ final class TLSEngine {
     var sealingDeclined = false
     /// Seals this end's records; and the keys OpenSSL still seals its own alerts and KeyUpdates
     /// with, to open them before they are sealed again in sequence.
-    var recordWriter: TLS13RecordWriter?
-    var openSSLRecordKeys: TLS13RecordWriter?
+    var recordWriter: TLS13RecordProtection?
+    var openSSLRecordKeys: TLS13RecordProtection?
     /// Most content per record this end writes (`fitRecords`).
     var recordContentLimit = TLSEngine.recordPlaintextLimit
 
@@ -72,7 +72,7 @@ final class TLSEngine {
     ///   - checksPeerName: false validates the server's chain only, for a peer known by its
     ///     certificate's identity alone (the DTLS chunk's TLS 1.3 key management).
     ///   - sealsApplicationRecords: with `recordPerWrite`, TLS 1.3 application records are sealed
-    ///     by `TLS13RecordWriter` once the handshake is done (tls-sctp).
+    ///     by `TLS13RecordProtection` once the handshake is done (tls-sctp).
     init(context: TLSContext, serverName: String?, peerAddress: SocketAddress?, sessionKey: String?,
          recordPerWrite: Bool = false, offersCachedSession: Bool = true, checksPeerName: Bool = true,
          sealsApplicationRecords: Bool = false) throws(TransportError) {
@@ -160,6 +160,7 @@ final class TLSEngine {
         if status == 1 {
             if let verdict = serverTrustVerdict() { return verdict }
             handshakeComplete = true
+            if sealsApplicationRecords { SSL_set_msg_callback(ssl, nil) }  // the tickets are counted
             // Read now: a TLS 1.3 ticket arriving later replaces the session. A handshake on an
             // external PSK counts as reused in OpenSSL, but nothing was resumed.
             resumed = SSL_session_reused(ssl) == 1 && !(SSL_get_session(ssl).map(ExternalPSK.isExternal) ?? false)
@@ -398,6 +399,8 @@ final class TLSEngine {
         guard SSL_key_update(ssl, requestPeer ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) == 1 else {
             throw TLSContext.lastError(.invalidArgument, "KeyUpdate")
         }
+        // Keys OpenSSL moves on from before the writer takes over leave the sealing to OpenSSL.
+        if recordWriter == nil { sealingDeclined = true }
         // The message leaves with the next write or handshake call; this sends it now.
         if SSL_do_handshake(ssl) != 1 { ERR_clear_error() }
     }
