@@ -573,7 +573,7 @@ final class SCTPAssociation: SCTPPathOwner {
         var properties = MessageProperties()
         properties.sctpPayloadProtocolIdentifier = DTLSChunkPathFilter.keyManagementPPID
         // Key management goes before every application message still in our queue.
-        sending.enqueue(.message(SCTPSendQueue.Message(streamID: streamID, streamPriority: .min,
+        sending.enqueue(.message(SCTPSendQueue.Message(streamID: streamID, streamPriority: SCTPSendQueue.urgentPriority,
                                                        bytes: bytes, properties: properties, completion: completion)))
         scheduleFlush()
     }

@@ -17,9 +17,15 @@ struct SCTPSendQueue {
         var offset = 0
 
         /// Goes before `other`: a more important stream (connPriority), then a more important message
-        /// (msgPriority, RFC 9622 section 9.1.3.2); lower values first.
+        /// (msgPriority, RFC 9622 section 9.1.3.2); lower values first. Within one stream only
+        /// msgPriority reorders: a stream whose connPriority changed while messages wait keeps their
+        /// order (TLS records on a tls-sctp stream must not pass each other). Key management
+        /// (`urgentPriority`) goes before everything else all the same.
         func outranks(_ other: Message) -> Bool {
-            (streamPriority, properties.priority) < (other.streamPriority, other.properties.priority)
+            if streamID == other.streamID && streamPriority != SCTPSendQueue.urgentPriority {
+                return properties.priority < other.properties.priority
+            }
+            return (streamPriority, properties.priority) < (other.streamPriority, other.properties.priority)
         }
     }
 
@@ -31,6 +37,9 @@ struct SCTPSendQueue {
 
     enum Outcome { case drained, blocked, failed(TransportError) }
 
+    /// The stream priority of messages that go before all others (DTLS-chunk key management).
+    static let urgentPriority = Int.min
+
     private var entries: [Entry] = []
     private var head = 0
 
@@ -39,6 +48,13 @@ struct SCTPSendQueue {
 
     var isEmpty: Bool { head == entries.count }
     var count: Int { entries.count - head }
+    /// The waiting messages' streams and first bytes, in the order they go.
+    var waiting: [(streamID: UInt16, first: UInt8?)] {
+        entries[head...].compactMap { entry in
+            guard case .message(let message) = entry else { return nil }
+            return (message.streamID, message.bytes.first)
+        }
+    }
 
     /// Messages wait in priority order (`Message.outranks`), first come first among equals; one that
     /// usrsctp has taken in part, and stream resets, are never overtaken.
