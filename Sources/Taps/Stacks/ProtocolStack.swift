@@ -13,7 +13,7 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     public let roles: Set<Role>
     /// How much application data a Connection on this stack lets wait in user space, beyond what
     /// the kernel or usrsctp buffers, before `send` suspends (back-pressure). Chosen by measurement
-    /// (Docs/Benchmarks.md): 512 KB on TLS/TCP, 4 MB elsewhere.
+    /// (Docs/Benchmarks.md): 512 KB on TLS/TCP, 128 KB per stream on TLS/SCTP, 4 MB elsewhere.
     /// - TLS/TCP: at 4 MB the sender in taps-bench idled ~12 % of the time while its receiver worked
     ///   through a backlog; at 512 KB it never waits, as the C client never does. Against the C
     ///   baseline, medians of 6 alternating runs in three A/Bs: 0.79 / 0.89 / 0.91 at 4 MB, 1.07 /
@@ -22,6 +22,12 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
     ///   plain TCP's runs move by), so it keeps 4 MB.
     /// - SCTP: its send queue is where connPriority and msgPriority reorder what waits; a deeper
     ///   queue gives a more important message more to overtake.
+    /// - TLS/SCTP: what waits there is sealed records, which usrsctp copies into its own buffer
+    ///   when room frees. At 4 MB they had left the cache by then: usrsctp's copy of them cost
+    ///   2.7 times what it costs for plain sctp's messages, and the sender's CPU per MB was 1.44
+    ///   against sctp's 1.18 ms (perf, MTU 16384). At 128 KB per stream, 1 and 4 streams, that copy
+    ///   costs what it does on sctp and the sender 1.35 ms per MB, the difference being AES-GCM;
+    ///   256 KB was as good for one stream, not for four.
     public let sendHighWater: Int
     /// Why the stack lacks a feature that its layers would otherwise suggest, for selection's
     /// explanations (tls-sctp: RFC 3436 forbids unordered and limited-lifetime TLS records).
@@ -124,7 +130,7 @@ public struct ProtocolStack: Sendable, Hashable, CustomStringConvertible {
         name: "tls-sctp", layers: [.udp, .sctp, .tls],
         features: [.reliableTransfer, .orderedDelivery, .multistreaming, .fullChecksumSend, .fullChecksumReceive,
                    .congestionControl, .keepAlive, .activeReadBeforeSend],
-        security: .tls, roles: [.initiate, .listen],
+        security: .tls, roles: [.initiate, .listen], sendHighWater: 128 * 1024,
         restrictions: [
             FeatureRestriction(features: .perMessageReliability,
                                reason: "RFC 3436 section 4.3.2: TLS records on an SCTP stream must not be unordered or have limited lifetimes"),
