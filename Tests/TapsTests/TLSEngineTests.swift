@@ -110,14 +110,16 @@ final class TLSEngineTests: XCTestCase {
     // MARK: Records sealed by TLS13RecordProtection (tls-sctp)
 
     /// The writer seals every application record once the handshake is done, numbered after what
-    /// OpenSSL sealed itself (the server's two tickets), and OpenSSL reads them at the other end.
-    func testApplicationRecordsSealedByTheWriterAreReadByOpenSSL() throws {
+    /// OpenSSL sealed itself (the server's two tickets), and the reader at the other end opens them;
+    /// the tickets go on to OpenSSL, sealed again under the keys it reads with.
+    func testApplicationRecordsSealedByTheWriterAreOpenedByTheReader() throws {
         let (client, server) = try connectedPair(recordPerWrite: true, sealing: true)
         let sent = pattern(200_000)
         XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
         let writer = try XCTUnwrap(client.recordWriter, "the client's writer took over at its first write")
         XCTAssertEqual(writer.sequence, 13, "200,000 bytes are 13 records, numbered from 0")
-        XCTAssertTrue(Array(pass(from: client, to: server).joined()) == sent, "OpenSSL opened every record")
+        XCTAssertTrue(Array(pass(from: client, to: server).joined()) == sent, "the server opened every record")
+        XCTAssertEqual(try XCTUnwrap(server.recordReader, "the server's reader took over").sequence, 13)
 
         let reply = pattern(40_000)
         XCTAssertNil(reply.withUnsafeBytes { server.write($0) })
@@ -125,6 +127,35 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertEqual(server.recordsOpenSSLSealed, 2, "OpenSSL sealed the two tickets under the server's application keys")
         XCTAssertEqual(serverWriter.sequence, 2 + 3, "the reply's three records follow the tickets")
         XCTAssertTrue(Array(pass(from: server, to: client).joined()) == reply)
+        XCTAssertEqual(try XCTUnwrap(client.recordReader).sequence, 2 + 3, "the client's reader opened the tickets and the reply")
+        XCTAssertEqual(try XCTUnwrap(client.openSSLReadKeys).sequence, 2, "OpenSSL read the two tickets, sealed again for it")
+    }
+
+    /// A record split over two arrivals is opened once its end is there; a record changed on the
+    /// way fails the connection with a typed error and delivers nothing of it.
+    func testTheReaderJoinsASplitRecordAndRefusesATamperedOne() throws {
+        let (client, server) = try connectedPair(recordPerWrite: true, sealing: true)
+        let sent = pattern(10_000)
+        XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
+        var record: [UInt8] = []
+        client.drainOutbound { unit, _ in record += unit }
+        var received: [UInt8] = []
+        let first = record[..<4_000].withUnsafeBytes { server.feed($0, handshakeDone: {}) { received += $0 } }
+        guard case .ok = first else { return XCTFail("first part: \(first)") }
+        XCTAssertTrue(received.isEmpty, "nothing of a record before its end")
+        let second = record[4_000...].withUnsafeBytes { server.feed($0, handshakeDone: {}) { received += $0 } }
+        guard case .ok = second else { return XCTFail("second part: \(second)") }
+        XCTAssertTrue(received == sent)
+
+        XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
+        var tampered: [UInt8] = []
+        client.drainOutbound { unit, _ in tampered += unit }
+        tampered[100] ^= 0x01
+        received = []
+        let outcome = tampered.withUnsafeBytes { server.feed($0, handshakeDone: {}) { received += $0 } }
+        guard case .failed(let error) = outcome else { return XCTFail("a tampered record was read: \(outcome)") }
+        XCTAssertEqual(error.code, .protocolViolation)
+        XCTAssertTrue(received.isEmpty)
     }
 
     /// Against an end where OpenSSL seals everything, in both directions and across a KeyUpdate
@@ -143,6 +174,9 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
         XCTAssertTrue(Array(pass(from: client, to: server).joined()) == sent, "the client answered the update, then sent under its next keys")
         XCTAssertEqual(server.peerKeyUpdates, 1)
+        XCTAssertNil(server.recordReader, "OpenSSL opens the server's records")
+        XCTAssertEqual(try XCTUnwrap(client.recordReader, "the client's reader opened OpenSSL's records").sequence, 5,
+                       "the reply's five records, numbered under the server's next keys from its KeyUpdate on")
     }
 
     /// KeyUpdates either way (RFC 8446 section 4.6.3), the answers OpenSSL writes by itself, and

@@ -129,6 +129,8 @@ final class TLSSCTPTransferTests: XCTestCase {
         XCTAssertGreaterThan(largestBack, 16_000)
         let writers = try await [connection, serverSide].asyncMap { try await recordsSealedByTheWriter(of: $0) }
         XCTAssertEqual(writers.map { $0 > 0 }, [true, true], "both ends sealed their records with TLS13RecordProtection")
+        let readers = try await [connection, serverSide].asyncMap { try await recordsOpenedByTheReader(of: $0) }
+        XCTAssertEqual(readers.map { $0 > 0 }, [true, true], "both ends opened the peer's records with TLS13RecordProtection")
         await connection.abort()
         await listener.stop()
     }
@@ -141,6 +143,16 @@ final class TLSSCTPTransferTests: XCTestCase {
             }
         }
         return try XCTUnwrap(sealed, "no TLS layer on the connection")
+    }
+
+    /// The records a connection's reader opened (0: OpenSSL opens them).
+    private func recordsOpenedByTheReader(of connection: Connection) async throws -> UInt64 {
+        let opened = try await connection.loop.submit {
+            connection.assumeIsolated { connection in
+                connection.layer.layerChain.lazy.compactMap { ($0 as? TLSLayer)?.engine.recordReader?.sequence ?? 0 }.first
+            }
+        }
+        return try XCTUnwrap(opened, "no TLS layer on the connection")
     }
 
     /// The largest user message a connection's TLS layer took as input.

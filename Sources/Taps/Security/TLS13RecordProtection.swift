@@ -10,7 +10,10 @@ internal import COpenSSL
 final class TLS13RecordProtection {
     static let applicationData: UInt8 = 23
     static let handshake: UInt8 = 22
+    static let alert: UInt8 = 21
     static let headerLength = 5
+    /// The largest record a peer may send (section 5.2): 2^14 + 256 bytes after the header.
+    static let largestRecord = headerLength + (1 << 14) + 256
     /// Content type byte and AEAD tag: what a record adds to its content besides the header.
     static let overhead = 1 + DTLSChunkCipherSuite.tagLength
     /// Records per key before this end updates its keys, below AES-GCM's limit of 2^24.5 full-size
@@ -75,18 +78,31 @@ final class TLS13RecordProtection {
     /// Opens one whole record (header included) sealed under these keys at the next sequence
     /// number: its content and type, the padding removed. Nil when it does not authenticate.
     func open(_ record: UnsafeRawBufferPointer) -> (content: [UInt8], type: UInt8)? {
+        guard record.count >= Self.headerLength + Self.overhead else { return nil }
+        var type: UInt8 = 0
+        var inner = [UInt8](repeating: 0, count: record.count - Self.headerLength - DTLSChunkCipherSuite.tagLength)
+        let length = inner.withUnsafeMutableBytes { output in
+            open(record, into: output.baseAddress!).map { opened in
+                type = opened.type
+                return opened.count
+            }
+        }
+        guard let length else { return nil }
+        return (Array(inner[..<length]), type)
+    }
+
+    /// Opens one whole record into `output` (room for the record less header and tag): how long
+    /// its content is there, and its type. Nil when it does not authenticate or carries no type.
+    func open(_ record: UnsafeRawBufferPointer, into output: UnsafeMutableRawPointer) -> (count: Int, type: UInt8)? {
         guard record.count >= Self.headerLength + Self.overhead, record[0] == Self.applicationData,
               Int(record[3]) << 8 | Int(record[4]) == record.count - Self.headerLength else { return nil }
         let header = UnsafeRawBufferPointer(rebasing: record[..<Self.headerLength])
         let ciphertext = UnsafeRawBufferPointer(rebasing: record[Self.headerLength...])
-        var inner = [UInt8](repeating: 0, count: ciphertext.count - DTLSChunkCipherSuite.tagLength)
-        let opened = inner.withUnsafeMutableBytes { output in
-            cipher.open(sequence: sequence, header: header, ciphertext: ciphertext, into: output.baseAddress!)
-        }
-        guard opened else { return nil }
+        guard cipher.open(sequence: sequence, header: header, ciphertext: ciphertext, into: output) else { return nil }
         sequence += 1
         // TLSInnerPlaintext: content, type, zero padding (section 5.2).
+        let inner = UnsafeRawBufferPointer(start: output, count: ciphertext.count - DTLSChunkCipherSuite.tagLength)
         guard let typeIndex = inner.lastIndex(where: { $0 != 0 }) else { return nil }
-        return (Array(inner[..<typeIndex]), inner[typeIndex])
+        return (typeIndex, inner[typeIndex])
     }
 }

@@ -29,14 +29,18 @@ extension TLSEngine {
     }
 
     /// One line of OpenSSL's key log (NSS format: label, client random, secret in hex): keeps this
-    /// end's first application traffic secret.
+    /// end's and the peer's first application traffic secrets.
     func noteKeyLogLine(_ line: UnsafePointer<CChar>) {
-        guard sealsApplicationRecords, applicationWriteSecret == nil else { return }
-        let label = context.role == .client ? "CLIENT_TRAFFIC_SECRET_0 " : "SERVER_TRAFFIC_SECRET_0 "
-        guard strncmp(line, label, label.utf8.count) == 0, let space = strrchr(line, 0x20) else { return }
+        guard sealsApplicationRecords, let space = strrchr(line, 0x20) else { return }
+        let client = "CLIENT_TRAFFIC_SECRET_0 ", server = "SERVER_TRAFFIC_SECRET_0 "
+        let (ours, peers) = context.role == .client ? (client, server) : (server, client)
         // The hex digits where they lie: no String holds the secret.
-        let digits = UnsafeRawPointer(space + 1).assumingMemoryBound(to: UInt8.self)
-        applicationWriteSecret = Hex.decode(utf8: UnsafeBufferPointer(start: digits, count: strlen(space + 1)))
+        let secret = {
+            let digits = UnsafeRawPointer(space + 1).assumingMemoryBound(to: UInt8.self)
+            return Hex.decode(utf8: UnsafeBufferPointer(start: digits, count: strlen(space + 1)))
+        }
+        if applicationWriteSecret == nil, strncmp(line, ours, ours.utf8.count) == 0 { applicationWriteSecret = secret() }
+        if peerApplicationSecret == nil, strncmp(line, peers, peers.utf8.count) == 0 { peerApplicationSecret = secret() }
     }
 
     /// The writer, taking over on the first write after the handshake if it can; nil while OpenSSL seals.
@@ -102,7 +106,7 @@ extension TLSEngine {
     }
 
     /// Walks the handshake messages (type, 24-bit length, body) in one record's content.
-    private static func containsKeyUpdate(_ content: [UInt8]) -> Bool {
+    static func containsKeyUpdate(_ content: [UInt8]) -> Bool {
         var offset = 0
         while offset + 4 <= content.count {
             if content[offset] == keyUpdate { return true }

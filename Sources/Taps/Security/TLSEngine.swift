@@ -20,7 +20,7 @@ final class TLSEngine {
     /// The key this connection's session is cached under (client side: server name and port).
     let sessionKey: String?
     private(set) var handshakeComplete = false
-    private(set) var receivedCloseNotify = false
+    var receivedCloseNotify = false
     /// Whether the handshake resumed a session (CM).
     private(set) var resumed = false
 
@@ -58,6 +58,18 @@ final class TLSEngine {
     var openSSLRecordKeys: TLS13RecordProtection?
     /// Most content per record this end writes (`fitRecords`).
     var recordContentLimit = TLSEngine.recordPlaintextLimit
+
+    // Opening the peer's records here (TLSEngine+RecordOpening).
+    /// The peer's application traffic secret from OpenSSL's key log, until the reader takes it.
+    var peerApplicationSecret: [UInt8]?
+    /// OpenSSL keeps opening this connection's records.
+    var openingDeclined = false
+    /// Opens the peer's records; and the keys OpenSSL reads with, under which the records it must
+    /// see (tickets, KeyUpdates, alerts) are sealed again for it.
+    var recordReader: TLS13RecordProtection?
+    var openSSLReadKeys: TLS13RecordProtection?
+    /// The start of a record whose end has not arrived yet.
+    var partialInboundRecord: [UInt8] = []
 
     enum Progress { case needMoreData, complete, failed(TransportError) }
     enum ReadOutcome { case ok, closeNotify, failed(TransportError) }
@@ -119,6 +131,7 @@ final class TLSEngine {
     deinit {
         SSL_free(ssl)
         if var secret = applicationWriteSecret { OPENSSL_cleanse(&secret, secret.count) }
+        if var secret = peerApplicationSecret { OPENSSL_cleanse(&secret, secret.count) }
     }
 
     private func configureClient(serverName: String?, peerAddress: SocketAddress?, offersCachedSession: Bool, checksPeerName: Bool) throws(TransportError) {
@@ -225,6 +238,8 @@ final class TLSEngine {
             case .complete: handshakeDone()
             }
         }
+        if let reader = recordReaderTakingOver() { return openRecords(with: reader, deliver: deliver) }
+        openingDeclined = true  // OpenSSL reads from here on, so only it knows the record numbers
         while true {
             if let status = decryptArray(deliver: deliver) { return status }
         }
@@ -473,7 +488,7 @@ final class TLSEngine {
 
     /// Turns OpenSSL's verdict into a typed error: certificate problems first (the verify result
     /// says exactly what was wrong), then garbage on the wire, then the library's text.
-    private func classifyFailure(status: Int32, during operation: String) -> TransportError {
+    func classifyFailure(status: Int32, during operation: String) -> TransportError {
         if let callbackError {
             ERR_clear_error()
             return callbackError
