@@ -114,6 +114,7 @@ final class TLSEngineTests: XCTestCase {
     /// the tickets go on to OpenSSL, sealed again under the keys it reads with.
     func testApplicationRecordsSealedByTheWriterAreOpenedByTheReader() throws {
         let (client, server) = try connectedPair(recordPerWrite: true, sealing: true)
+        XCTAssertNil(server.recordReader, "no reading keys are derived before a record arrives")
         let sent = pattern(200_000)
         XCTAssertNil(sent.withUnsafeBytes { client.write($0) })
         let writer = try XCTUnwrap(client.recordWriter, "the client's writer took over at its first write")

@@ -8,8 +8,14 @@ internal import COpenSSL
 /// again under the keys OpenSSL reads with, in OpenSSL's own record numbering, and fed to it. A
 /// KeyUpdate moves both key schedules on once OpenSSL has read it (RFC 8446 sections 4.6.3, 7.2).
 extension TLSEngine {
-    /// The reader, keyed from the peer's application traffic secret when the handshake has just
-    /// completed and OpenSSL has read nothing under it; nil while OpenSSL opens the records.
+    /// The handshake is done and nothing has arrived since: the reader takes over with the first
+    /// record (or the end of the stream), so a stream that never reads derives no keys for it.
+    var readerAwaitsFirstRecord: Bool {
+        sealsApplicationRecords && !openingDeclined && recordReader == nil && buffers.inbound.isEmpty && !buffers.inboundEnded
+    }
+
+    /// The reader, keyed from the peer's application traffic secret once the handshake has
+    /// completed, while OpenSSL has read nothing under it; nil while OpenSSL opens the records.
     func recordReaderTakingOver() -> TLS13RecordProtection? {
         if let recordReader { return recordReader }
         guard sealsApplicationRecords, !openingDeclined, handshakeComplete else { return nil }

@@ -238,6 +238,7 @@ final class TLSEngine {
             case .complete: handshakeDone()
             }
         }
+        if readerAwaitsFirstRecord { return .ok }
         if let reader = recordReaderTakingOver() { return openRecords(with: reader, deliver: deliver) }
         openingDeclined = true  // OpenSSL reads from here on, so only it knows the record numbers
         while true {
