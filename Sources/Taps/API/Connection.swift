@@ -252,8 +252,8 @@ public actor Connection {
 
     /// Sends one message. Returns once the message is handed to the protocol stack; waits first while
     /// more than `sendHighWater` bytes wait to be written (back-pressure: 512 KB on TLS/TCP, 128 KB
-    /// on TLS/SCTP, 4 MB on the other stacks). A message whose `lifetime` passes while it waits is not sent and throws
-    /// (and emits `expired`).
+    /// on TLS/SCTP, 4 MB on the other stacks). A message whose `lifetime` passes while it waits is
+    /// not sent and throws (and emits `expired`).
     public func send(_ content: [UInt8], context: MessageContext = MessageContext()) async throws {
         var context = context
         context.messageID = nextMessageID

@@ -78,7 +78,7 @@ enum EngineBIO {
         }
 
         /// The whole length (header included) of the record starting at `offset`, once its header is there.
-        private static func recordLength(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Int? {
+        static func recordLength(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Int? {
             guard bytes.count - offset >= recordHeaderLength else { return nil }
             return recordHeaderLength + (Int(bytes[offset + 3]) << 8 | Int(bytes[offset + 4]))
         }

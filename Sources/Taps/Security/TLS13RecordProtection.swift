@@ -3,10 +3,10 @@ internal import COpenSSL
 /// One direction's TLS 1.3 record protection (RFC 8446 section 5.2) for sealing or for opening:
 /// the record keys of an application traffic secret (section 7.3) in a `RecordCipher` (BoringSSL's
 /// AEAD, the nonce of section 5.3), the implicit record number, and KeyUpdate (section 7.2). A
-/// tls-sctp engine seals its application records with one once the handshake is done, instead of
-/// OpenSSL 3.0, whose AES-GCM has no VAES code and which copies the plaintext into its own buffer
-/// first; a second one, for opening, follows the keys OpenSSL still writes its own alerts and
-/// KeyUpdates under, so that they are sealed again in sequence.
+/// tls-sctp engine seals and opens its application records with these once the handshake is done,
+/// instead of OpenSSL 3.0, whose AES-GCM has no VAES code and which copies each record through its
+/// own buffer; two more follow the keys OpenSSL writes and reads its own records (alerts, tickets,
+/// KeyUpdates) under, so that those are sealed again in sequence.
 final class TLS13RecordProtection {
     static let applicationData: UInt8 = 23
     static let handshake: UInt8 = 22

@@ -24,8 +24,7 @@ extension TLSEngine {
             if var secret = peerApplicationSecret { OPENSSL_cleanse(&secret, secret.count) }
             peerApplicationSecret = nil
         }
-        guard negotiatedTLS13, peerKeyUpdates == 0, let secret = peerApplicationSecret, let cipher = SSL_get_current_cipher(ssl),
-              let suite = DTLSChunkCipherSuite(rawValue: SSL_CIPHER_get_protocol_id(cipher)),
+        guard let suite = applicationRecordSuite, let secret = peerApplicationSecret,
               let reader = try? TLS13RecordProtection(suite: suite, secret: secret, sealing: false),
               let openSSLKeys = try? TLS13RecordProtection(suite: suite, secret: secret, sealing: true)
         else { return nil }
@@ -56,8 +55,7 @@ extension TLSEngine {
             var stop: RecordRunEnd = .incomplete
             let plaintext = [UInt8](unsafeUninitializedCapacity: max(1, input.count - offset)) { buffer, filled in
                 filled = 0
-                while input.count - offset >= TLS13RecordProtection.headerLength {
-                    let length = TLS13RecordProtection.headerLength + (Int(input[offset + 3]) << 8 | Int(input[offset + 4]))
+                while let length = EngineBIO.Buffers.recordLength(input, at: offset) {
                     guard input[offset] == TLS13RecordProtection.applicationData, length <= TLS13RecordProtection.largestRecord,
                           length >= TLS13RecordProtection.headerLength + TLS13RecordProtection.overhead else {
                         stop = .malformed(type: input[offset], length: length)

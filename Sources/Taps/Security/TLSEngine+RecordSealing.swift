@@ -4,10 +4,10 @@ import Glibc
 /// tls-sctp: TLS 1.3 application records sealed by `TLS13RecordProtection` (BoringSSL's AES-GCM, one
 /// pass from the application's bytes into the record that goes to SCTP) instead of OpenSSL 3.0,
 /// which seals at a third of that speed here and copies the plaintext first (Docs/Benchmarks.md).
-/// OpenSSL still runs the handshake, reads every record, and writes what it writes on its own after
-/// the handshake (alerts, KeyUpdate): each such record is opened with the keys OpenSSL used and
-/// sealed again by the writer, so the peer sees one sequence of records under one key schedule
-/// (RFC 8446 sections 5.3 and 7.2).
+/// OpenSSL still runs the handshake and writes what it writes on its own after the handshake
+/// (alerts, KeyUpdate): each such record is opened with the keys OpenSSL used and sealed again by
+/// the writer, so the peer sees one sequence of records under one key schedule (RFC 8446 sections
+/// 5.3 and 7.2). Reading is the mirror image (TLSEngine+RecordOpening).
 ///
 /// The writer takes over at the connection's first write, keyed from this end's application
 /// traffic secret (OpenSSL's key log) and numbered after the records OpenSSL already sealed under
@@ -53,9 +53,8 @@ extension TLSEngine {
             if var secret = applicationWriteSecret { OPENSSL_cleanse(&secret, secret.count) }
             applicationWriteSecret = nil
         }
-        guard negotiatedTLS13, peerKeyUpdates == 0, SSL_get_key_update_type(ssl) == SSL_KEY_UPDATE_NONE,
-              let secret = applicationWriteSecret, let cipher = SSL_get_current_cipher(ssl),
-              let suite = DTLSChunkCipherSuite(rawValue: SSL_CIPHER_get_protocol_id(cipher)),
+        guard SSL_get_key_update_type(ssl) == SSL_KEY_UPDATE_NONE, let suite = applicationRecordSuite,
+              let secret = applicationWriteSecret,
               let writer = try? TLS13RecordProtection(suite: suite, secret: secret, sequence: recordsOpenSSLSealed, sealing: true),
               let openSSLKeys = try? TLS13RecordProtection(suite: suite, secret: secret, sequence: recordsOpenSSLSealed, sealing: false)
         else { return nil }
@@ -63,6 +62,13 @@ extension TLSEngine {
         openSSLRecordKeys = openSSLKeys
         buffers.reseal = { [unowned self] record in self.resealOpenSSLRecord(record) }
         return writer
+    }
+
+    /// The suite `TLS13RecordProtection` protects this connection's records with, while it can know
+    /// their numbering: TLS 1.3, a suite it has, no KeyUpdate from the peer yet.
+    var applicationRecordSuite: DTLSChunkCipherSuite? {
+        guard negotiatedTLS13, peerKeyUpdates == 0, let cipher = SSL_get_current_cipher(ssl) else { return nil }
+        return DTLSChunkCipherSuite(rawValue: SSL_CIPHER_get_protocol_id(cipher))
     }
 
     /// Seals `bytes` as application records of at most `recordContentLimit` each.
